@@ -1,0 +1,287 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * vordr - the generic netlink family "vordr", expanded from defs.x.
+ *
+ * Every attribute is validated by the family policy (strict: unknown
+ * attributes, attributes only the kernel sends, out-of-range numbers and
+ * over-long strings are refused before a handler runs).  Mutations carry
+ * GENL_ADMIN_PERM: CAP_NET_ADMIN in the initial user namespace, since the
+ * rules apply to every namespace.  Nothing an unprivileged caller can send
+ * changes who receives events: they go to the multicast group only.
+ * Handlers run under genl_mutex; the rule table has its own writer lock.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/kernel.h>
+#include <linux/string.h>
+#include <net/genetlink.h>
+#include <net/netlink.h>
+
+#include "vordr.h"
+
+#ifndef VORDR_SCHEMA_CRC
+#error "VORDR_SCHEMA_CRC must be defined by the build (cksum of defs.x)"
+#endif
+
+#define VORDR_POL_IN_U8(lo, hi)		NLA_POLICY_RANGE(NLA_U8, lo, hi)
+#define VORDR_POL_IN_U16(lo, hi)	NLA_POLICY_RANGE(NLA_U16, lo, hi)
+#define VORDR_POL_IN_U32(lo, hi)	{ .type = NLA_U32 }
+#define VORDR_POL_IN_U64(lo, hi)	{ .type = NLA_U64 }
+#define VORDR_POL_IN_STRING(lo, hi)	{ .type = NLA_NUL_STRING, .len = (hi) }
+#define VORDR_POL_IN_BINARY(lo, hi)	{ .type = NLA_BINARY, .len = (hi) }
+#define VORDR_POL_OUT(lo, hi)		{ .type = NLA_REJECT }
+
+static const struct nla_policy vordr_policy[VORDR_A_MAX + 1] = {
+#define VORDR_ATTR(id, name, type, dir, lo, hi) \
+	[VORDR_A_##id] = VORDR_POL_##dir##_IF_##type(lo, hi),
+#define VORDR_POL_IN_IF_U8	VORDR_POL_IN_U8
+#define VORDR_POL_IN_IF_U16	VORDR_POL_IN_U16
+#define VORDR_POL_IN_IF_U32	VORDR_POL_IN_U32
+#define VORDR_POL_IN_IF_U64	VORDR_POL_IN_U64
+#define VORDR_POL_IN_IF_STRING	VORDR_POL_IN_STRING
+#define VORDR_POL_IN_IF_BINARY	VORDR_POL_IN_BINARY
+#define VORDR_POL_OUT_IF_U8	VORDR_POL_OUT
+#define VORDR_POL_OUT_IF_U16	VORDR_POL_OUT
+#define VORDR_POL_OUT_IF_U32	VORDR_POL_OUT
+#define VORDR_POL_OUT_IF_U64	VORDR_POL_OUT
+#define VORDR_POL_OUT_IF_STRING	VORDR_POL_OUT
+#define VORDR_POL_OUT_IF_BINARY	VORDR_POL_OUT
+#include "defs.x"
+};
+
+static struct genl_family vordr_family;
+
+static bool vordr_prot_known(u8 prot)
+{
+	switch (prot) {
+#define VORDR_CONST(group, id, value, ...) VORDR_PROT_CASE_##group(value)
+#define VORDR_PROT_CASE_PROT(value) case (value):
+#define VORDR_PROT_CASE_VALUE(value)
+#define VORDR_PROT_CASE_REASON(value)
+#define VORDR_PROT_CASE_DIR(value)
+#include "defs.x"
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* An absolute path with no empty, "." or ".." component: what d_path() prints. */
+static bool vordr_path_valid(const char *p)
+{
+	size_t n = strlen(p);
+
+	if (p[0] != '/' || strstr(p, "//") || strstr(p, "/./") || strstr(p, "/../"))
+		return false;
+	if ((n >= 2 && !strcmp(p + n - 2, "/.")) ||
+	    (n >= 3 && !strcmp(p + n - 3, "/..")))
+		return false;
+	return true;
+}
+
+static int vordr_nl_hello(struct sk_buff *skb, struct genl_info *info)
+{
+	struct sk_buff *msg;
+	void *hdr;
+
+	msg = genlmsg_new(NLMSG_DEFAULT_SIZE, GFP_KERNEL);
+	if (!msg)
+		return -ENOMEM;
+	hdr = genlmsg_put_reply(msg, info, &vordr_family, 0, VORDR_CMD_HELLO);
+	if (!hdr ||
+	    nla_put_u32(msg, VORDR_A_VERSION, vordr_family.version) ||
+	    nla_put_u32(msg, VORDR_A_SCHEMA, VORDR_SCHEMA_CRC)) {
+		nlmsg_free(msg);
+		return -EMSGSIZE;
+	}
+	genlmsg_end(msg, hdr);
+	return genlmsg_reply(msg, info);
+}
+
+static int vordr_nl_rule_add(struct sk_buff *skb, struct genl_info *info)
+{
+	struct nlattr **a = info->attrs;
+	const char *path;
+	u8 prot;
+	int err;
+
+	if (GENL_REQ_ATTR_CHECK(info, VORDR_A_PROT) ||
+	    GENL_REQ_ATTR_CHECK(info, VORDR_A_PATH) ||
+	    GENL_REQ_ATTR_CHECK(info, VORDR_A_VERDICT))
+		return -EINVAL;
+	prot = nla_get_u8(a[VORDR_A_PROT]);
+	if (!vordr_prot_known(prot)) {
+		NL_SET_ERR_MSG_ATTR(info->extack, a[VORDR_A_PROT], "unknown protocol");
+		return -EINVAL;
+	}
+	path = nla_data(a[VORDR_A_PATH]);
+	if (!vordr_path_valid(path)) {
+		NL_SET_ERR_MSG_ATTR(info->extack, a[VORDR_A_PATH],
+				    "path must be absolute and canonical");
+		return -EINVAL;
+	}
+	err = vordr_rule_add(prot, path, nla_get_u8(a[VORDR_A_VERDICT]));
+	if (err == -ENOSPC)
+		NL_SET_ERR_MSG(info->extack, "rule table is full (module parameter rules_max)");
+	return err;
+}
+
+static int vordr_nl_rule_del(struct sk_buff *skb, struct genl_info *info)
+{
+	struct nlattr **a = info->attrs;
+	bool any = !a[VORDR_A_PROT];
+	int err;
+
+	if (GENL_REQ_ATTR_CHECK(info, VORDR_A_PATH))
+		return -EINVAL;
+	err = vordr_rule_del(nla_data(a[VORDR_A_PATH]), any,
+			     any ? 0 : nla_get_u8(a[VORDR_A_PROT]));
+	if (err == -ENOENT)
+		NL_SET_ERR_MSG_ATTR(info->extack, a[VORDR_A_PATH], "no such rule");
+	return err;
+}
+
+static int vordr_nl_rule_clear(struct sk_buff *skb, struct genl_info *info)
+{
+	struct nlattr *v = info->attrs[VORDR_A_VERDICT];
+
+	vordr_rule_clear(!v, v ? nla_get_u8(v) : 0);
+	return 0;
+}
+
+static int vordr_nl_rule_list_start(struct netlink_callback *cb)
+{
+	/* One rule with the longest path must fit in an empty message. */
+	cb->min_dump_alloc = NLMSG_HDRLEN + GENL_HDRLEN + 4 * nla_total_size(1) +
+			     nla_total_size(PATH_MAX) + 3 * nla_total_size_64bit(8);
+	cb->args[0] = 0;
+	return 0;
+}
+
+static int vordr_nl_rule_list(struct sk_buff *skb, struct netlink_callback *cb)
+{
+	struct nlattr *v = genl_dumpit_info(cb)->attrs[VORDR_A_VERDICT];
+	struct vordr_rule_view rv;
+	u32 pos = cb->args[0];
+	void *hdr;
+	int err = 0;
+
+	rcu_read_lock();
+	for (; vordr_rule_next(&pos, !v, v ? nla_get_u8(v) : 0, &rv); pos++) {
+		hdr = genlmsg_put(skb, NETLINK_CB(cb->skb).portid,
+				  cb->nlh->nlmsg_seq, &vordr_family, NLM_F_MULTI,
+				  VORDR_CMD_RULE_LIST);
+		if (!hdr)
+			break;
+		if (nla_put_u8(skb, VORDR_A_PROT, rv.prot) ||
+		    nla_put_u8(skb, VORDR_A_VERDICT, rv.verdict) ||
+		    nla_put(skb, VORDR_A_PATH, rv.len + 1, rv.path) ||
+		    nla_put_u64_64bit(skb, VORDR_A_PACKETS, rv.packets, VORDR_A_PAD) ||
+		    nla_put_u64_64bit(skb, VORDR_A_BYTES, rv.bytes, VORDR_A_PAD) ||
+		    nla_put_u64_64bit(skb, VORDR_A_LASTHIT, rv.lasthit, VORDR_A_PAD)) {
+			genlmsg_cancel(skb, hdr);
+			break;
+		}
+		genlmsg_end(skb, hdr);
+	}
+	rcu_read_unlock();
+	/* Nothing fitted in an empty message: say so rather than loop. */
+	if (pos == cb->args[0] && skb->len == 0 && pos < vordr_rules_max)
+		err = -EMSGSIZE;
+	cb->args[0] = pos;
+	return err ? err : skb->len;
+}
+
+static int vordr_nl_flag_set(struct sk_buff *skb, struct genl_info *info)
+{
+	struct nlattr **a = info->attrs;
+	int err;
+
+	if (GENL_REQ_ATTR_CHECK(info, VORDR_A_FLAG) ||
+	    GENL_REQ_ATTR_CHECK(info, VORDR_A_VALUE))
+		return -EINVAL;
+	err = vordr_flag_set(nla_get_u16(a[VORDR_A_FLAG]),
+			     nla_get_u64(a[VORDR_A_VALUE]));
+	if (err == -EROFS) {
+		NL_SET_ERR_MSG_ATTR(info->extack, a[VORDR_A_FLAG], "flag is read-only");
+		return -EINVAL;
+	}
+	if (err)
+		NL_SET_ERR_MSG_ATTR(info->extack, a[VORDR_A_VALUE],
+				    "value not allowed for this flag");
+	return err;
+}
+
+static int vordr_nl_flag_get(struct sk_buff *skb, struct genl_info *info)
+{
+	struct sk_buff *msg;
+	u16 flag;
+	void *hdr;
+
+	if (GENL_REQ_ATTR_CHECK(info, VORDR_A_FLAG))
+		return -EINVAL;
+	flag = nla_get_u16(info->attrs[VORDR_A_FLAG]);
+	msg = genlmsg_new(NLMSG_DEFAULT_SIZE, GFP_KERNEL);
+	if (!msg)
+		return -ENOMEM;
+	hdr = genlmsg_put_reply(msg, info, &vordr_family, 0, VORDR_CMD_FLAG_GET);
+	if (!hdr ||
+	    nla_put_u16(msg, VORDR_A_FLAG, flag) ||
+	    nla_put_u64_64bit(msg, VORDR_A_VALUE, vordr_flag_get(flag),
+			      VORDR_A_PAD)) {
+		nlmsg_free(msg);
+		return -EMSGSIZE;
+	}
+	genlmsg_end(msg, hdr);
+	return genlmsg_reply(msg, info);
+}
+
+#define VORDR_PERM_ADMIN	GENL_ADMIN_PERM
+#define VORDR_PERM_ANYONE	0
+
+static const struct genl_ops vordr_ops[] = {
+#define VORDR_CMD(id, name, perm, kind) VORDR_OP_##kind(id, name, perm)
+#define VORDR_OP_DO(id, name, perm) { \
+	.cmd = VORDR_CMD_##id, \
+	.flags = VORDR_PERM_##perm, \
+	.doit = vordr_nl_##name, \
+},
+#define VORDR_OP_DUMP(id, name, perm) { \
+	.cmd = VORDR_CMD_##id, \
+	.flags = VORDR_PERM_##perm, \
+	.start = vordr_nl_##name##_start, \
+	.dumpit = vordr_nl_##name, \
+},
+#define VORDR_OP_EVENT(id, name, perm)
+#include "defs.x"
+};
+
+static const struct genl_multicast_group vordr_mcgrps[] = {
+#define VORDR_FAMILY(fname, fversion, group) { .name = group },
+#include "defs.x"
+};
+
+static struct genl_family vordr_family __ro_after_init = {
+#define VORDR_FAMILY(fname, fversion, group) .name = fname, .version = fversion,
+#include "defs.x"
+	.maxattr = VORDR_A_MAX,
+	.policy = vordr_policy,
+	/* Strict validation for every command: none predates this family. */
+	.resv_start_op = VORDR_CMD_MAX + 1,
+	.netnsok = true,
+	.module = THIS_MODULE,
+	.ops = vordr_ops,
+	.n_ops = ARRAY_SIZE(vordr_ops),
+	.mcgrps = vordr_mcgrps,
+	.n_mcgrps = ARRAY_SIZE(vordr_mcgrps),
+};
+
+int vordr_netlink_init(void)
+{
+	return genl_register_family(&vordr_family);
+}
+
+void vordr_netlink_exit(void)
+{
+	genl_unregister_family(&vordr_family);
+}

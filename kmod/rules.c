@@ -1,0 +1,328 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * vordr - the rule table.
+ *
+ * A fixed-capacity circular table of slots (capacity: the rules_max
+ * module parameter): a new rule takes the next free slot after the last
+ * one taken, wrapping around, so dumps walk the slots in a stable order.
+ * A hash index over the rule paths makes lookup one bucket walk whatever
+ * the number of rules.  A path ending in '/' is a directory rule and
+ * matches every executable below it.
+ *
+ * Readers (the packet path, dumps) use RCU only.  Writers (netlink
+ * handlers, process context) serialize on rules_lock, publish with
+ * rcu_assign_pointer()/hlist_add_head_rcu() and retire with call_rcu(); a
+ * published rule is never written again except its per-CPU counters.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/jhash.h>
+#include <linux/log2.h>
+#include <linux/mutex.h>
+#include <linux/percpu.h>
+#include <linux/random.h>
+#include <linux/rculist.h>
+#include <linux/slab.h>
+#include <linux/string.h>
+#include <linux/timekeeping.h>
+#include <linux/u64_stats_sync.h>
+#include <linux/vmalloc.h>
+
+#include "vordr.h"
+
+struct vordr_rule_stats {
+	u64_stats_t packets;
+	u64_stats_t bytes;
+	u64_stats_t lasthit;
+	struct u64_stats_sync syncp;
+};
+
+struct vordr_rule {
+	struct hlist_node node;		/* in rules_index, under RCU */
+	struct rcu_head rcu;
+	struct vordr_rule_stats __percpu *stats;
+	u32 hash;
+	u32 slot;
+	u8 prot;
+	u8 verdict;
+	u16 len;
+	char path[];
+};
+
+unsigned int vordr_rules_max = 16384;
+
+/* rules_lock guards every write to rules_slot, rules_index and the counts. */
+static DEFINE_MUTEX(rules_lock);
+static struct vordr_rule __rcu **rules_slot;	/* rules_max slots */
+static struct hlist_head *rules_index;		/* 1 << rules_bits buckets */
+static unsigned int rules_bits;
+static u32 rules_count;
+static u32 rules_cursor;	/* where the search for a free slot starts */
+static u32 rules_ndirs;		/* directory rules; read locklessly */
+static u32 rules_seed;
+
+u32 vordr_hash(const char *s, u16 len)
+{
+	return jhash(s, len, rules_seed);
+}
+
+static struct hlist_head *rules_bucket(u32 hash)
+{
+	return &rules_index[hash & ((1u << rules_bits) - 1)];
+}
+
+/*
+ * The best rule in one bucket for @path[0..len) and @prot: a rule naming
+ * the protocol beats an "any" rule.
+ */
+static const struct vordr_rule *rules_best(u32 hash, const char *path,
+					   u16 len, u8 prot)
+{
+	const struct vordr_rule *r, *any = NULL;
+
+	hlist_for_each_entry_rcu(r, rules_bucket(hash), node) {
+		if (r->hash != hash || r->len != len ||
+		    memcmp(r->path, path, len))
+			continue;
+		if (r->prot == prot)
+			return r;
+		if (r->prot == VORDR_PROT_ANY)
+			any = r;
+	}
+	return any;
+}
+
+/*
+ * The most specific rule for @id and @prot: the exact path, then the
+ * deepest directory holding it.  Under rcu_read_lock().
+ */
+const struct vordr_rule *vordr_rule_match(const struct vordr_ident *id, u8 prot)
+{
+	const struct vordr_rule *r;
+	int i;
+
+	r = rules_best(id->hash, id->path, id->len, prot);
+	if (r || !READ_ONCE(rules_ndirs))
+		return r;
+	for (i = id->ndirs - 1; i >= 0; i--) {
+		r = rules_best(id->dir_hash[i], id->path, id->dir_len[i], prot);
+		if (r)
+			return r;
+	}
+	return NULL;
+}
+
+/* Count a packet against @r and return its verdict. */
+u8 vordr_rule_hit(const struct vordr_rule *r, unsigned int bytes)
+{
+	struct vordr_rule_stats *s = this_cpu_ptr(r->stats);
+	unsigned long flags;
+
+	flags = u64_stats_update_begin_irqsave(&s->syncp);
+	u64_stats_inc(&s->packets);
+	u64_stats_add(&s->bytes, bytes);
+	u64_stats_set(&s->lasthit, ktime_get_real_seconds());
+	u64_stats_update_end_irqrestore(&s->syncp, flags);
+	return r->verdict;
+}
+
+static void rules_free_rcu(struct rcu_head *head)
+{
+	struct vordr_rule *r = container_of(head, struct vordr_rule, rcu);
+
+	free_percpu(r->stats);
+	kfree(r);
+}
+
+/* Unlink @r from the index and its slot; rules_lock held. */
+static void rules_retire(struct vordr_rule *r)
+{
+	lockdep_assert_held(&rules_lock);
+	hlist_del_rcu(&r->node);
+	RCU_INIT_POINTER(rules_slot[r->slot], NULL);
+	rules_count--;
+	if (r->path[r->len - 1] == '/')
+		WRITE_ONCE(rules_ndirs, rules_ndirs - 1);
+	call_rcu(&r->rcu, rules_free_rcu);
+}
+
+static struct vordr_rule *rules_find(u32 hash, const char *path, u16 len,
+				     u8 prot)
+{
+	struct vordr_rule *r;
+
+	hlist_for_each_entry_rcu(r, rules_bucket(hash), node,
+				 lockdep_is_held(&rules_lock))
+		if (r->hash == hash && r->prot == prot && r->len == len &&
+		    !memcmp(r->path, path, len))
+			return r;
+	return NULL;
+}
+
+int vordr_rule_add(u8 prot, const char *path, u8 verdict)
+{
+	size_t len = strlen(path);
+	struct vordr_rule *r, *old;
+	u32 i, slot = 0;
+	int err = 0, cpu;
+
+	if (len == 0 || len >= U16_MAX)
+		return -EINVAL;
+	r = kzalloc(struct_size(r, path, len + 1), GFP_KERNEL);
+	if (!r)
+		return -ENOMEM;
+	r->stats = alloc_percpu(struct vordr_rule_stats);
+	if (!r->stats) {
+		kfree(r);
+		return -ENOMEM;
+	}
+	for_each_possible_cpu(cpu)
+		u64_stats_init(&per_cpu_ptr(r->stats, cpu)->syncp);
+	memcpy(r->path, path, len + 1);
+	r->len = len;
+	r->prot = prot;
+	r->verdict = verdict;
+	r->hash = vordr_hash(path, len);
+
+	mutex_lock(&rules_lock);
+	old = rules_find(r->hash, path, len, prot);
+	if (old) {
+		/* Replace in place: same slot, the new rule's own counters. */
+		r->slot = old->slot;
+		hlist_replace_rcu(&old->node, &r->node);
+		rcu_assign_pointer(rules_slot[r->slot], r);
+		call_rcu(&old->rcu, rules_free_rcu);
+		goto out_unlock;
+	}
+	if (rules_count >= vordr_rules_max) {
+		err = -ENOSPC;
+		goto out_unlock;
+	}
+	for (i = 0; i < vordr_rules_max; i++) {
+		slot = (rules_cursor + i) % vordr_rules_max;
+		if (!rcu_access_pointer(rules_slot[slot]))
+			break;
+	}
+	r->slot = slot;
+	rules_cursor = (slot + 1) % vordr_rules_max;
+	rules_count++;
+	if (path[len - 1] == '/')
+		WRITE_ONCE(rules_ndirs, rules_ndirs + 1);
+	rcu_assign_pointer(rules_slot[slot], r);
+	hlist_add_head_rcu(&r->node, rules_bucket(r->hash));
+out_unlock:
+	mutex_unlock(&rules_lock);
+	if (err) {
+		free_percpu(r->stats);
+		kfree(r);
+	}
+	return err;
+}
+
+int vordr_rule_del(const char *path, bool any_prot, u8 prot)
+{
+	size_t len = strlen(path);
+	u32 hash = vordr_hash(path, len);
+	struct vordr_rule *r;
+	struct hlist_node *tmp;
+	int removed = 0;
+
+	mutex_lock(&rules_lock);
+	hlist_for_each_entry_safe(r, tmp, rules_bucket(hash), node) {
+		if (r->hash != hash || r->len != len ||
+		    memcmp(r->path, path, len) ||
+		    (!any_prot && r->prot != prot))
+			continue;
+		rules_retire(r);
+		removed++;
+	}
+	mutex_unlock(&rules_lock);
+	return removed ? 0 : -ENOENT;
+}
+
+/* Remove every rule (@all) or every rule with @verdict.  Skips none. */
+void vordr_rule_clear(bool all, u8 verdict)
+{
+	struct vordr_rule *r;
+	u32 i;
+
+	mutex_lock(&rules_lock);
+	for (i = 0; i < vordr_rules_max; i++) {
+		r = rcu_dereference_protected(rules_slot[i],
+					      lockdep_is_held(&rules_lock));
+		if (r && (all || r->verdict == verdict))
+			rules_retire(r);
+	}
+	mutex_unlock(&rules_lock);
+}
+
+bool vordr_rule_next(u32 *pos, bool all, u8 verdict, struct vordr_rule_view *v)
+{
+	const struct vordr_rule *r;
+	unsigned int start;
+	int cpu;
+
+	for (; *pos < vordr_rules_max; (*pos)++) {
+		r = rcu_dereference(rules_slot[*pos]);
+		if (!r || (!all && r->verdict != verdict))
+			continue;
+		v->prot = r->prot;
+		v->verdict = r->verdict;
+		v->len = r->len;
+		v->path = r->path;
+		v->packets = 0;
+		v->bytes = 0;
+		v->lasthit = 0;
+		for_each_possible_cpu(cpu) {
+			const struct vordr_rule_stats *s = per_cpu_ptr(r->stats, cpu);
+			u64 packets, bytes, last;
+
+			do {
+				start = u64_stats_fetch_begin(&s->syncp);
+				packets = u64_stats_read(&s->packets);
+				bytes = u64_stats_read(&s->bytes);
+				last = u64_stats_read(&s->lasthit);
+			} while (u64_stats_fetch_retry(&s->syncp, start));
+			v->packets += packets;
+			v->bytes += bytes;
+			v->lasthit = max(v->lasthit, last);
+		}
+		return true;
+	}
+	return false;
+}
+
+int vordr_rules_init(void)
+{
+	unsigned int i;
+
+	rules_bits = order_base_2(vordr_rules_max);
+	if (rules_bits < 4)
+		rules_bits = 4;
+	rules_slot = kvcalloc(vordr_rules_max, sizeof(*rules_slot), GFP_KERNEL);
+	if (!rules_slot)
+		return -ENOMEM;
+	rules_index = kvcalloc(1u << rules_bits, sizeof(*rules_index),
+			       GFP_KERNEL);
+	if (!rules_index) {
+		kvfree(rules_slot);
+		rules_slot = NULL;
+		return -ENOMEM;
+	}
+	for (i = 0; i < (1u << rules_bits); i++)
+		INIT_HLIST_HEAD(&rules_index[i]);
+	rules_seed = get_random_u32();
+	return 0;
+}
+
+/* Called after hooks and netlink are gone. */
+void vordr_rules_exit(void)
+{
+	vordr_rule_clear(true, 0);
+	/* rules_free_rcu is this module's code: wait for every callback. */
+	rcu_barrier();
+	kvfree(rules_index);
+	kvfree(rules_slot);
+	rules_index = NULL;
+	rules_slot = NULL;
+}
