@@ -33,6 +33,7 @@ enum vordr_flag {
 #include "defs.x"
 	__VORDR_FLAG_LAST
 };
+
 #define VORDR_FLAG_MAX (__VORDR_FLAG_LAST - 1)
 
 enum vordr_cmd {
@@ -41,6 +42,7 @@ enum vordr_cmd {
 #include "defs.x"
 	__VORDR_CMD_LAST
 };
+
 #define VORDR_CMD_MAX (__VORDR_CMD_LAST - 1)
 
 enum vordr_attr {
@@ -49,6 +51,7 @@ enum vordr_attr {
 #include "defs.x"
 	__VORDR_A_LAST
 };
+
 #define VORDR_A_MAX (__VORDR_A_LAST - 1)
 
 
