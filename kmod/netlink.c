@@ -266,8 +266,10 @@ static struct genl_family vordr_family __ro_after_init = {
 #include "defs.x"
 	.maxattr = VORDR_A_MAX,
 	.policy = vordr_policy,
-	/* Strict validation for every command: none predates this family. */
-	.resv_start_op = VORDR_CMD_MAX + 1,
+	/*
+	 * resv_start_op stays 0: every command is validated strictly, with
+	 * the header's reserved field checked (genl_family_rcv_msg()).
+	 */
 	.netnsok = true,
 	.module = THIS_MODULE,
 	.ops = vordr_ops,
