@@ -1,0 +1,45 @@
+// A minimal line console (node:readline): a `vordr> ` prompt with history,
+// the same parser and runner as command files, one line at a time.  An error
+// is printed and the console goes on; quit, disconnect or end of input leave.
+// The full blessed console replaces this later.
+
+import readline from 'node:readline';
+import type { Readable, Writable } from 'node:stream';
+import type { Output } from './grammar';
+import { describeLineError, type Runner } from './script';
+
+export const PROMPT = 'vordr> ';
+
+export interface ConsoleIo {
+  readonly input: Readable;
+  readonly output: Writable;
+  readonly err: Output;
+  /** Line editing and history; false for a pipe or a test stream. */
+  readonly terminal: boolean;
+}
+
+/** Resolves with the number of lines that failed. */
+export async function runConsole(io: ConsoleIo, runner: Runner): Promise<number> {
+  const rl = readline.createInterface({
+    input: io.input,
+    output: io.output,
+    prompt: PROMPT,
+    terminal: io.terminal,
+    historySize: 1000,
+    removeHistoryDuplicates: true,
+  });
+  let failed = 0;
+  rl.prompt();
+  for await (const line of rl) {
+    const r = await runner.runLine(line);
+    if (r.isErr()) {
+      failed++;
+      io.err.write(`error: ${describeLineError(r.error)}\n`);
+    } else if (r.value === 'stop') {
+      break;
+    }
+    rl.prompt();
+  }
+  rl.close();
+  return failed;
+}

@@ -1,0 +1,556 @@
+// The one command grammar (SPEC section 2), for the console, command files,
+// standard input and the rules file alike.
+//
+// A line is tokenized (double-quoted words may hold blanks; `#` at the start
+// of a word comments out the rest of the line), its first word picks an entry
+// of COMMANDS, and the entry's parse turns the remaining words into a Command.
+// The same entry's run carries the Command out against the kernel.
+//
+// Protocols, flags and flag values are words of the schema (vocab.ts), looked
+// up at run time; the command words (allow, clear, query...) are the
+// grammar's own.
+
+import { Result, ResultAsync, err, errAsync, ok, okAsync } from 'neverthrow';
+import { quote, ruleLine, sortRules } from './format';
+import { describeKernelError, type KernelError, type Kernel } from './kernel';
+import { GRAMMAR_WORDS, type Flag, type Vocab } from './vocab';
+
+// ---------------------------------------------------------------- tokens
+
+export interface Token {
+  readonly text: string;
+  readonly quoted: boolean;
+  /** 1-based column of the token's first character. */
+  readonly column: number;
+}
+
+export type ParseError =
+  | { kind: 'unterminated-quote'; column: number }
+  | { kind: 'stray-quote'; column: number }
+  | { kind: 'unknown-command'; word: string }
+  | { kind: 'missing-argument'; command: string; what: string; usage: readonly string[] }
+  | { kind: 'extra-arguments'; command: string; extra: string[]; hint?: string }
+  | { kind: 'relative-path'; path: string }
+  | { kind: 'bad-path'; path: string; why: string }
+  | { kind: 'unknown-protocol'; word: string; known: string[] }
+  | { kind: 'unknown-flag'; word: string; known: string[] }
+  | { kind: 'read-only-flag'; flag: string }
+  | { kind: 'bad-value'; flag: string; word: string; allowed: string[] }
+  | { kind: 'bad-argument'; command: string; word: string; expected: string }
+  | { kind: 'schema'; missing: string };
+
+export function describeParseError(e: ParseError): string {
+  switch (e.kind) {
+    case 'unterminated-quote':
+      return `unterminated quote starting at column ${e.column}; close the path with "`;
+    case 'stray-quote':
+      return `unexpected " at column ${e.column}; quote a whole word, like "/opt/My App/app"`;
+    case 'unknown-command':
+      return `unknown command '${e.word}'; 'help' lists the commands`;
+    case 'missing-argument':
+      return `${e.command}: missing ${e.what}; usage: ${e.usage.join(' | ')}`;
+    case 'extra-arguments':
+      return `${e.command}: extra arguments: ${e.extra.map(quote).join(' ')}${e.hint ? ` (${e.hint})` : ''}`;
+    case 'relative-path':
+      return `relative path ${quote(e.path)}; PATH must be absolute (start with /)`;
+    case 'bad-path':
+      return `bad path ${quote(e.path)}: ${e.why}`;
+    case 'unknown-protocol':
+      return `unknown protocol '${e.word}'; expected one of: ${e.known.join(', ')}`;
+    case 'unknown-flag':
+      return `unknown flag '${e.word}'; flags: ${e.known.join(', ')}`;
+    case 'read-only-flag':
+      return `flag ${e.flag} is read-only; read it with 'get ${e.flag}'`;
+    case 'bad-value':
+      return `bad value '${e.word}' for flag ${e.flag}; allowed: ${e.allowed.join(', ')}`;
+    case 'bad-argument':
+      return `${e.command}: unexpected '${e.word}'; expected ${e.expected}`;
+    case 'schema':
+      return `the module's schema has no ${e.missing}; rebuild the addon and the daemon from the same defs.x`;
+  }
+}
+
+/** Splits a line into words; `#` at the start of a word ends the line. */
+export function tokenize(line: string): Result<Token[], ParseError> {
+  const tokens: Token[] = [];
+  let i = 0;
+  const n = line.length;
+  const blank = (c: string | undefined) => c !== undefined && /\s/.test(c);
+  while (i < n) {
+    while (i < n && blank(line[i])) i++;
+    if (i >= n || line[i] === '#') break;
+    const start = i;
+    if (line[i] === '"') {
+      let text = '';
+      i++;
+      for (;;) {
+        if (i >= n) return err({ kind: 'unterminated-quote', column: start + 1 });
+        const c = line[i] as string;
+        if (c === '"') break;
+        if (c === '\\' && (line[i + 1] === '"' || line[i + 1] === '\\')) {
+          text += line[i + 1];
+          i += 2;
+          continue;
+        }
+        text += c;
+        i++;
+      }
+      i++;
+      if (i < n && !blank(line[i])) return err({ kind: 'stray-quote', column: i + 1 });
+      tokens.push({ text, quoted: true, column: start + 1 });
+    } else {
+      while (i < n && !blank(line[i])) {
+        if (line[i] === '"') return err({ kind: 'stray-quote', column: i + 1 });
+        i++;
+      }
+      tokens.push({ text: line.slice(start, i), quoted: false, column: start + 1 });
+    }
+  }
+  return ok(tokens);
+}
+
+// ---------------------------------------------------------------- commands
+
+export type Command =
+  | { kind: 'rule'; verdict: number; prot: number; path: string }
+  | { kind: 'mode'; value: number }
+  | { kind: 'clear-rule'; prot: number; path: string }
+  | { kind: 'clear-path'; path: string }
+  /** verdict undefined: every rule. */
+  | { kind: 'clear-verdict'; verdict: number | undefined }
+  | { kind: 'query'; verdict: number | undefined }
+  | { kind: 'set'; flag: string; id: number; value: number }
+  | { kind: 'get'; flag: string; id: number }
+  | { kind: 'stats' }
+  | { kind: 'save'; file: string | undefined }
+  | { kind: 'load'; file: string }
+  | { kind: 'help'; topic: string | undefined }
+  | { kind: 'disconnect' }
+  | { kind: 'quit' };
+
+export type RunError =
+  | KernelError
+  | { kind: 'unsupported'; what: string }
+  | { kind: 'no-rule'; path: string; prot: string | undefined }
+  | { kind: 'table-full' }
+  | { kind: 'io'; op: string; path: string; code: string; message: string }
+  | { kind: 'load-failed'; file: string; failed: number }
+  | { kind: 'recursive-load'; file: string }
+  | { kind: 'unrepresentable'; paths: string[] };
+
+export function describeRunError(e: RunError): string {
+  switch (e.kind) {
+    case 'unsupported':
+      return `${e.what} is not supported by this module yet`;
+    case 'no-rule':
+      return `no ${e.prot ? `${e.prot} ` : ''}rule for ${quote(e.path)}`;
+    case 'table-full':
+      return 'the rule table is full; clear some rules first';
+    case 'io':
+      return `cannot ${e.op} ${e.path}: ${e.message}`;
+    case 'load-failed':
+      return `${e.failed} line${e.failed === 1 ? '' : 's'} of ${e.file} failed`;
+    case 'recursive-load':
+      return `${e.file} is already being loaded; a file cannot load itself`;
+    case 'unrepresentable':
+      return `cannot write a path with a line break as a command: ${e.paths.map((p) => JSON.stringify(p)).join(', ')}`;
+    default:
+      return describeKernelError(e);
+  }
+}
+
+/** Where command output goes. */
+export interface Output {
+  write(text: string): unknown;
+}
+
+/** What a command runs against; script.ts provides it. */
+export interface Context {
+  readonly kernel: Kernel;
+  readonly vocab: Vocab;
+  readonly out: Output;
+  /** Writes the rules as a command file (script.ts: atomic). */
+  save(file: string | undefined): ResultAsync<string, RunError>;
+  /** Runs a command file through the same runner. */
+  load(file: string): ResultAsync<void, RunError>;
+}
+
+/** After a command, go on or stop the script/console. */
+export type Next = 'continue' | 'stop';
+
+export interface Entry<C extends Command = Command> {
+  readonly name: string;
+  readonly aliases: readonly string[];
+  readonly usage: readonly string[];
+  readonly summary: string;
+  parse(args: readonly Token[], v: Vocab): Result<C, ParseError>;
+  run(cmd: C, ctx: Context): ResultAsync<Next, RunError>;
+}
+
+const CONTINUE = (): Next => 'continue';
+
+// ---------------------------------------------------------------- argument helpers
+
+function schemaValue(v: Vocab, word: string): Result<number, ParseError> {
+  const n = v.value(word);
+  return n === undefined ? err({ kind: 'schema', missing: `value '${word}'` }) : ok(n);
+}
+
+function modeFlag(v: Vocab): Result<Flag, ParseError> {
+  const f = v.flag(GRAMMAR_WORDS.modeFlag);
+  return f === undefined ? err({ kind: 'schema', missing: `flag '${GRAMMAR_WORDS.modeFlag}'` }) : ok(f);
+}
+
+function isProtWord(t: Token, v: Vocab): boolean {
+  return !t.quoted && v.prot(t.text) !== undefined;
+}
+
+function protArg(t: Token, v: Vocab): Result<number, ParseError> {
+  const byName = t.quoted ? undefined : v.prot(t.text);
+  if (byName !== undefined) return ok(byName);
+  const attr = v.schema.attrs['prot'];
+  if (!t.quoted && /^\d+$/.test(t.text) && attr && Number(t.text) >= attr.lo && Number(t.text) <= attr.hi)
+    return ok(Number(t.text));
+  return err({ kind: 'unknown-protocol', word: t.text, known: v.protNames() });
+}
+
+function pathArg(t: Token, v: Vocab): Result<string, ParseError> {
+  const p = t.text;
+  if (p === '') return err({ kind: 'bad-path', path: p, why: 'it is empty' });
+  if (!p.startsWith('/')) return err({ kind: 'relative-path', path: p });
+  if (p.includes('\0')) return err({ kind: 'bad-path', path: p, why: 'it contains a NUL character' });
+  if (Buffer.byteLength(p) > v.pathMax)
+    return err({ kind: 'bad-path', path: p, why: `it is longer than ${v.pathMax} bytes` });
+  return ok(p);
+}
+
+function noMore(command: string, args: readonly Token[], from: number, hint?: string): Result<void, ParseError> {
+  if (args.length <= from) return ok(undefined);
+  const extra = args.slice(from).map((t) => t.text);
+  return err(hint ? { kind: 'extra-arguments', command, extra, hint } : { kind: 'extra-arguments', command, extra });
+}
+
+/** `[PROT] PATH` after allow/block/clear, at least one word. */
+function protPath(command: string, args: readonly Token[], v: Vocab): Result<{ prot: number | undefined; path: string }, ParseError> {
+  const [first, second] = args;
+  if (first === undefined) return err({ kind: 'missing-argument', command, what: 'PATH', usage: [`${command} [PROT] PATH`] });
+  if (second === undefined) {
+    if (isProtWord(first, v))
+      return err({ kind: 'missing-argument', command, what: `PATH after protocol '${first.text}'`, usage: [`${command} ${first.text} PATH`] });
+    return pathArg(first, v).map((path) => ({ prot: undefined, path }));
+  }
+  if (first.text.startsWith('/') && !isProtWord(first, v))
+    return noMore(command, args, 1, 'PROT comes before PATH').map(() => ({ prot: undefined, path: first.text }));
+  return protArg(first, v).andThen((prot) =>
+    pathArg(second, v).andThen((path) => noMore(command, args, 2).map(() => ({ prot, path }))),
+  );
+}
+
+// ---------------------------------------------------------------- run helpers
+
+function ignoreReply(): Next {
+  return 'continue';
+}
+
+function ruleRun(cmd: Extract<Command, { kind: 'rule' }>, ctx: Context): ResultAsync<Next, RunError> {
+  return ctx.kernel
+    .ruleAdd(cmd.prot, cmd.path, cmd.verdict)
+    .mapErr((e): RunError => (e.kind === 'kernel' && e.code === 'ENOSPC' ? { kind: 'table-full' } : e))
+    .map(ignoreReply);
+}
+
+function modeRun(cmd: Extract<Command, { kind: 'mode' }>, ctx: Context): ResultAsync<Next, RunError> {
+  const f = ctx.vocab.flag(GRAMMAR_WORDS.modeFlag);
+  if (!f) return errAsync({ kind: 'unsupported', what: `flag '${GRAMMAR_WORDS.modeFlag}'` });
+  return ctx.kernel.flagSet(f.id, cmd.value).map(ignoreReply);
+}
+
+/** `allow`/`block`: a rule with a path, the mode without. */
+function verdictEntry(word: typeof GRAMMAR_WORDS.allow | typeof GRAMMAR_WORDS.block, mode: string, meaning: string): Entry<Extract<Command, { kind: 'rule' | 'mode' }>> {
+  return {
+    name: word,
+    aliases: [],
+    usage: [`${word} [PROT] PATH`, word],
+    summary: `${word} PATH's traffic (PROT omitted: any); without PATH, set mode ${mode} (${meaning})`,
+    parse: (args, v) => {
+      if (args.length === 0)
+        return modeFlag(v).andThen(() => schemaValue(v, mode)).map((value) => ({ kind: 'mode' as const, value }));
+      return schemaValue(v, word).andThen((verdict) =>
+        protPath(word, args, v).andThen(({ prot, path }) =>
+          (prot === undefined ? schemaProt(v) : ok(prot)).map((p) => ({ kind: 'rule' as const, verdict, prot: p, path })),
+        ),
+      );
+    },
+    run: (cmd, ctx) => (cmd.kind === 'rule' ? ruleRun(cmd, ctx) : modeRun(cmd, ctx)),
+  };
+}
+
+function schemaProt(v: Vocab): Result<number, ParseError> {
+  const p = v.prot(GRAMMAR_WORDS.anyProt);
+  return p === undefined ? err({ kind: 'schema', missing: `protocol '${GRAMMAR_WORDS.anyProt}'` }) : ok(p);
+}
+
+const CLEAR_ALL = 'all';
+
+// ---------------------------------------------------------------- the table
+
+export const COMMANDS: readonly Entry[] = [
+  verdictEntry(GRAMMAR_WORDS.allow, GRAMMAR_WORDS.modeDisabled, 'every packet passes, nothing is enforced') as Entry,
+  verdictEntry(GRAMMAR_WORDS.block, GRAMMAR_WORDS.modeBlock, 'every packet is dropped') as Entry,
+  {
+    name: 'clear',
+    aliases: [],
+    usage: ['clear PROT PATH', 'clear PATH', `clear ${GRAMMAR_WORDS.allow}|${GRAMMAR_WORDS.block}|${CLEAR_ALL}`],
+    summary: 'remove one rule, every rule for PATH, or all allow/block/all rules',
+    parse: (args, v) => {
+      const [first] = args;
+      if (first === undefined)
+        return err({ kind: 'missing-argument', command: 'clear', what: 'what to clear', usage: COMMANDS_BY_NAME.get('clear')?.usage ?? [] });
+      if (!first.quoted && args.length === 1) {
+        if (first.text === CLEAR_ALL) return ok({ kind: 'clear-verdict', verdict: undefined });
+        if (first.text === GRAMMAR_WORDS.allow || first.text === GRAMMAR_WORDS.block)
+          return schemaValue(v, first.text).map((verdict) => ({ kind: 'clear-verdict', verdict }));
+        if (!first.text.startsWith('/') && !isProtWord(first, v))
+          return err({ kind: 'bad-argument', command: 'clear', word: first.text, expected: `PROT PATH, an absolute PATH, ${GRAMMAR_WORDS.allow}, ${GRAMMAR_WORDS.block} or ${CLEAR_ALL}` });
+      }
+      return protPath('clear', args, v).map(({ prot, path }): Command =>
+        prot === undefined ? { kind: 'clear-path', path } : { kind: 'clear-rule', prot, path },
+      );
+    },
+    run: (cmd, ctx) => {
+      switch (cmd.kind) {
+        case 'clear-rule':
+          return ctx.kernel
+            .ruleDel(cmd.path, cmd.prot)
+            .mapErr((e): RunError => (e.kind === 'kernel' && e.code === 'ENOENT' ? { kind: 'no-rule', path: cmd.path, prot: ctx.vocab.protName(cmd.prot) } : e))
+            .map(ignoreReply);
+        case 'clear-path':
+          return ctx.kernel
+            .ruleDel(cmd.path)
+            .mapErr((e): RunError => (e.kind === 'kernel' && e.code === 'ENOENT' ? { kind: 'no-rule', path: cmd.path, prot: undefined } : e))
+            .map(ignoreReply);
+        case 'clear-verdict':
+          return ctx.kernel.ruleClear(cmd.verdict).map(ignoreReply);
+        default:
+          return okAsync(CONTINUE());
+      }
+    },
+  },
+  {
+    name: 'enable',
+    aliases: [],
+    usage: ['enable'],
+    summary: `set mode ${GRAMMAR_WORDS.modeEnabled}: rules are enforced`,
+    parse: (args, v) =>
+      noMore('enable', args, 0).andThen(() =>
+        modeFlag(v).andThen(() => schemaValue(v, GRAMMAR_WORDS.modeEnabled)).map((value): Command => ({ kind: 'mode', value })),
+      ),
+    run: (cmd, ctx) => (cmd.kind === 'mode' ? modeRun(cmd, ctx) : okAsync(CONTINUE())),
+  },
+  {
+    name: 'query',
+    aliases: [],
+    usage: ['query', `query ${GRAMMAR_WORDS.allow}`, `query ${GRAMMAR_WORDS.block}`],
+    summary: "print the mode and the rules (all, or one verdict's) with their counters",
+    parse: (args, v) => {
+      const [first] = args;
+      if (first === undefined) return ok({ kind: 'query', verdict: undefined });
+      if (first.quoted || (first.text !== GRAMMAR_WORDS.allow && first.text !== GRAMMAR_WORDS.block))
+        return err({ kind: 'bad-argument', command: 'query', word: first.text, expected: `${GRAMMAR_WORDS.allow} or ${GRAMMAR_WORDS.block}` });
+      return noMore('query', args, 1).andThen(() => schemaValue(v, first.text)).map((verdict): Command => ({ kind: 'query', verdict }));
+    },
+    run: (cmd, ctx) => (cmd.kind === 'query' ? query(cmd.verdict, ctx) : okAsync(CONTINUE())),
+  },
+  {
+    name: 'set',
+    aliases: [],
+    usage: ['set FLAG VALUE'],
+    summary: "change a module flag ('help set' lists them)",
+    parse: (args, v) => {
+      const [name, value] = args;
+      if (name === undefined) return err({ kind: 'missing-argument', command: 'set', what: 'FLAG', usage: ['set FLAG VALUE'] });
+      const f = v.flag(name.text);
+      if (f === undefined) return err({ kind: 'unknown-flag', word: name.text, known: v.flagNames() });
+      if (!f.writable) return err({ kind: 'read-only-flag', flag: f.name });
+      if (value === undefined)
+        return err({ kind: 'missing-argument', command: 'set', what: `VALUE for flag ${f.name}`, usage: [`set ${f.name} ${f.allowed.join('|') || 'NUMBER'}`] });
+      return flagValue(f, value.text, v).andThen((n) =>
+        noMore('set', args, 2).map((): Command => ({ kind: 'set', flag: f.name, id: f.id, value: n })),
+      );
+    },
+    run: (cmd, ctx) => (cmd.kind === 'set' ? ctx.kernel.flagSet(cmd.id, cmd.value).map(ignoreReply) : okAsync(CONTINUE())),
+  },
+  {
+    name: 'get',
+    aliases: [],
+    usage: ['get FLAG'],
+    summary: "print a module flag ('help set' lists them)",
+    parse: (args, v) => {
+      const [name] = args;
+      if (name === undefined) return err({ kind: 'missing-argument', command: 'get', what: 'FLAG', usage: ['get FLAG'] });
+      const f = v.flag(name.text);
+      if (f === undefined) return err({ kind: 'unknown-flag', word: name.text, known: v.flagNames() });
+      return noMore('get', args, 1).map((): Command => ({ kind: 'get', flag: f.name, id: f.id }));
+    },
+    run: (cmd, ctx) => {
+      if (cmd.kind !== 'get') return okAsync(CONTINUE());
+      return ctx.kernel.flagGet(cmd.id).map((value) => {
+        ctx.out.write(`${cmd.flag}: ${flagValueName(ctx.vocab, cmd.flag, value)}\n`);
+        return CONTINUE();
+      });
+    },
+  },
+  {
+    name: 'stats',
+    aliases: [],
+    usage: ['stats'],
+    summary: 'per-application counters: packets and bytes allowed and blocked',
+    parse: (args) => noMore('stats', args, 0).map((): Command => ({ kind: 'stats' })),
+    run: () => errAsync({ kind: 'unsupported', what: 'stats' }),
+  },
+  {
+    name: 'save',
+    aliases: [],
+    usage: ['save [FILE]'],
+    summary: 'write the rules as a command file (default /etc/vordr/rules)',
+    parse: (args) => noMore('save', args, 1).map((): Command => ({ kind: 'save', file: args[0]?.text })),
+    run: (cmd, ctx) => (cmd.kind === 'save' ? ctx.save(cmd.file).map(CONTINUE) : okAsync(CONTINUE())),
+  },
+  {
+    name: 'load',
+    aliases: [],
+    usage: ['load FILE'],
+    summary: 'run a command file',
+    parse: (args) => {
+      const [file] = args;
+      if (file === undefined) return err({ kind: 'missing-argument', command: 'load', what: 'FILE', usage: ['load FILE'] });
+      return noMore('load', args, 1).map((): Command => ({ kind: 'load', file: file.text }));
+    },
+    run: (cmd, ctx) => (cmd.kind === 'load' ? ctx.load(cmd.file).map(CONTINUE) : okAsync(CONTINUE())),
+  },
+  {
+    name: 'help',
+    aliases: [],
+    usage: ['help [COMMAND]'],
+    summary: 'list the commands, or show how to use one',
+    parse: (args) => {
+      const [topic] = args;
+      if (topic !== undefined && !COMMANDS_BY_NAME.has(topic.text)) return err({ kind: 'unknown-command', word: topic.text });
+      return noMore('help', args, 1).map((): Command => ({ kind: 'help', topic: topic?.text }));
+    },
+    run: (cmd, ctx) => {
+      if (cmd.kind === 'help') ctx.out.write(help(cmd.topic, ctx.vocab));
+      return okAsync(CONTINUE());
+    },
+  },
+  {
+    name: 'disconnect',
+    aliases: ['bye'],
+    usage: ['disconnect', 'bye'],
+    summary: 'detach from the module and exit; the module keeps enforcing',
+    parse: (args) => noMore('disconnect', args, 0).map((): Command => ({ kind: 'disconnect' })),
+    run: () => okAsync<Next, RunError>('stop'),
+  },
+  {
+    name: 'quit',
+    aliases: [],
+    usage: ['quit'],
+    summary: 'leave the console (in a command file: stop reading it)',
+    parse: (args) => noMore('quit', args, 0).map((): Command => ({ kind: 'quit' })),
+    run: () => okAsync<Next, RunError>('stop'),
+  },
+];
+
+const COMMANDS_BY_NAME: ReadonlyMap<string, Entry> = new Map(
+  COMMANDS.flatMap((e) => [e.name, ...e.aliases].map((n) => [n, e] as const)),
+);
+
+// ---------------------------------------------------------------- flags
+
+function flagValue(f: Flag, word: string, v: Vocab): Result<number, ParseError> {
+  const allowed = f.allowed.length > 0 ? [...f.allowed] : ['a number'];
+  const bad = err<number, ParseError>({ kind: 'bad-value', flag: f.name, word, allowed });
+  const n = v.value(word) ?? (/^\d+$/.test(word) ? Number(word) : undefined);
+  if (n === undefined || !Number.isSafeInteger(n)) return bad;
+  if (f.allowedValues.length > 0 && !f.allowedValues.includes(n)) return bad;
+  return ok(n);
+}
+
+/** A writable flag's value by its canonical name; a read-only one as a number. */
+export function flagValueName(v: Vocab, flag: string, value: bigint): string {
+  const f = v.flag(flag);
+  if (!f || !f.writable || f.allowedValues.length === 0) return value.toString();
+  return v.valueName(value) ?? value.toString();
+}
+
+// ---------------------------------------------------------------- query, help
+
+function query(verdict: number | undefined, ctx: Context): ResultAsync<Next, RunError> {
+  const mode = ctx.vocab.flag(GRAMMAR_WORDS.modeFlag);
+  if (!mode) return errAsync({ kind: 'unsupported', what: `flag '${GRAMMAR_WORDS.modeFlag}'` });
+  return ctx.kernel
+    .flagGet(mode.id)
+    .andThen((value) => ctx.kernel.ruleList(verdict).map((rules) => ({ value, rules })))
+    .map(({ value, rules }) => {
+      const lines = [`${mode.name}: ${flagValueName(ctx.vocab, mode.name, value)}`];
+      for (const r of sortRules(rules)) lines.push(ruleLine(r, ctx.vocab));
+      ctx.out.write(lines.join('\n') + '\n');
+      return CONTINUE();
+    });
+}
+
+function flagHelp(v: Vocab): string[] {
+  return v.flagNames().map((name) => {
+    const f = v.flag(name) as Flag;
+    if (!f.writable) return `  ${name}  (read-only)`;
+    const words = f.allowed.map((a) => {
+      const c = v.schema.constants['value']?.[a];
+      const aliases = (c?.aliases ?? []).filter((x) => x !== a);
+      return aliases.length ? `${a} (${aliases.join(', ')})` : a;
+    });
+    const def = v.valueName(f.default);
+    return `  ${name}  ${words.join(' | ')}${def ? `  [default ${def}]` : ''}`;
+  });
+}
+
+export function help(topic: string | undefined, v: Vocab): string {
+  if (topic === undefined) {
+    const rows = COMMANDS.flatMap((e) => e.usage.map((u, i) => [u, i === 0 ? e.summary : ''] as const));
+    const width = Math.max(...rows.map(([u]) => u.length));
+    return [
+      'commands:',
+      ...rows.map(([u, s]) => (s ? `  ${u.padEnd(width)}  ${s}` : `  ${u}`)),
+      `PROT: ${v.protNames().join(', ')} (omitted: ${GRAMMAR_WORDS.anyProt}); PATH: absolute, "quoted" if it has blanks, ending in / for a directory`,
+      '',
+    ].join('\n');
+  }
+  const e = COMMANDS_BY_NAME.get(topic);
+  if (!e) return `unknown command '${topic}'\n`;
+  const lines = [...e.usage.map((u) => `usage: ${u}`), `  ${e.summary}`];
+  if (e.name === 'set' || e.name === 'get') lines.push('flags:', ...flagHelp(v));
+  if (e.name === GRAMMAR_WORDS.allow || e.name === GRAMMAR_WORDS.block || e.name === 'clear')
+    lines.push(`PROT: ${v.protNames().join(', ')}`);
+  return lines.join('\n') + '\n';
+}
+
+// ---------------------------------------------------------------- parsing a line
+
+export interface Parsed {
+  readonly command: Command;
+  readonly entry: Entry;
+}
+
+/** null for a blank or comment-only line. */
+export function parseLine(line: string, v: Vocab): Result<Parsed | null, ParseError> {
+  return tokenize(line).andThen((tokens): Result<Parsed | null, ParseError> => {
+    const [word, ...args] = tokens;
+    if (word === undefined) return ok(null);
+    const entry = word.quoted ? undefined : COMMANDS_BY_NAME.get(word.text);
+    if (!entry) return err({ kind: 'unknown-command', word: word.text });
+    return entry.parse(args, v).map((command) => ({ command, entry }));
+  });
+}
+
+export function runParsed(p: Parsed, ctx: Context): ResultAsync<Next, RunError> {
+  return p.entry.run(p.command, ctx);
+}

@@ -1,0 +1,201 @@
+// A thin typed wrapper over the addon's Connection: one method per netlink
+// command, ResultAsync everywhere, kernel errors as a discriminated union.
+//
+// The command and attribute names below are the addon's contract (they are
+// defs.x's names); connect() checks that the addon's schema has every one of
+// them, so a renamed entry in defs.x fails loudly here, not at the first use.
+
+import os from 'node:os';
+import { ResultAsync, errAsync, okAsync } from 'neverthrow';
+import type { Addon, AttrValue, Connection, Message, Schema } from './addon';
+
+export type KernelError =
+  | { kind: 'not-loaded' }
+  | {
+      kind: 'schema-mismatch';
+      module: { version: number; schema: number };
+      daemon: { version: number; schema: number };
+    }
+  | { kind: 'permission'; command: string; message: string }
+  | { kind: 'kernel'; command: string; errno: number; code: string; message: string; attr?: string }
+  /** The addon refused the arguments (TypeError): a bug in the daemon. */
+  | { kind: 'bad-request'; command: string; message: string }
+  /** The addon's schema lacks a command or attribute the daemon uses. */
+  | { kind: 'addon-mismatch'; missing: string[] };
+
+export interface Rule {
+  prot: number;
+  path: string;
+  verdict: number;
+  packets: bigint;
+  bytes: bigint;
+  /** Unix seconds of the last packet, 0 = never. */
+  lasthit: bigint;
+}
+
+const COMMANDS = ['hello', 'rule_add', 'rule_del', 'rule_clear', 'rule_list', 'flag_set', 'flag_get'] as const;
+const ATTRS = ['version', 'schema', 'prot', 'path', 'verdict', 'flag', 'value', 'packets', 'bytes', 'lasthit'] as const;
+type CommandName = (typeof COMMANDS)[number];
+type AttrName = (typeof ATTRS)[number];
+
+export const PERMISSION_MESSAGE = 'changing rules needs root or CAP_NET_ADMIN';
+
+export function describeKernelError(e: KernelError): string {
+  switch (e.kind) {
+    case 'not-loaded':
+      return "the vordr kernel module is not loaded; load it with 'modprobe vordr' (or 'insmod kmod/vordr.ko')";
+    case 'schema-mismatch':
+      return `module built from another schema version (module: version ${e.module.version} schema ${hex(e.module.schema)}, daemon: version ${e.daemon.version} schema ${hex(e.daemon.schema)}); rebuild/reload it`;
+    case 'permission':
+      return e.message;
+    case 'kernel':
+      return `${e.command}: ${e.message || e.code}${e.message && e.code && !e.message.includes(e.code) ? ` (${e.code})` : ''}${e.attr ? ` [attribute ${e.attr}]` : ''}`;
+    case 'bad-request':
+      return `${e.command}: the addon rejected the request: ${e.message} (a vordr bug; please report it)`;
+    case 'addon-mismatch':
+      return `the native addon's schema lacks ${e.missing.join(', ')}; rebuild the addon and the daemon from the same defs.x`;
+  }
+}
+
+function hex(n: number): string {
+  return `0x${(n >>> 0).toString(16).padStart(8, '0')}`;
+}
+
+function toKernelError(command: string, e: unknown): KernelError {
+  const x = (e ?? {}) as { errno?: unknown; code?: unknown; message?: unknown; attr?: unknown };
+  const errno = typeof x.errno === 'number' ? Math.abs(x.errno) : 0;
+  const code = typeof x.code === 'string' ? x.code : '';
+  const message = typeof x.message === 'string' ? x.message : String(e);
+  if (code === 'EPERM' || errno === os.constants.errno.EPERM)
+    return { kind: 'permission', command, message: PERMISSION_MESSAGE };
+  return {
+    kind: 'kernel',
+    command,
+    errno,
+    code,
+    message,
+    ...(typeof x.attr === 'string' ? { attr: x.attr } : {}),
+  };
+}
+
+export class Kernel {
+  private constructor(
+    private readonly conn: Connection,
+    private readonly schema: Schema,
+  ) {}
+
+  /** Opens the family and checks the module was built from our defs.x. */
+  static connect(addon: Addon): ResultAsync<Kernel, KernelError> {
+    const missing = [
+      ...COMMANDS.filter((c) => !(c in addon.schema.commands)).map((c) => `command ${c}`),
+      ...ATTRS.filter((a) => !(a in addon.schema.attrs)).map((a) => `attribute ${a}`),
+    ];
+    if (missing.length > 0) return errAsync({ kind: 'addon-mismatch', missing });
+    let opening: Promise<Connection>;
+    try {
+      opening = addon.open();
+    } catch (e) {
+      return errAsync(toKernelError('open', e));
+    }
+    return ResultAsync.fromPromise(opening, (e): KernelError => {
+      const x = (e ?? {}) as { code?: unknown; errno?: unknown };
+      if (x.code === 'ENOENT' || (typeof x.errno === 'number' && Math.abs(x.errno) === os.constants.errno.ENOENT))
+        return { kind: 'not-loaded' };
+      return toKernelError('open', e);
+    }).andThen((conn) => {
+      const k = new Kernel(conn, addon.schema);
+      return k.hello().orElse((e) => {
+        k.close();
+        return errAsync(e);
+      });
+    });
+  }
+
+  close(): void {
+    try {
+      this.conn.close();
+    } catch {
+      // Closing twice or after the module went away is not an error worth reporting.
+    }
+  }
+
+  private call(command: CommandName, attrs?: Partial<Record<AttrName, number | bigint | string>>): ResultAsync<Message[], KernelError> {
+    let wire: Message | undefined;
+    if (attrs) {
+      wire = {};
+      for (const [name, v] of Object.entries(attrs)) {
+        if (v === undefined) continue;
+        wire[name] = this.encode(name, v);
+      }
+    }
+    let pending: Promise<Message[]>;
+    try {
+      pending = wire ? this.conn.request(command, wire) : this.conn.request(command);
+    } catch (e) {
+      return errAsync({ kind: 'bad-request', command, message: e instanceof Error ? e.message : String(e) });
+    }
+    return ResultAsync.fromPromise(pending, (e) => toKernelError(command, e));
+  }
+
+  /** u64 attributes travel as bigint, the others as number (types from the schema). */
+  private encode(name: string, v: number | bigint | string): AttrValue {
+    const type = this.schema.attrs[name]?.type;
+    if (type === 'u64' && typeof v === 'number') return BigInt(v);
+    if (type !== 'u64' && typeof v === 'bigint') return Number(v);
+    return v;
+  }
+
+  private hello(): ResultAsync<Kernel, KernelError> {
+    return this.call('hello').andThen((replies) => {
+      const r = replies[0] ?? {};
+      const module = { version: num(r['version']), schema: num(r['schema']) >>> 0 };
+      const daemon = { version: this.schema.family.version, schema: this.schema.family.schemaCrc >>> 0 };
+      if (module.version !== daemon.version || module.schema !== daemon.schema)
+        return errAsync<Kernel, KernelError>({ kind: 'schema-mismatch', module, daemon });
+      return okAsync<Kernel, KernelError>(this);
+    });
+  }
+
+  ruleAdd(prot: number, path: string, verdict: number): ResultAsync<void, KernelError> {
+    return this.call('rule_add', { prot, path, verdict }).map(() => undefined);
+  }
+
+  /** Without prot, removes every rule for path. */
+  ruleDel(path: string, prot?: number): ResultAsync<void, KernelError> {
+    return this.call('rule_del', prot === undefined ? { path } : { path, prot }).map(() => undefined);
+  }
+
+  /** Without verdict, removes every rule. */
+  ruleClear(verdict?: number): ResultAsync<void, KernelError> {
+    return this.call('rule_clear', verdict === undefined ? undefined : { verdict }).map(() => undefined);
+  }
+
+  ruleList(verdict?: number): ResultAsync<Rule[], KernelError> {
+    return this.call('rule_list', verdict === undefined ? undefined : { verdict }).map((replies) =>
+      replies.map((r) => ({
+        prot: num(r['prot']),
+        path: typeof r['path'] === 'string' ? r['path'] : String(r['path'] ?? ''),
+        verdict: num(r['verdict']),
+        packets: big(r['packets']),
+        bytes: big(r['bytes']),
+        lasthit: big(r['lasthit']),
+      })),
+    );
+  }
+
+  flagSet(flag: number, value: number | bigint): ResultAsync<void, KernelError> {
+    return this.call('flag_set', { flag, value }).map(() => undefined);
+  }
+
+  flagGet(flag: number): ResultAsync<bigint, KernelError> {
+    return this.call('flag_get', { flag }).map((replies) => big(replies[0]?.['value']));
+  }
+}
+
+function num(v: AttrValue | undefined): number {
+  return typeof v === 'number' ? v : typeof v === 'bigint' ? Number(v) : 0;
+}
+
+function big(v: AttrValue | undefined): bigint {
+  return typeof v === 'bigint' ? v : typeof v === 'number' ? BigInt(v) : 0n;
+}
