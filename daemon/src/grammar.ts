@@ -306,6 +306,11 @@ export const COMMANDS: readonly Entry[] = [
       const [first] = args;
       if (first === undefined)
         return err({ kind: 'missing-argument', command: 'clear', what: 'what to clear', usage: COMMANDS_BY_NAME.get('clear')?.usage ?? [] });
+      const keyword = !first.quoted && [CLEAR_ALL, GRAMMAR_WORDS.allow, GRAMMAR_WORDS.block].includes(first.text);
+      if (keyword && !isProtWord(first, v)) {
+        const more = noMore('clear', args, 1);
+        if (more.isErr()) return err(more.error);
+      }
       if (!first.quoted && args.length === 1) {
         if (first.text === CLEAR_ALL) return ok({ kind: 'clear-verdict', verdict: undefined });
         if (first.text === GRAMMAR_WORDS.allow || first.text === GRAMMAR_WORDS.block)

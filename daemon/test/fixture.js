@@ -1,0 +1,219 @@
+'use strict';
+// Test support for test/unit/daemon*.test.js.
+//
+// schema(): the real addon.schema once addon/build/Release/vordr.node is
+// built; until then, the same shape read from defs.x here, so the daemon's
+// tests exercise the names and numbers of the one schema either way.
+//
+// fakeAddon(): an addon whose Connection keeps rules and flags in memory and
+// records every request.  It only unit-tests the daemon's own logic
+// (ordering, error collection, output format, exit status); the real module
+// is exercised end to end in the VM tests.
+
+const fs = require('node:fs');
+const path = require('node:path');
+
+const ROOT = path.join(__dirname, '..', '..');
+const ADDON_BINARY = path.join(ROOT, 'addon', 'build', 'Release', 'vordr.node');
+
+function addonBuilt() {
+  return fs.existsSync(ADDON_BINARY);
+}
+
+/** The schema from defs.x, in the shape the addon exports. */
+function schemaFromDefs() {
+  const text = fs.readFileSync(path.join(ROOT, 'defs.x'), 'utf8')
+    .replace(/\/\*[\s\S]*?\*\//g, '')
+    .replace(/^#.*$/gm, '');
+  const calls = [];
+  const re = /VORDR_(FAMILY|CONST|FLAG|CMD|ATTR)\(([^;]*?)\)\s*(?=VORDR_|$)/g;
+  for (const m of text.matchAll(re)) calls.push([m[1], splitArgs(m[2])]);
+  const schema = { family: null, commands: {}, attrs: {}, constants: {}, flags: {} };
+  const consts = [];
+  for (const [kind, a] of calls) {
+    if (kind === 'CONST') {
+      const [group, id, value, ...names] = a;
+      const g = group.toLowerCase();
+      const c = { value: Number(value), aliases: names.map(unquote) };
+      (schema.constants[g] ??= {})[c.aliases[0]] = c;
+      consts.push({ group, id, c });
+    }
+  }
+  const valueOf = (id) => consts.find((x) => x.group === 'VALUE' && x.id === id).c.value;
+  const vals = (expr) => {
+    const ids = [...expr.matchAll(/VORDR_V\((\w+)\)/g)].map((m) => m[1]);
+    return consts.filter((x) => x.group === 'VALUE' && ids.includes(x.id)).map((x) => x.c.aliases[0]);
+  };
+  let flagId = 0, cmdId = 0, attrId = 0;
+  for (const [kind, a] of calls) {
+    if (kind === 'FAMILY') {
+      schema.family = { name: unquote(a[0]), version: Number(a[1]), group: unquote(a[2]), schemaCrc: 0x12345678 };
+    } else if (kind === 'FLAG') {
+      const [, name, access, def, allowed] = a;
+      const d = /VORDR_VAL\((\w+)\)/.exec(def);
+      schema.flags[name] = { id: ++flagId, writable: access === 'RW', default: d ? valueOf(d[1]) : Number(def), allowed: vals(allowed) };
+    } else if (kind === 'CMD') {
+      const [, name, perm, k] = a;
+      schema.commands[name] = { id: ++cmdId, admin: perm === 'ADMIN', kind: k.toLowerCase() };
+    }
+  }
+  const bound = (e) => {
+    const d = /VORDR_VAL\((\w+)\)/.exec(e);
+    if (d) return valueOf(d[1]);
+    if (e === 'VORDR_FLAG_MAX') return flagId;
+    return Number(e);
+  };
+  for (const [kind, a] of calls) {
+    if (kind !== 'ATTR') continue;
+    const [, name, type, dir, lo, hi] = a;
+    schema.attrs[name] = { id: ++attrId, type: type.toLowerCase(), input: dir === 'IN', lo: bound(lo), hi: bound(hi) };
+  }
+  return schema;
+}
+
+function splitArgs(s) {
+  const out = [];
+  let depth = 0, cur = '';
+  for (const ch of s) {
+    if (ch === '(') depth++;
+    if (ch === ')') depth--;
+    if (ch === ',' && depth === 0) { out.push(cur.trim()); cur = ''; continue; }
+    cur += ch;
+  }
+  out.push(cur.trim());
+  return out;
+}
+
+function unquote(s) {
+  return s.replace(/^"|"$/g, '');
+}
+
+let cached;
+/** The real addon.schema when the addon is built (and then nothing else). */
+function schema() {
+  if (cached) return cached;
+  cached = addonBuilt() ? require(path.join(ROOT, 'addon')).schema : schemaFromDefs();
+  return cached;
+}
+
+function kernelError(errno, code, message, attr) {
+  const e = new Error(message);
+  e.errno = errno;
+  e.code = code;
+  if (attr) e.attr = attr;
+  return e;
+}
+
+const INT_TYPES = new Set(['u8', 'u16', 'u32', 'u64']);
+
+/**
+ * A fake addon.  options:
+ *   notLoaded       open() rejects with ENOENT
+ *   helloSchema     the schema crc the "module" reports
+ *   unprivileged    admin commands reject with EPERM
+ *   fail            { [command]: Error } a rejection for that command
+ *   capacity        the number of rules before ENOSPC
+ */
+function fakeAddon(options = {}) {
+  const s = options.schema ?? schema();
+  const calls = [];
+  const rules = new Map(); // `${prot} ${path}` -> rule
+  const flags = new Map(Object.entries(s.flags).map(([, f]) => [f.id, BigInt(f.default)]));
+  const value = (name) => s.constants.value[name].value;
+  let clock = 1;
+
+  const connection = {
+    closed: false,
+    request(command, attrs) {
+      const c = s.commands[command];
+      if (!c || c.kind === 'event') throw new TypeError(`unknown command '${command}'`);
+      for (const [name, v] of Object.entries(attrs ?? {})) {
+        const a = s.attrs[name];
+        if (!a || !a.input) throw new TypeError(`attribute '${name}' cannot be sent`);
+        if (a.type === 'u64' ? typeof v !== 'bigint' && typeof v !== 'number' : INT_TYPES.has(a.type) ? typeof v !== 'number' : a.type === 'string' && typeof v !== 'string')
+          throw new TypeError(`attribute '${name}' has the wrong type`);
+      }
+      calls.push({ command, attrs: attrs ? { ...attrs } : undefined });
+      if (options.fail?.[command]) return Promise.reject(options.fail[command]);
+      if (c.admin && options.unprivileged) return Promise.reject(kernelError(1, 'EPERM', 'Operation not permitted'));
+      return Promise.resolve(handle(command, attrs ?? {}));
+    },
+    subscribe() {},
+    unsubscribe() {},
+    close() {
+      connection.closed = true;
+    },
+  };
+
+  function handle(command, a) {
+    switch (command) {
+      case 'hello':
+        return [{ version: s.family.version, schema: options.helloSchema ?? s.family.schemaCrc }];
+      case 'rule_add': {
+        const key = `${a.prot} ${a.path}`;
+        if (!rules.has(key) && rules.size >= (options.capacity ?? Infinity)) throw kernelError(28, 'ENOSPC', 'rule table full');
+        rules.set(key, { prot: a.prot, path: a.path, verdict: a.verdict, packets: 0n, bytes: 0n, lasthit: 0n, order: clock++ });
+        return [];
+      }
+      case 'rule_del': {
+        let n = 0;
+        for (const [k, r] of rules) if (r.path === a.path && (a.prot === undefined || r.prot === a.prot)) { rules.delete(k); n++; }
+        if (n === 0) throw kernelError(2, 'ENOENT', 'no such rule');
+        return [];
+      }
+      case 'rule_clear':
+        for (const [k, r] of rules) if (a.verdict === undefined || r.verdict === a.verdict) rules.delete(k);
+        return [];
+      case 'rule_list':
+        return [...rules.values()]
+          .filter((r) => a.verdict === undefined || r.verdict === a.verdict)
+          .map(({ order, ...r }) => ({ ...r }));
+      case 'flag_set': {
+        const f = Object.values(s.flags).find((x) => x.id === a.flag);
+        if (!f || !f.writable) throw kernelError(22, 'EINVAL', 'flag is read-only', 'flag');
+        const ok = f.allowed.map(value);
+        if (!ok.includes(Number(a.value))) throw kernelError(22, 'EINVAL', 'value not allowed for this flag', 'value');
+        flags.set(a.flag, BigInt(a.value));
+        return [];
+      }
+      case 'flag_get':
+        if (!flags.has(a.flag)) throw kernelError(22, 'EINVAL', 'no such flag', 'flag');
+        return [{ flag: a.flag, value: flags.get(a.flag) }];
+      default:
+        return [];
+    }
+  }
+
+  return {
+    schema: s,
+    calls,
+    rules,
+    flags,
+    connection,
+    /** Sets a rule's counters, as if traffic had matched it. */
+    hit(prot, p, packets, bytes, lasthit) {
+      const r = rules.get(`${prot} ${p}`);
+      Object.assign(r, { packets: BigInt(packets), bytes: BigInt(bytes), lasthit: BigInt(lasthit) });
+    },
+    open() {
+      if (options.notLoaded) return Promise.reject(kernelError(2, 'ENOENT', 'Generic netlink family vordr not found'));
+      return Promise.resolve(connection);
+    },
+  };
+}
+
+/** A writable that keeps what was written. */
+function sink() {
+  const { Writable } = require('node:stream');
+  let text = '';
+  const w = new Writable({
+    write(chunk, _enc, cb) {
+      text += chunk.toString();
+      cb();
+    },
+  });
+  Object.defineProperty(w, 'text', { get: () => text });
+  return w;
+}
+
+module.exports = { schema, schemaFromDefs, addonBuilt, fakeAddon, sink, ROOT };
