@@ -1,0 +1,139 @@
+// SPDX-License-Identifier: GPL-2.0
+//
+// addon.h - per-environment state and the Connection class.
+
+#ifndef VORDR_ADDON_ADDON_H
+#define VORDR_ADDON_ADDON_H
+
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <napi.h>
+#include <uv.h>
+
+#include "schema.h"
+#include "wire.h"
+
+struct nl_sock;
+struct nl_cb;
+struct nl_msg;
+struct sockaddr_nl;
+struct ucred;
+
+namespace vordr {
+
+class Connection;
+
+// One per Node environment (main thread or worker), owned by
+// SetInstanceData, so two workers never share a socket or a loop.
+class Addon : public Napi::Addon<Addon> {
+public:
+	Addon(Napi::Env env, Napi::Object exports);
+	~Addon();
+
+	Napi::FunctionReference connection_ctor;
+	std::set<Connection *> connections;	// live, for teardown
+
+private:
+	Napi::Value Open(const Napi::CallbackInfo &info);
+	Napi::Value OpenFamily(const Napi::CallbackInfo &info);
+	Napi::Value Decode(const Napi::CallbackInfo &info);
+	Napi::Value DoOpen(Napi::Env env, const FamilyDesc &fam);
+};
+
+bool is_connection_token(const Napi::Value &v);
+
+// Builds an Error with errno/code/message (and attr when known).
+Napi::Error make_errno_error(Napi::Env env, int err, const std::string &msg);
+
+// JS object from decoded attributes.
+Napi::Object attrs_to_js(Napi::Env env, const std::vector<Value> &attrs);
+
+// A socket and the uv_poll watching it.  The poll handle outlives the
+// socket: it is freed in its close callback, after the loop is done with it.
+struct Watched {
+	nl_sock *sock = nullptr;
+	nl_cb *cb = nullptr;
+	uv_poll_t *poll = nullptr;
+	bool polling = false;
+};
+
+class Connection : public Napi::ObjectWrap<Connection> {
+public:
+	static Napi::Function Define(Napi::Env env);
+	Connection(const Napi::CallbackInfo &info);
+	~Connection();
+
+	// Called by Addon::Open with the family to resolve.
+	void Start(Napi::Env env, const FamilyDesc *fam, napi_deferred open);
+	// Releases every native resource without calling into JS; safe to
+	// call twice.  Used by the destructor and by environment teardown.
+	void Teardown(bool env_exiting);
+
+	Addon *addon = nullptr;
+
+private:
+	struct Pending {
+		enum { OPEN, DO, DUMP } what;
+		napi_deferred deferred = nullptr;
+		std::vector<uint8_t> sent;	// to map an extack offset to an attr
+		std::vector<Message> replies;
+		bool interrupted = false;
+	};
+
+	Napi::Value Request(const Napi::CallbackInfo &info);
+	Napi::Value Subscribe(const Napi::CallbackInfo &info);
+	Napi::Value Unsubscribe(const Napi::CallbackInfo &info);
+	Napi::Value Close(const Napi::CallbackInfo &info);
+	Napi::Value FamilyId(const Napi::CallbackInfo &info);
+	Napi::Value FamilyVersion(const Napi::CallbackInfo &info);
+	Napi::Value GroupId(const Napi::CallbackInfo &info);
+	Napi::Value Closed(const Napi::CallbackInfo &info);
+
+	int OpenSocket(Watched *w, bool events);
+	void CloseSocket(Watched *w);
+	void SetPolling(Watched *w, bool on, uv_poll_cb cb);
+	void UpdateActive();
+	uint32_t NextSeq();
+	int Send(uint32_t seq, const std::vector<uint8_t> &msg);
+	void Settle(Napi::Env env, Pending &p, bool ok, Napi::Value v);
+	Napi::Error KernelError(Napi::Env env, const Pending &p, const ErrorInfo &e);
+	void FailAll(Napi::Env env, int err, const std::string &msg);
+
+	static void OnRequestReadable(uv_poll_t *h, int status, int events);
+	static void OnEventReadable(uv_poll_t *h, int status, int events);
+	static int OnMsgIn(::nl_msg *msg, void *arg);
+	static int OnRecv(::nl_sock *sk, ::sockaddr_nl *nla, unsigned char **buf,
+			  ::ucred **creds);
+	// Reads every datagram waiting on w into batch_; false on ENOBUFS.
+	int Drain(Watched *w, size_t max);
+
+	void HandleReply(Napi::Env env, const std::vector<uint8_t> &raw);
+	void Complete(Napi::Env env, uint32_t seq, Pending &p, const ErrorInfo *err);
+	void CompleteOpen(Napi::Env env, Pending &p, const ErrorInfo *err);
+
+	const FamilyDesc *fam_ = nullptr;
+	uv_loop_t *loop_ = nullptr;
+	Watched req_, ev_;
+	std::map<uint32_t, Pending> pending_;
+	std::unique_ptr<Napi::AsyncContext> async_;
+	Napi::FunctionReference ev_cb_;
+	std::vector<std::vector<uint8_t>> batch_;
+	bool overrun_ = false;
+	bool closed_ = false;
+	bool torn_down_ = false;
+	bool refd_ = false;
+	bool open_ = false;	// family resolved
+	uint32_t seq_ = 0;
+	uint16_t family_id_ = 0;
+	uint32_t family_version_ = 0;
+	uint32_t group_id_ = 0;
+	bool has_group_ = false;
+};
+
+}  // namespace vordr
+
+#endif
