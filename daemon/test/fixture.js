@@ -92,7 +92,14 @@ let cached;
 /** The real addon.schema when the addon is built (and then nothing else). */
 function schema() {
   if (cached) return cached;
-  cached = addonBuilt() ? require(path.join(ROOT, 'addon')).schema : schemaFromDefs();
+  if (addonBuilt()) {
+    // Loaded the way the daemon loads it; a broken build fails the tests.
+    const r = require('../dist/addon.js').loadAddon();
+    if (r.isErr()) throw new Error(`the addon is built but does not load: ${r.error.message}`);
+    cached = r.value.schema;
+  } else {
+    cached = schemaFromDefs();
+  }
   return cached;
 }
 
@@ -136,7 +143,7 @@ function fakeAddon(options = {}) {
       calls.push({ command, attrs: attrs ? { ...attrs } : undefined });
       if (options.fail?.[command]) return Promise.reject(options.fail[command]);
       if (c.admin && options.unprivileged) return Promise.reject(kernelError(1, 'EPERM', 'Operation not permitted'));
-      return Promise.resolve(handle(command, attrs ?? {}));
+      return new Promise((resolve) => resolve(handle(command, attrs ?? {})));
     },
     subscribe() {},
     unsubscribe() {},

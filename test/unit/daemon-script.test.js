@@ -1,0 +1,327 @@
+'use strict';
+// The script runner and the kernel wrapper, driven through a FAKE addon that
+// records requests (daemon/test/fixture.js).  This checks the daemon's own
+// logic only: ordering, error collection, output format; the real module is
+// tested end to end in the VM.  Needs `npx tsc -p tsconfig.json` first.
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { fakeAddon, sink } = require('../../daemon/test/fixture.js');
+const { Kernel, describeKernelError, PERMISSION_MESSAGE } = require('../../daemon/dist/kernel.js');
+const { Runner } = require('../../daemon/dist/script.js');
+const { vocabulary } = require('../../daemon/dist/vocab.js');
+const { parseLine } = require('../../daemon/dist/grammar.js');
+
+function tmpdir() {
+  return fs.mkdtempSync(path.join(os.tmpdir(), 'vordr-daemon-test-'));
+}
+
+async function setup(options = {}) {
+  const addon = fakeAddon(options);
+  const k = await Kernel.connect(addon);
+  assert.ok(k.isOk(), k.isErr() ? describeKernelError(k.error) : '');
+  const out = sink();
+  const err = sink();
+  const dir = tmpdir();
+  const runner = new Runner({
+    kernel: k.value,
+    vocab: vocabulary(addon.schema),
+    out,
+    err,
+    cwd: dir,
+    rulesFile: path.join(dir, 'etc', 'vordr', 'rules'),
+    now: () => new Date('2026-11-22T10:00:00Z'),
+  });
+  const S = addon.schema;
+  return {
+    addon, runner, out, err, dir, S,
+    PROT: (n) => S.constants.prot[n].value,
+    VAL: (n) => S.constants.value[n].value,
+    /** The requests after hello. */
+    sent: () => addon.calls.filter((c) => c.command !== 'hello'),
+  };
+}
+
+test('connect says hello and checks the schema before anything else', async () => {
+  const { addon } = await setup();
+  assert.deepEqual(addon.calls.map((c) => c.command), ['hello']);
+});
+
+test('connect reports a module that is not loaded', async () => {
+  const r = await Kernel.connect(fakeAddon({ notLoaded: true }));
+  assert.ok(r.isErr());
+  assert.equal(r.error.kind, 'not-loaded');
+  assert.match(describeKernelError(r.error), /not loaded; load it with 'modprobe vordr'/);
+});
+
+test('connect refuses a module built from another schema and closes the connection', async () => {
+  const addon = fakeAddon({ helloSchema: 0xdeadbeef });
+  const r = await Kernel.connect(addon);
+  assert.ok(r.isErr());
+  assert.equal(r.error.kind, 'schema-mismatch');
+  assert.match(describeKernelError(r.error), /module built from another schema version.*rebuild\/reload it/);
+  assert.equal(addon.connection.closed, true);
+});
+
+test('connect refuses an addon whose schema lacks a command the daemon uses', async () => {
+  const base = fakeAddon();
+  const { rule_list: _gone, ...commands } = base.schema.commands;
+  const r = await Kernel.connect(fakeAddon({ schema: { ...base.schema, commands } }));
+  assert.ok(r.isErr());
+  assert.equal(r.error.kind, 'addon-mismatch');
+  assert.match(describeKernelError(r.error), /rule_list/);
+});
+
+test('runs the lines in order with the schema numbers', async () => {
+  const t = await setup();
+  const r = await t.runner.runLines(['allow tcp /usr/bin/curl', 'block /usr/bin/nc', 'clear tcp /usr/bin/curl', 'clear allow', 'clear all'], 'rules');
+  assert.deepEqual(r.failures, []);
+  assert.deepEqual(t.sent(), [
+    { command: 'rule_add', attrs: { prot: t.PROT('tcp'), path: '/usr/bin/curl', verdict: t.VAL('allow') } },
+    { command: 'rule_add', attrs: { prot: t.PROT('any'), path: '/usr/bin/nc', verdict: t.VAL('block') } },
+    { command: 'rule_del', attrs: { path: '/usr/bin/curl', prot: t.PROT('tcp') } },
+    { command: 'rule_clear', attrs: { verdict: t.VAL('allow') } },
+    { command: 'rule_clear', attrs: undefined },
+  ]);
+  assert.equal(t.err.text, '');
+});
+
+test('clear PATH removes every rule for the path without naming a protocol', async () => {
+  const t = await setup();
+  await t.runner.runLines(['allow tcp /x', 'allow udp /x', 'clear /x'], 'f');
+  assert.deepEqual(t.sent()[2], { command: 'rule_del', attrs: { path: '/x' } });
+  assert.equal(t.addon.rules.size, 0);
+});
+
+test('enable, block and allow without a path set the mode flag', async () => {
+  const t = await setup();
+  const mode = t.S.flags.mode.id;
+  await t.runner.runLines(['block', 'allow', 'enable'], 'f');
+  assert.deepEqual(t.sent(), [
+    { command: 'flag_set', attrs: { flag: mode, value: BigInt(t.VAL('block')) } },
+    { command: 'flag_set', attrs: { flag: mode, value: BigInt(t.VAL('disabled')) } },
+    { command: 'flag_set', attrs: { flag: mode, value: BigInt(t.VAL('enabled')) } },
+  ]);
+});
+
+test('a line that does not parse is reported as FILE:LINE and skipped; the other lines still run', async () => {
+  const t = await setup();
+  const r = await t.runner.runLines(['allow tcp /a', 'allow sctp /b', '', 'allow tcp relative', 'block udp /c'], 'my.rules');
+  assert.deepEqual(r.failures.map((f) => [f.line, f.error.kind]), [[2, 'parse'], [4, 'parse']]);
+  assert.match(t.err.text, /^my\.rules:2: error: unknown protocol 'sctp'/m);
+  assert.match(t.err.text, /^my\.rules:4: error: relative path/m);
+  assert.match(t.err.text, /^my\.rules: 2 lines failed \(lines 2, 4\)$/m);
+  assert.deepEqual(t.sent().map((c) => c.attrs.path), ['/a', '/c']);
+});
+
+test('parse errors are reported before any line runs', async () => {
+  const t = await setup({ unprivileged: true });
+  await t.runner.runLines(['allow /a', 'bogus'], 'f');
+  const lines = t.err.text.split('\n');
+  assert.match(lines[0], /^f:2: error: unknown command 'bogus'/);
+  assert.match(lines[1], /^f:1: error: changing rules needs root or CAP_NET_ADMIN$/);
+});
+
+test('an unprivileged user gets one permission error per change, and queries still work', async () => {
+  const t = await setup({ unprivileged: true });
+  const r = await t.runner.runLines(['allow tcp /a', 'query', 'set mode disable', 'get mode'], 'f');
+  assert.deepEqual(r.failures.map((f) => f.line), [1, 3]);
+  for (const f of r.failures) {
+    assert.equal(f.error.error.kind, 'permission');
+    assert.equal(f.message, PERMISSION_MESSAGE);
+  }
+  assert.equal(PERMISSION_MESSAGE, 'changing rules needs root or CAP_NET_ADMIN');
+  assert.match(t.out.text, /^mode: enabled$/m);
+});
+
+test('kernel errors are collected, and every line still runs', async () => {
+  const einval = Object.assign(new Error('value not allowed for this flag'), { errno: 22, code: 'EINVAL', attr: 'value' });
+  const t = await setup({ fail: { flag_set: einval } });
+  const r = await t.runner.runLines(['clear tcp /nothing', 'set mode enabled', 'allow /z', 'clear /nothing'], 'f');
+  assert.deepEqual(r.failures.map((f) => f.line), [1, 2, 4]);
+  assert.match(t.err.text, /^f:1: error: no tcp rule for \/nothing$/m);
+  assert.match(t.err.text, /^f:2: error: flag_set: value not allowed for this flag \(EINVAL\) \[attribute value\]$/m);
+  assert.match(t.err.text, /^f:4: error: no rule for \/nothing$/m);
+  assert.ok(t.addon.rules.has(`${t.PROT('any')} /z`));
+});
+
+test('a full rule table is reported as such', async () => {
+  const t = await setup({ capacity: 1 });
+  const r = await t.runner.runLines(['allow /a', 'allow /b', 'block /a'], 'f');
+  assert.deepEqual(r.failures.map((f) => f.line), [2]);
+  assert.match(t.err.text, /^f:2: error: the rule table is full/m);
+});
+
+test('stats is reported as not supported by this module yet', async () => {
+  const t = await setup();
+  const r = await t.runner.runLines(['stats'], 'f');
+  assert.equal(r.failures.length, 1);
+  assert.match(t.err.text, /^f:1: error: stats is not supported by this module yet$/m);
+});
+
+test('quit stops the script; the lines after it do not run', async () => {
+  const t = await setup();
+  const r = await t.runner.runLines(['allow /a', 'quit', 'allow /b'], 'f');
+  assert.equal(r.stopped, true);
+  assert.deepEqual(t.sent().map((c) => c.attrs.path), ['/a']);
+});
+
+test('disconnect and bye stop the script too', async () => {
+  for (const word of ['disconnect', 'bye']) {
+    const t = await setup();
+    const r = await t.runner.runLines([word, 'allow /b'], 'f');
+    assert.equal(r.stopped, true);
+    assert.deepEqual(t.sent(), []);
+  }
+});
+
+test('query prints the mode, then one line per rule with its counters', async () => {
+  const t = await setup();
+  await t.runner.runLines(['allow tcp /usr/bin/curl', 'block any "/opt/My App/app"', 'allow udp /bin/'], 'f');
+  t.addon.hit(t.PROT('tcp'), '/usr/bin/curl', 12, 3456, Date.UTC(2026, 10, 22, 10, 0, 0) / 1000);
+  await t.runner.runLines(['query'], 'f');
+  assert.equal(
+    t.out.text,
+    [
+      'mode: enabled',
+      'allow udp /bin/  packets=0 bytes=0 last=never',
+      'block any "/opt/My App/app"  packets=0 bytes=0 last=never',
+      'allow tcp /usr/bin/curl  packets=12 bytes=3456 last=2026-11-22T10:00:00Z',
+      '',
+    ].join('\n'),
+  );
+});
+
+test('query lines without their counters are valid commands that recreate the rules', async () => {
+  const t = await setup();
+  const rules = ['allow tcp /usr/bin/curl', 'block any "/opt/My App/app"', 'allow icmp /bin/', 'block udp "/opt/q\\"uote"'];
+  await t.runner.runLines(rules, 'f');
+  await t.runner.runLines(['query'], 'f');
+  const back = t.out.text.split('\n').slice(1, -1).map((l) => l.replace(/  packets=.*$/, ''));
+  const v = vocabulary(t.S);
+  const norm = (l) => parseLine(l, v)._unsafeUnwrap().command;
+  assert.deepEqual(back.map(norm).sort((a, b) => a.path.localeCompare(b.path)), rules.map(norm).sort((a, b) => a.path.localeCompare(b.path)));
+});
+
+test('query allow and query block ask the kernel for one verdict', async () => {
+  const t = await setup();
+  await t.runner.runLines(['allow /a', 'block /b', 'query block'], 'f');
+  assert.deepEqual(t.sent().at(-1), { command: 'rule_list', attrs: { verdict: t.VAL('block') } });
+  assert.equal(t.out.text, 'mode: enabled\nblock any /b  packets=0 bytes=0 last=never\n');
+});
+
+test('get prints FLAG: value by its canonical name, a read-only flag as a number', async () => {
+  const t = await setup();
+  const ro = Object.entries(t.S.flags).find(([, f]) => !f.writable);
+  t.addon.flags.set(ro[1].id, 4242n);
+  await t.runner.runLines(['get mode', 'set mode disable', 'get mode', 'set unkrule pending', 'get unkrule', `get ${ro[0]}`], 'f');
+  assert.equal(t.out.text, `mode: enabled\nmode: disabled\nunkrule: pending\n${ro[0]}: 4242\n`);
+});
+
+test('help prints the commands to the output', async () => {
+  const t = await setup();
+  const r = await t.runner.runLines(['help', 'help set'], 'f');
+  assert.deepEqual(r.failures, []);
+  assert.match(t.out.text, /^commands:/);
+  assert.match(t.out.text, /usage: set FLAG VALUE/);
+  assert.deepEqual(t.sent(), []);
+});
+
+test('save writes the rules as a command file that load reads back', async () => {
+  const t = await setup();
+  await t.runner.runLines(['allow tcp /usr/bin/curl', 'block "/opt/My App/app"', 'allow udp /bin/', 'save saved.rules'], 'f');
+  const file = path.join(t.dir, 'saved.rules');
+  const text = fs.readFileSync(file, 'utf8');
+  assert.equal(
+    text,
+    [
+      "# vordr rules, written by 'save' on 2026-11-22T10:00:00Z",
+      `# Run with 'vordr -f ${file}' or 'load ${file}'; it adds to the rules in place.`,
+      'allow udp /bin/',
+      'block any "/opt/My App/app"',
+      'allow tcp /usr/bin/curl',
+      '',
+    ].join('\n'),
+  );
+  assert.match(t.out.text, /saved 3 rules to /);
+  assert.deepEqual(fs.readdirSync(t.dir), ['saved.rules'], 'no temporary file is left behind');
+
+  const u = await setup();
+  const r = await u.runner.runLines([`load ${file}`], 'console');
+  assert.deepEqual(r.failures, []);
+  const rules = (a) => [...a.rules.values()].map((x) => `${x.verdict} ${x.prot} ${x.path}`).sort();
+  assert.deepEqual(rules(u.addon), rules(t.addon));
+});
+
+test('save without FILE writes the default rules file, creating its directory', async () => {
+  const t = await setup();
+  await t.runner.runLines(['allow /a', 'save'], 'f');
+  assert.match(fs.readFileSync(path.join(t.dir, 'etc', 'vordr', 'rules'), 'utf8'), /^allow any \/a$/m);
+});
+
+test('save replaces an existing file whole', async () => {
+  const t = await setup();
+  const file = path.join(t.dir, 'r');
+  fs.writeFileSync(file, 'allow /old\n'.repeat(100));
+  await t.runner.runLines(['allow /new', 'save r'], 'f');
+  const text = fs.readFileSync(file, 'utf8');
+  assert.ok(!text.includes('/old'));
+  assert.match(text, /^allow any \/new$/m);
+});
+
+test('save to an unwritable place is a failed line saying why', async () => {
+  const t = await setup();
+  fs.writeFileSync(path.join(t.dir, 'notadir'), '');
+  const r = await t.runner.runLines(['save notadir/rules'], 'f');
+  assert.equal(r.failures.length, 1);
+  assert.match(t.err.text, /^f:1: error: cannot write .*notadir\/rules: /m);
+});
+
+test('load reports the failed lines of the loaded file by its name, and fails the load line', async () => {
+  const t = await setup();
+  fs.writeFileSync(path.join(t.dir, 'inner'), 'allow /a\nallow tcp nope\nblock /b\n');
+  const r = await t.runner.runLines(['load inner', 'allow /c'], 'outer');
+  assert.deepEqual(r.failures.map((f) => [f.source, f.line]), [['outer', 1]]);
+  assert.match(t.err.text, /^inner:2: error: relative path/m);
+  assert.match(t.err.text, /^outer:1: error: 1 line of inner failed$/m);
+  assert.deepEqual(t.sent().map((c) => c.attrs.path), ['/a', '/b', '/c']);
+});
+
+test('load of a missing file is a failed line', async () => {
+  const t = await setup();
+  const r = await t.runner.runLines(['load nosuch'], 'f');
+  assert.equal(r.failures.length, 1);
+  assert.match(t.err.text, /^f:1: error: cannot read nosuch: no such file or directory$/m);
+});
+
+test('a file that loads itself, directly or not, is stopped', async () => {
+  const t = await setup();
+  fs.writeFileSync(path.join(t.dir, 'a'), 'allow /a\nload b\n');
+  fs.writeFileSync(path.join(t.dir, 'b'), 'allow /b\nload a\n');
+  const r = await t.runner.runLines(['load a'], 'top');
+  assert.equal(r.failures.length, 1);
+  assert.match(t.err.text, /^b:2: error: a is already being loaded/m);
+  assert.deepEqual(t.sent().map((c) => c.attrs.path), ['/a', '/b']);
+});
+
+test('quit in a loaded file stops that file only', async () => {
+  const t = await setup();
+  fs.writeFileSync(path.join(t.dir, 'q'), 'allow /a\nquit\nallow /never\n');
+  const r = await t.runner.runLines(['load q', 'allow /after'], 'top');
+  assert.deepEqual(r.failures, []);
+  assert.deepEqual(t.sent().map((c) => c.attrs.path), ['/a', '/after']);
+});
+
+test('runLine returns a console line\'s error instead of printing it', async () => {
+  const t = await setup();
+  const bad = await t.runner.runLine('allow nope');
+  assert.ok(bad.isErr());
+  assert.equal(bad.error.kind, 'parse');
+  const quiet = await t.runner.runLine('# just a comment');
+  assert.equal(quiet._unsafeUnwrap(), 'continue');
+  assert.equal((await t.runner.runLine('quit'))._unsafeUnwrap(), 'stop');
+  assert.equal(t.err.text, '');
+});
