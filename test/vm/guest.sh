@@ -1,0 +1,102 @@
+#!/bin/bash
+# Runs as root inside the vordr test VM (started by test/vm/init, whose PID 1
+# reboots the VM when this script returns). The host's / is the (overlaid,
+# read-only below) root, so the repo is at the same absolute path as on the
+# host. Results go to the read-write share /mnt/out, which the host reads.
+#
+# Mode "test" (test/vm/run.sh): insmod, node --test test/vm/*.test.mjs, rmmod,
+#   kmemleak scan (debug kernel), dmesg, status file.
+# Mode "try" (test/vm/try.sh): insmod, then the console (node daemon/dist/cli.js)
+#   or a shell on the serial terminal.
+set -u
+out=/mnt/out
+# shellcheck disable=SC1091
+source "$out/vordr.env"
+export VORDR_REPO VORDR_FLAVOR VORDR_KO VORDR_MODULE
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/root LANG=C.UTF-8 LC_ALL=C.UTF-8
+mode=${VORDR_MODE:-test}
+
+say() { echo "vordr-guest: $*"; }
+say "userspace up at $(cut -d' ' -f1 /proc/uptime)s (kernel $(uname -r), flavor $VORDR_FLAVOR, mode $mode)"
+echo "$(cut -d' ' -f1 /proc/uptime)" >"$out/boot-seconds"
+
+hostname "vordr-$VORDR_FLAVOR"
+ip link set lo up
+
+# kmemleak (debug kernel): forget what boot allocated, so that a report at the
+# end is about what happened during the tests.
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+kmemleak=/sys/kernel/debug/kmemleak
+have_kmemleak=0
+if [[ -w $kmemleak ]]; then
+  echo clear >"$kmemleak" && have_kmemleak=1
+fi
+
+insmod_rc=0
+insmod "$VORDR_KO" || insmod_rc=$?
+if [[ $insmod_rc == 0 ]] && ! grep -q "^$VORDR_MODULE " /proc/modules; then
+  say "insmod $VORDR_KO returned 0 but $VORDR_MODULE is not in /proc/modules"
+  insmod_rc=99
+fi
+if [[ $insmod_rc == 0 ]]; then
+  say "module loaded: $(grep "^$VORDR_MODULE " /proc/modules)"
+else
+  say "insmod $VORDR_KO FAILED ($insmod_rc)"
+fi
+
+if [[ $mode == try ]]; then
+  cd "$VORDR_REPO" || cd /
+  dmesg -n 1   # keep kernel chatter off the interactive console
+  tty=/dev/ttyS0
+  export TERM=${VORDR_TERM:-xterm-256color}
+  if [[ -n ${VORDR_ROWS:-} && -n ${VORDR_COLS:-} ]]; then
+    stty -F "$tty" rows "$VORDR_ROWS" cols "$VORDR_COLS"
+  fi
+  stty -F "$tty" sane
+  if [[ -f daemon/dist/cli.js ]]; then
+    say "starting the console: node daemon/dist/cli.js (exit it to get a shell)"
+    setsid -c -w node daemon/dist/cli.js <"$tty" >"$tty" 2>&1
+    say "console exited ($?)"
+  else
+    say "daemon/dist/cli.js does not exist (run npm run build?): starting a shell"
+  fi
+  say "shell in $PWD; module: $VORDR_MODULE ($VORDR_KO). Exit the shell to power off."
+  setsid -c -w bash -i <"$tty" >"$tty" 2>&1
+  exit 0
+fi
+
+tests_rc=0
+if [[ $insmod_rc == 0 ]]; then
+  cd "$VORDR_REPO" || exit 1
+  shopt -s nullglob
+  files=(test/vm/*.test.mjs)
+  say "running ${#files[@]} test file(s): ${files[*]}"
+  say "----- node --test begin -----"
+  node --test --test-reporter=tap --test-concurrency=1 "${files[@]}" </dev/null 2>&1 | tee "$out/tap.txt"
+  tests_rc=${PIPESTATUS[0]}
+  say "----- node --test end (exit $tests_rc) -----"
+else
+  tests_rc=98
+fi
+
+rmmod_rc=0
+if [[ $insmod_rc == 0 ]]; then
+  rmmod "$VORDR_MODULE" || rmmod_rc=$?
+  if [[ $rmmod_rc == 0 ]] && grep -q "^$VORDR_MODULE " /proc/modules; then rmmod_rc=97; fi
+  [[ $rmmod_rc == 0 ]] && say "module unloaded" || say "rmmod $VORDR_MODULE FAILED ($rmmod_rc)"
+fi
+
+if [[ $have_kmemleak == 1 ]]; then
+  # Objects younger than ~5 s are not reported; scan twice with a pause.
+  say "kmemleak scan..."
+  echo scan >"$kmemleak"; sleep 6; echo scan >"$kmemleak"
+  cat "$kmemleak" >"$out/kmemleak.txt"
+  say "kmemleak: $(grep -c 'unreferenced object' "$out/kmemleak.txt") unreferenced object(s)"
+fi
+
+dmesg >"$out/dmesg.txt"
+echo "tests=$tests_rc insmod=$insmod_rc rmmod=$rmmod_rc" >"$out/status.tmp"
+mv "$out/status.tmp" "$out/status"
+sync
+say "done: $(cat "$out/status")"

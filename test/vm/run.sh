@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# Kernel tests of vordr in QEMU (software emulation, no network).
+#
+#   bash test/vm/run.sh stock debug      # what `npm run test:vm` runs
+#
+# For each flavor: get the kernel (stock = Debian's linux-image-amd64, debug =
+# test/vm/debug-kernel.sh, cached), build kmod/ against it in
+# test/vm/out/FLAVOR/src (any compiler warning fails), boot it with a busybox
+# initramfs that mounts the host's / over 9p (read-only, tmpfs overlay), and
+# run test/vm/guest.sh there: insmod vordr.ko, node --test test/vm/*.test.mjs,
+# rmmod, kmemleak (debug), dmesg. The host then judges the results and the
+# kernel log. Last line: "N passed, M failed"; exit status non-zero on any
+# failure. Harness-level failures (flavor cannot run, timeout, no status,
+# rmmod failure, kernel log not clean) each count as one failed test.
+#
+# Environment:
+#   VORDR_KO=path.ko, VORDR_KO_stock=..., VORDR_KO_debug=...
+#       test this prebuilt module instead of building kmod/
+#   VORDR_TIMEOUT_stock (1200), VORDR_TIMEOUT_debug (2400), VORDR_TIMEOUT
+#       seconds before the VM is killed
+#   VORDR_APPEND   extra kernel command line
+#   VORDR_QUIET=1  do not stream the console (it is still in out/FLAVOR/console.log)
+set -uo pipefail
+
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+(($# > 0)) || { echo "usage: $0 stock|debug..." >&2; exit 2; }
+
+# Kernel log lines that fail a run.
+BAD_PATTERNS=("WARNING:" "BUG:" "Oops" "Kernel panic" "general protection fault"
+  "possible circular locking" "possible recursive locking" "inconsistent lock state"
+  "suspicious RCU usage" "lockdep" "KASAN" "UBSAN" "rcu_sched self-detected stall"
+  "rcu: INFO" "soft lockup" "hung_task" "unreferenced object" "Call Trace:")
+
+total_pass=0
+total_fail=0
+summary=()
+
+# flavor_result FLAVOR PASSED FAILED MESSAGE
+flavor_result() {
+  total_pass=$((total_pass + $2)); total_fail=$((total_fail + $3))
+  summary+=("vm[$1]: $2 passed, $3 failed, $4")
+  echo "vm[$1]: $2 passed, $3 failed, $4"
+}
+
+# Prefix each console line with the flavor and the seconds since QEMU started.
+stamp_lines() {
+  local start=${EPOCHREALTIME/./} line ds
+  while IFS= read -r line; do
+    ds=$(( (${EPOCHREALTIME/./} - start) / 100000 ))   # tenths of a second
+    printf '[%s %4d.%ds] %s\n' "$1" $((ds / 10)) $((ds % 10)) "$line"
+  done
+}
+
+run_flavor() {
+  local flavor=$1
+  VM_FLAVOR=$flavor
+  local dir="$OUT/$flavor"
+  mkdir -p "$dir"
+  rm -f "$dir/console.log"
+
+  command -v qemu-system-x86_64 >/dev/null || { vm_log "qemu-system-x86_64 missing"; flavor_result "$flavor" 0 1 "CANNOT RUN (no qemu-system-x86_64)"; return; }
+  resolve_kernel "$flavor" || { flavor_result "$flavor" 0 1 "CANNOT RUN (no kernel)"; return; }
+  build_module "$flavor" || { flavor_result "$flavor" 0 1 "CANNOT RUN (module build failed)"; return; }
+  build_initramfs "$flavor" || { flavor_result "$flavor" 0 1 "CANNOT RUN (initramfs)"; return; }
+  prepare_share "$flavor" VORDR_MODE=test
+  qemu_cmd "$flavor"
+
+  local tvar="VORDR_TIMEOUT_$flavor" tmo
+  tmo=${!tvar:-${VORDR_TIMEOUT:-}}
+  [[ -n "$tmo" ]] || { [[ $flavor == debug ]] && tmo=2400 || tmo=1200; }
+
+  vm_log "booting (timeout ${tmo}s): ${QEMU_CMD[*]} -serial stdio"
+  echo "===== vm[$flavor] console begin ====="
+  local t0 t1 qrc
+  t0=$(date +%s)
+  if [[ ${VORDR_QUIET:-0} == 1 ]]; then
+    timeout -k 10 "$tmo" "${QEMU_CMD[@]}" -serial stdio </dev/null 2>&1 \
+      | sed -u 's/\r$//' >"$dir/console.log"
+    qrc=${PIPESTATUS[0]}
+  else
+    timeout -k 10 "$tmo" "${QEMU_CMD[@]}" -serial stdio </dev/null 2>&1 \
+      | sed -u 's/\r$//' | tee "$dir/console.log" | stamp_lines "$flavor"
+    qrc=${PIPESTATUS[0]}
+  fi
+  t1=$(date +%s)
+  echo "===== vm[$flavor] console end (qemu exit $qrc, ${t1}-${t0} = $((t1 - t0))s) ====="
+
+  local problems=() extra_fail=0
+  [[ -f "$SHARE/boot-seconds" ]] && vm_log "userspace reached $(cat "$SHARE/boot-seconds")s after kernel start; VM ran $((t1 - t0))s in all"
+
+  if [[ $qrc == 124 || $qrc == 137 ]]; then
+    problems+=("VM TIMED OUT after ${tmo}s"); extra_fail=$((extra_fail + 1))
+  elif [[ $qrc != 0 ]]; then
+    problems+=("qemu exited with $qrc"); extra_fail=$((extra_fail + 1))
+  fi
+
+  local status="" tests_rc="" insmod_rc="" rmmod_rc=""
+  if [[ -f "$SHARE/status" ]]; then
+    status=$(cat "$SHARE/status")
+    tests_rc=$(sed -n 's/.*tests=\([0-9]*\).*/\1/p' <<<"$status")
+    insmod_rc=$(sed -n 's/.*insmod=\([0-9]*\).*/\1/p' <<<"$status")
+    rmmod_rc=$(sed -n 's/.*rmmod=\([0-9]*\).*/\1/p' <<<"$status")
+  else
+    problems+=("no status file came back from the VM"); extra_fail=$((extra_fail + 1))
+  fi
+
+  local pass=0 fail=0
+  if [[ -f "$SHARE/tap.txt" ]]; then
+    pass=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$SHARE/tap.txt" | tail -n1)
+    fail=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$SHARE/tap.txt" | tail -n1)
+    pass=${pass:-0}; fail=${fail:-0}
+    if [[ -z $(sed -n '/^# pass /p' "$SHARE/tap.txt") ]]; then
+      problems+=("test output has no '# pass' summary (node crashed?)"); extra_fail=$((extra_fail + 1))
+    fi
+  elif [[ -n "$status" ]]; then
+    problems+=("no test output (tap.txt)"); extra_fail=$((extra_fail + 1))
+  fi
+  if [[ -n "$insmod_rc" && "$insmod_rc" != 0 ]]; then
+    problems+=("insmod of $VORDR_KO_PATH failed ($insmod_rc)"); extra_fail=$((extra_fail + 1))
+  fi
+  if [[ -n "$tests_rc" && "$tests_rc" != 0 && "$insmod_rc" == 0 ]]; then
+    problems+=("node --test exited $tests_rc")
+    ((fail == 0)) && extra_fail=$((extra_fail + 1))
+  fi
+  if [[ -n "$rmmod_rc" && "$rmmod_rc" != 0 ]]; then
+    problems+=("rmmod failed ($rmmod_rc)"); extra_fail=$((extra_fail + 1))
+  fi
+  if ((pass + fail == 0)) && [[ "$insmod_rc" == 0 ]]; then
+    problems+=("no VM test ran"); extra_fail=$((extra_fail + 1))
+  fi
+
+  # Kernel log: dmesg from the guest; the console log when the VM died first.
+  local klog="$SHARE/dmesg.txt" kname="dmesg"
+  if [[ ! -f "$klog" ]]; then klog="$dir/console.log"; kname="console log (no dmesg came back)"; fi
+  local args=() p hits
+  for p in "${BAD_PATTERNS[@]}"; do args+=(-e "$p"); done
+  # (the kernel command line is echoed in the log and may name hung_task_panic)
+  hits=$(grep -nF "${args[@]}" "$klog" 2>/dev/null | grep -v 'ommand line:' || true)
+  if [[ -f "$SHARE/kmemleak.txt" ]] && grep -q 'unreferenced object' "$SHARE/kmemleak.txt"; then
+    hits+=$'\n'"$(sed 's/^/kmemleak: /' "$SHARE/kmemleak.txt" | head -n 80)"
+  fi
+  hits=$(sed '/^$/d' <<<"$hits")
+  local klog_msg="kernel log clean"
+  if [[ -n "$hits" ]]; then
+    echo "vm[$flavor]: kernel log ($kname) has problems:"
+    head -n 120 <<<"$hits" | sed 's/^/    /'
+    klog_msg="KERNEL LOG NOT CLEAN ($(wc -l <<<"$hits") line(s), see $klog)"
+    extra_fail=$((extra_fail + 1))
+  fi
+
+  local msg=$klog_msg
+  ((${#problems[@]})) && msg+="; $(IFS=';'; echo "${problems[*]}" | sed 's/;/; /g')"
+  flavor_result "$flavor" "$pass" "$((fail + extra_fail))" "$msg"
+}
+
+for f in "$@"; do
+  run_flavor "$f"
+done
+
+echo "===== vm summary ====="
+printf '%s\n' "${summary[@]}"
+echo "$total_pass passed, $total_fail failed"
+((total_fail == 0))
