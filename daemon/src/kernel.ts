@@ -170,17 +170,16 @@ export class Kernel {
     return this.call('rule_clear', verdict === undefined ? undefined : { verdict }).map(() => undefined);
   }
 
-  ruleList(verdict?: number): ResultAsync<Rule[], KernelError> {
-    return this.call('rule_list', verdict === undefined ? undefined : { verdict }).map((replies) =>
-      replies.map((r) => ({
-        prot: num(r['prot']),
-        path: typeof r['path'] === 'string' ? r['path'] : String(r['path'] ?? ''),
-        verdict: num(r['verdict']),
-        packets: big(r['packets']),
-        bytes: big(r['bytes']),
-        lasthit: big(r['lasthit']),
-      })),
-    );
+  /**
+   * A dump cut short by a concurrent change (EINTR) is asked again: the
+   * caller wants one consistent listing, not a partial one.
+   */
+  ruleList(verdict?: number, tries = 3): ResultAsync<Rule[], KernelError> {
+    return this.call('rule_list', verdict === undefined ? undefined : { verdict })
+      .map((replies) => replies.map(toRule))
+      .orElse((e) =>
+        e.kind === 'kernel' && e.code === 'EINTR' && tries > 1 ? this.ruleList(verdict, tries - 1) : errAsync(e),
+      );
   }
 
   flagSet(flag: number, value: number | bigint): ResultAsync<void, KernelError> {
@@ -190,6 +189,17 @@ export class Kernel {
   flagGet(flag: number): ResultAsync<bigint, KernelError> {
     return this.call('flag_get', { flag }).map((replies) => big(replies[0]?.['value']));
   }
+}
+
+function toRule(r: Message): Rule {
+  return {
+    prot: num(r['prot']),
+    path: typeof r['path'] === 'string' ? r['path'] : String(r['path'] ?? ''),
+    verdict: num(r['verdict']),
+    packets: big(r['packets']),
+    bytes: big(r['bytes']),
+    lasthit: big(r['lasthit']),
+  };
 }
 
 function num(v: AttrValue | undefined): number {

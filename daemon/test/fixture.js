@@ -118,7 +118,8 @@ const INT_TYPES = new Set(['u8', 'u16', 'u32', 'u64']);
  *   notLoaded       open() rejects with ENOENT
  *   helloSchema     the schema crc the "module" reports
  *   unprivileged    admin commands reject with EPERM
- *   fail            { [command]: Error } a rejection for that command
+ *   fail            { [command]: Error | Error[] } a rejection for every
+ *                   request of that command, or one for each of the next ones
  *   capacity        the number of rules before ENOSPC
  */
 function fakeAddon(options = {}) {
@@ -141,7 +142,8 @@ function fakeAddon(options = {}) {
           throw new TypeError(`attribute '${name}' has the wrong type`);
       }
       calls.push({ command, attrs: attrs ? { ...attrs } : undefined });
-      if (options.fail?.[command]) return Promise.reject(options.fail[command]);
+      const f = options.fail?.[command];
+      if (Array.isArray(f) ? f.length > 0 : f) return Promise.reject(Array.isArray(f) ? f.shift() : f);
       if (c.admin && options.unprivileged) return Promise.reject(kernelError(1, 'EPERM', 'Operation not permitted'));
       return new Promise((resolve) => resolve(handle(command, attrs ?? {})));
     },

@@ -148,6 +148,18 @@ test('kernel errors are collected, and every line still runs', async () => {
   assert.ok(t.addon.rules.has(`${t.PROT('any')} /z`));
 });
 
+test('a rule listing cut short by a concurrent change is asked again, up to three times', async () => {
+  const eintr = () => Object.assign(new Error('dump interrupted by a concurrent change; retry'), { errno: 4, code: 'EINTR' });
+  const t = await setup({ fail: { rule_list: [eintr(), eintr()] } });
+  const r = await t.runner.runLines(['allow /a', 'query'], 'f');
+  assert.deepEqual(r.failures, []);
+  assert.match(t.out.text, /^allow any \/a  /m);
+  const u = await setup({ fail: { rule_list: [eintr(), eintr(), eintr()] } });
+  const r2 = await u.runner.runLines(['query'], 'f');
+  assert.equal(r2.failures.length, 1);
+  assert.match(u.err.text, /^f:1: error: rule_list: dump interrupted by a concurrent change; retry \(EINTR\)$/m);
+});
+
 test('a full rule table is reported as such', async () => {
   const t = await setup({ capacity: 1 });
   const r = await t.runner.runLines(['allow /a', 'allow /b', 'block /a'], 'f');
