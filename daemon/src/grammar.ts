@@ -505,8 +505,10 @@ function query(verdict: number | undefined, ctx: Context): ResultAsync<Next, Run
 }
 
 function flagHelp(v: Vocab): string[] {
-  return v.flagNames().map((name) => {
-    const f = v.flag(name) as Flag;
+  const width = Math.max(0, ...v.flagNames().map((n) => n.length));
+  return v.flagNames().map((n) => {
+    const f = v.flag(n) as Flag;
+    const name = n.padEnd(width);
     if (!f.writable) return `  ${name}  (read-only)`;
     const words = f.allowed.map((a) => {
       const c = v.schema.constants['value']?.[a];
