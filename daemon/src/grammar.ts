@@ -248,21 +248,17 @@ function protPath(command: string, args: readonly Token[], v: Vocab): Result<{ p
 
 // ---------------------------------------------------------------- run helpers
 
-function ignoreReply(): Next {
-  return 'continue';
-}
-
 function ruleRun(cmd: Extract<Command, { kind: 'rule' }>, ctx: Context): ResultAsync<Next, RunError> {
   return ctx.kernel
     .ruleAdd(cmd.prot, cmd.path, cmd.verdict)
     .mapErr((e): RunError => (e.kind === 'kernel' && e.code === 'ENOSPC' ? { kind: 'table-full' } : e))
-    .map(ignoreReply);
+    .map(CONTINUE);
 }
 
 function modeRun(cmd: Extract<Command, { kind: 'mode' }>, ctx: Context): ResultAsync<Next, RunError> {
   const f = ctx.vocab.flag(GRAMMAR_WORDS.modeFlag);
   if (!f) return errAsync({ kind: 'unsupported', what: `flag '${GRAMMAR_WORDS.modeFlag}'` });
-  return ctx.kernel.flagSet(f.id, cmd.value).map(ignoreReply);
+  return ctx.kernel.flagSet(f.id, cmd.value).map(CONTINUE);
 }
 
 /** `allow`/`block`: a rule with a path, the mode without. */
@@ -328,14 +324,14 @@ export const COMMANDS: readonly Entry[] = [
           return ctx.kernel
             .ruleDel(cmd.path, cmd.prot)
             .mapErr((e): RunError => (e.kind === 'kernel' && e.code === 'ENOENT' ? { kind: 'no-rule', path: cmd.path, prot: ctx.vocab.protName(cmd.prot) } : e))
-            .map(ignoreReply);
+            .map(CONTINUE);
         case 'clear-path':
           return ctx.kernel
             .ruleDel(cmd.path)
             .mapErr((e): RunError => (e.kind === 'kernel' && e.code === 'ENOENT' ? { kind: 'no-rule', path: cmd.path, prot: undefined } : e))
-            .map(ignoreReply);
+            .map(CONTINUE);
         case 'clear-verdict':
-          return ctx.kernel.ruleClear(cmd.verdict).map(ignoreReply);
+          return ctx.kernel.ruleClear(cmd.verdict).map(CONTINUE);
         default:
           return okAsync(CONTINUE());
       }
@@ -383,7 +379,7 @@ export const COMMANDS: readonly Entry[] = [
         noMore('set', args, 2).map((): Command => ({ kind: 'set', flag: f.name, id: f.id, value: n })),
       );
     },
-    run: (cmd, ctx) => (cmd.kind === 'set' ? ctx.kernel.flagSet(cmd.id, cmd.value).map(ignoreReply) : okAsync(CONTINUE())),
+    run: (cmd, ctx) => (cmd.kind === 'set' ? ctx.kernel.flagSet(cmd.id, cmd.value).map(CONTINUE) : okAsync(CONTINUE())),
   },
   {
     name: 'get',
