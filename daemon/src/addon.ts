@@ -74,19 +74,8 @@ export type LoadError = { kind: 'addon-missing'; path: string; message: string }
 /** addon/ as seen from daemon/dist/addon.js (the compiled file). */
 export const ADDON_PATH = path.join(__dirname, '..', '..', 'addon');
 
-/**
- * addon/ itself (its index.js), or else the built binary directly, for as
- * long as addon/ has no JavaScript entry of its own.
- */
 export function loadAddon(where: string = ADDON_PATH): Result<Addon, LoadError> {
-  const candidates = [where, path.join(where, 'build', 'Release', 'vordr.node')];
-  let first: LoadError | undefined;
-  for (const c of candidates) {
-    const r = tryLoad(c);
-    if (r.isOk()) return r;
-    first ??= r.error;
-  }
-  return err(first as LoadError);
+  return tryLoad(where);
 }
 
 function tryLoad(where: string): Result<Addon, LoadError> {
