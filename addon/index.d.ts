@@ -132,5 +132,8 @@ export function open(): Promise<Connection>;
  */
 export function decode(buf: Uint8Array): Message;
 
-/** Test hook: open() for another family the addon has a schema for ('nlctrl'). */
-export function _openFamily(name: string): Promise<Connection>;
+/**
+ * Test hook: open() with the schema `schemaName` ('vordr' or 'nlctrl') against
+ * the kernel family `kernelFamily` (default: the same name).
+ */
+export function _openFamily(schemaName: string, kernelFamily?: string): Promise<Connection>;

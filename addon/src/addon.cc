@@ -177,7 +177,7 @@ Addon::~Addon()
 	connections.clear();
 }
 
-Napi::Value Addon::DoOpen(Napi::Env env, const FamilyDesc &fam)
+Napi::Value Addon::DoOpen(Napi::Env env, const FamilyDesc &fam, const std::string &resolve)
 {
 	napi_deferred d;
 	napi_value promise;
@@ -189,26 +189,32 @@ Napi::Value Addon::DoOpen(Napi::Env env, const FamilyDesc &fam)
 		napi_reject_deferred(env, d, e.Value());
 		return Napi::Value(env, promise);
 	}
-	Connection::Unwrap(obj)->Start(env, &fam, d);
+	Connection::Unwrap(obj)->Start(env, &fam, resolve, d);
 	return Napi::Value(env, promise);
 }
 
 Napi::Value Addon::Open(const Napi::CallbackInfo &info)
 {
-	return DoOpen(info.Env(), vordr_family);
+	return DoOpen(info.Env(), vordr_family, vordr_family.name);
 }
 
-// Test hook: the same machinery against a family the host has.
+// Test hook: _openFamily(schema, kernelFamily = schema), the same machinery
+// against a family the host has.
 Napi::Value Addon::OpenFamily(const Napi::CallbackInfo &info)
 {
 	Napi::Env env = info.Env();
 	if (!info[0].IsString())
 		throw Napi::TypeError::New(env, "family name must be a string");
 	std::string name = info[0].As<Napi::String>();
+	std::string resolve = name;
+	if (info[1].IsString())
+		resolve = info[1].As<Napi::String>();
+	else if (!info[1].IsUndefined())
+		throw Napi::TypeError::New(env, "kernel family name must be a string");
 	if (name == vordr_family.name)
-		return DoOpen(env, vordr_family);
+		return DoOpen(env, vordr_family, resolve);
 	if (name == ctrl_family.name)
-		return DoOpen(env, ctrl_family);
+		return DoOpen(env, ctrl_family, resolve);
 	throw Napi::TypeError::New(env, "no schema for family '" + name + "'");
 }
 

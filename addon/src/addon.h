@@ -5,6 +5,7 @@
 #ifndef VORDR_ADDON_ADDON_H
 #define VORDR_ADDON_ADDON_H
 
+#include <deque>
 #include <map>
 #include <memory>
 #include <set>
@@ -41,7 +42,7 @@ private:
 	Napi::Value Open(const Napi::CallbackInfo &info);
 	Napi::Value OpenFamily(const Napi::CallbackInfo &info);
 	Napi::Value Decode(const Napi::CallbackInfo &info);
-	Napi::Value DoOpen(Napi::Env env, const FamilyDesc &fam);
+	Napi::Value DoOpen(Napi::Env env, const FamilyDesc &fam, const std::string &resolve);
 };
 
 bool is_connection_token(const Napi::Value &v);
@@ -68,7 +69,11 @@ public:
 	~Connection();
 
 	// Called by Addon::Open with the family to resolve.
-	void Start(Napi::Env env, const FamilyDesc *fam, napi_deferred open);
+	// `resolve` is the kernel family to talk to, normally fam->name; the
+	// tests point the vordr schema at "nlctrl" to check argument validation
+	// on a host without the module.
+	void Start(Napi::Env env, const FamilyDesc *fam, const std::string &resolve,
+		   napi_deferred open);
 	// Releases every native resource without calling into JS; safe to
 	// call twice.  Used by the destructor and by environment teardown.
 	void Teardown(bool env_exiting);
@@ -82,7 +87,13 @@ private:
 		std::vector<uint8_t> sent;	// to map an extack offset to an attr
 		std::vector<Message> replies;
 		bool interrupted = false;
+		bool on_wire = false;	// sent, not queued
 	};
+
+	// Requests go out in order, at most kMaxInFlight at a time (so the
+	// acks fit the socket's receive buffer) and one dump at a time (the
+	// kernel allows one per socket, EBUSY otherwise).
+	static constexpr size_t kMaxInFlight = 16;
 
 	Napi::Value Request(const Napi::CallbackInfo &info);
 	Napi::Value Subscribe(const Napi::CallbackInfo &info);
@@ -101,7 +112,10 @@ private:
 	int Send(uint32_t seq, const std::vector<uint8_t> &msg);
 	void Settle(Napi::Env env, Pending &p, bool ok, Napi::Value v);
 	Napi::Error KernelError(Napi::Env env, const Pending &p, const ErrorInfo &e);
-	void FailAll(Napi::Env env, int err, const std::string &msg);
+	void FailAll(Napi::Env env, int err, const std::string &msg, bool on_wire_only);
+	void Enqueue(uint32_t seq);
+	void Pump(Napi::Env env);
+	Pending Take(uint32_t seq);
 
 	static void OnRequestReadable(uv_poll_t *h, int status, int events);
 	static void OnEventReadable(uv_poll_t *h, int status, int events);
@@ -112,13 +126,17 @@ private:
 	int Drain(Watched *w, size_t max);
 
 	void HandleReply(Napi::Env env, const std::vector<uint8_t> &raw);
-	void Complete(Napi::Env env, uint32_t seq, Pending &p, const ErrorInfo *err);
+	void Complete(Napi::Env env, uint32_t seq, const ErrorInfo *err);
 	void CompleteOpen(Napi::Env env, Pending &p, const ErrorInfo *err);
 
 	const FamilyDesc *fam_ = nullptr;
+	std::string resolve_;	// the kernel family's name
 	uv_loop_t *loop_ = nullptr;
 	Watched req_, ev_;
 	std::map<uint32_t, Pending> pending_;
+	std::deque<uint32_t> queue_;	// seqs of pending_ not yet sent, in order
+	size_t in_flight_ = 0;
+	bool dump_running_ = false;
 	std::unique_ptr<Napi::AsyncContext> async_;
 	Napi::FunctionReference ev_cb_;
 	std::vector<std::vector<uint8_t>> batch_;

@@ -220,13 +220,18 @@ void Connection::Teardown(bool env_exiting)
 		napi_close_handle_scope(env, scope);
 	}
 	pending_.clear();
+	queue_.clear();
+	in_flight_ = 0;
+	dump_running_ = false;
 	ev_cb_.Reset();
 	async_.reset();
 }
 
-void Connection::Start(Napi::Env env, const FamilyDesc *fam, napi_deferred open)
+void Connection::Start(Napi::Env env, const FamilyDesc *fam, const std::string &resolve,
+		       napi_deferred open)
 {
 	fam_ = fam;
+	resolve_ = resolve;
 	int err = OpenSocket(&req_, false);
 	if (err) {
 		closed_ = true;
@@ -237,7 +242,7 @@ void Connection::Start(Napi::Env env, const FamilyDesc *fam, napi_deferred open)
 	// CTRL_CMD_GETFAMILY through the same path as every request.
 	vordr::Value name;
 	name.desc = find_attr(ctrl_family, CTRL_ATTR_FAMILY_NAME);
-	name.str = fam->name;
+	name.str = resolve;
 	uint32_t seq = NextSeq();
 	Pending &p = pending_[seq];
 	p.what = Pending::OPEN;
@@ -245,14 +250,61 @@ void Connection::Start(Napi::Env env, const FamilyDesc *fam, napi_deferred open)
 	p.sent = encode_request(GENL_ID_CTRL, NLM_F_REQUEST | NLM_F_ACK, seq,
 				CTRL_CMD_GETFAMILY, static_cast<uint8_t>(ctrl_family.version),
 				{name});
-	err = Send(seq, p.sent);
-	if (err) {
-		Settle(env, p, false, make_errno_error(env, err, "").Value());
-		pending_.erase(seq);
+	Enqueue(seq);
+	Pump(env);
+	if (!open_ && pending_.empty()) {	// could not even send it
 		closed_ = true;
 		CloseSocket(&req_);
 	}
 	UpdateActive();
+}
+
+void Connection::Enqueue(uint32_t seq)
+{
+	queue_.push_back(seq);
+}
+
+// Sends queued requests while the limits allow.
+void Connection::Pump(Napi::Env env)
+{
+	while (!queue_.empty() && !closed_) {
+		uint32_t seq = queue_.front();
+		Pending &p = pending_.at(seq);
+		bool dump = p.what == Pending::DUMP;
+		if (in_flight_ >= kMaxInFlight || (dump && dump_running_))
+			break;
+		queue_.pop_front();
+		int err = Send(seq, p.sent);
+		if (err) {
+			Pending failed = std::move(p);
+			pending_.erase(seq);
+			Settle(env, failed, false, make_errno_error(env, err, "").Value());
+			continue;
+		}
+		p.on_wire = true;
+		in_flight_++;
+		dump_running_ |= dump;
+	}
+}
+
+// Removes a request from the books, whatever state it is in.
+Connection::Pending Connection::Take(uint32_t seq)
+{
+	auto it = pending_.find(seq);
+	Pending p = std::move(it->second);
+	pending_.erase(it);
+	if (p.on_wire) {
+		in_flight_--;
+		if (p.what == Pending::DUMP)
+			dump_running_ = false;
+	} else {
+		for (auto q = queue_.begin(); q != queue_.end(); ++q)
+			if (*q == seq) {
+				queue_.erase(q);
+				break;
+			}
+	}
+	return p;
 }
 
 uint32_t Connection::NextSeq()
@@ -293,13 +345,17 @@ void Connection::Settle(Napi::Env env, Pending &p, bool ok, Napi::Value v)
 		napi_reject_deferred(env, d, v);
 }
 
-void Connection::FailAll(Napi::Env env, int err, const std::string &msg)
+void Connection::FailAll(Napi::Env env, int err, const std::string &msg, bool on_wire_only)
 {
-	std::map<uint32_t, Pending> all;
-	all.swap(pending_);
-	for (auto &kv : all)
-		Settle(env, kv.second, false,
+	std::vector<uint32_t> seqs;
+	for (auto &kv : pending_)
+		if (kv.second.on_wire || !on_wire_only)
+			seqs.push_back(kv.first);
+	for (uint32_t seq : seqs) {
+		Pending p = Take(seq);
+		Settle(env, p, false,
 		       (err ? make_errno_error(env, err, msg) : closed_error(env)).Value());
+	}
 }
 
 Napi::Error Connection::KernelError(Napi::Env env, const Pending &p, const ErrorInfo &ei)
@@ -347,13 +403,13 @@ void Connection::CompleteOpen(Napi::Env env, Pending &p, const ErrorInfo *ei)
 	}
 	Napi::Error e = make_errno_error(env, EBADMSG, why ? why : "");
 	if (ei && ei->error == ENOENT) {
-		std::string msg = fam_ == &vordr_family
+		std::string msg = resolve_ == vordr_family.name
 			? "the vordr kernel module is not loaded (generic netlink family 'vordr' not found)"
-			: std::string("generic netlink family '") + fam_->name + "' not found";
+			: "generic netlink family '" + resolve_ + "' not found";
 		e = make_errno_error(env, ENOENT, msg);
 	} else if (ei) {
 		e = KernelError(env, p, *ei);
-		e.Set("message", std::string("resolving generic netlink family '") + fam_->name +
+		e.Set("message", "resolving generic netlink family '" + resolve_ +
 				 "': " + e.Message());
 	}
 	Settle(env, p, false, e.Value());
@@ -361,10 +417,9 @@ void Connection::CompleteOpen(Napi::Env env, Pending &p, const ErrorInfo *ei)
 	CloseSocket(&req_);
 }
 
-void Connection::Complete(Napi::Env env, uint32_t seq, Pending &pref, const ErrorInfo *ei)
+void Connection::Complete(Napi::Env env, uint32_t seq, const ErrorInfo *ei)
 {
-	Pending p = std::move(pref);
-	pending_.erase(seq);
+	Pending p = Take(seq);
 	if (p.what == Pending::OPEN)
 		return CompleteOpen(env, p, ei);
 	if (ei)
@@ -384,7 +439,7 @@ void Connection::HandleReply(Napi::Env env, const std::vector<uint8_t> &raw)
 		return;
 	const struct nlmsghdr *h = reinterpret_cast<const struct nlmsghdr *>(raw.data());
 	auto it = pending_.find(h->nlmsg_seq);
-	if (it == pending_.end())
+	if (it == pending_.end() || !it->second.on_wire)
 		return;		// stray: a request closed or failed earlier
 	Pending &p = it->second;
 	ErrorInfo ei;
@@ -395,14 +450,14 @@ void Connection::HandleReply(Napi::Env env, const std::vector<uint8_t> &raw)
 			ei.has_msg = true;
 			ei.msg = "malformed netlink error message";
 		}
-		return Complete(env, it->first, p, ei.error ? &ei : nullptr);
+		return Complete(env, it->first, ei.error ? &ei : nullptr);
 	}
 	if (h->nlmsg_type == NLMSG_DONE) {
 		if (!parse_done(raw.data(), raw.size(), &ei)) {
 			ei = ErrorInfo();
 			ei.error = EBADMSG;
 		}
-		return Complete(env, it->first, p, ei.error ? &ei : nullptr);
+		return Complete(env, it->first, ei.error ? &ei : nullptr);
 	}
 	if (h->nlmsg_type < NLMSG_MIN_TYPE)
 		return;		// NOOP, OVERRUN
@@ -413,7 +468,7 @@ void Connection::HandleReply(Napi::Env env, const std::vector<uint8_t> &raw)
 		ei.error = EBADMSG;
 		ei.has_msg = true;
 		ei.msg = std::string("malformed reply: ") + why;
-		return Complete(env, it->first, p, &ei);
+		return Complete(env, it->first, &ei);
 	}
 	if (m.flags & NLM_F_DUMP_INTR)
 		p.interrupted = true;
@@ -472,7 +527,7 @@ void Connection::OnRequestReadable(uv_poll_t *h, int status, int)
 	Napi::CallbackScope cs(env, *c->async_);
 	try {
 		if (status < 0) {
-			c->FailAll(env, -status, std::string("netlink socket: ") + uv_strerror(status));
+			c->FailAll(env, -status, std::string("netlink socket: ") + uv_strerror(status), true);
 		} else {
 			c->Drain(&c->req_, SIZE_MAX);
 			std::vector<std::vector<uint8_t>> batch;
@@ -481,10 +536,11 @@ void Connection::OnRequestReadable(uv_poll_t *h, int status, int)
 				if (c->closed_)
 					break;
 				if (raw.empty())
-					c->FailAll(env, ENOBUFS, "netlink receive buffer overrun: replies were lost");
+					c->FailAll(env, ENOBUFS, "netlink receive buffer overrun: replies were lost", true);
 				else
 					c->HandleReply(env, raw);
 			}
+			c->Pump(env);
 		}
 		c->UpdateActive();
 	} catch (const Napi::Error &e) {
@@ -643,11 +699,8 @@ Napi::Value Connection::Request(const Napi::CallbackInfo &info)
 	p.deferred = d;
 	p.sent = encode_request(family_id_, flags, seq, cmd->id,
 				static_cast<uint8_t>(fam_->version), values);
-	int err = Send(seq, p.sent);
-	if (err) {
-		Settle(env, p, false, make_errno_error(env, err, "").Value());
-		pending_.erase(seq);
-	}
+	Enqueue(seq);
+	Pump(env);
 	UpdateActive();
 	return Napi::Value(env, promise);
 }
@@ -696,7 +749,7 @@ Napi::Value Connection::Close(const Napi::CallbackInfo &info)
 		closed_ = true;
 		CloseSocket(&ev_);
 		ev_cb_.Reset();
-		FailAll(env, 0, "connection closed");
+		FailAll(env, 0, "connection closed", false);
 		CloseSocket(&req_);
 		UpdateActive();
 	}
