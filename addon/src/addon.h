@@ -125,6 +125,7 @@ private:
 	// Reads every datagram waiting on w into batch_; false on ENOBUFS.
 	int Drain(Watched *w, size_t max);
 
+	void DeliverEvents(Napi::Env env, const std::vector<std::vector<uint8_t>> &batch);
 	void HandleReply(Napi::Env env, const std::vector<uint8_t> &raw);
 	void Complete(Napi::Env env, uint32_t seq, const ErrorInfo *err);
 	void CompleteOpen(Napi::Env env, Pending &p, const ErrorInfo *err);

@@ -561,6 +561,16 @@ void Connection::OnEventReadable(uv_poll_t *h, int status, int)
 	c->Drain(&c->ev_, 256);
 	std::vector<std::vector<uint8_t>> batch;
 	batch.swap(c->batch_);
+	try {
+		c->DeliverEvents(env, batch);
+	} catch (const Napi::Error &e) {
+		napi_fatal_exception(env, e.Value());
+	}
+}
+
+void Connection::DeliverEvents(Napi::Env env, const std::vector<std::vector<uint8_t>> &batch)
+{
+	Connection *c = this;
 	for (const auto &raw : batch) {
 		if (!c->ev_.sock || c->ev_cb_.IsEmpty())
 			break;	// unsubscribed or closed by a callback
