@@ -62,7 +62,8 @@ if [[ $mode == try ]]; then
     say "daemon/dist/cli.js does not exist (run npm run build?): starting a shell"
   fi
   say "shell in $PWD; module: $VORDR_MODULE ($VORDR_KO). Exit the shell to power off."
-  setsid -c -w bash -i <"$tty" >"$tty" 2>&1
+  # --norc: the host's ~/.bashrc may be slow (pyenv, ...) under emulation.
+  PS1='vordr-vm:\w# ' setsid -c -w bash --norc -i <"$tty" >"$tty" 2>&1
   exit 0
 fi
 

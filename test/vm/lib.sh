@@ -153,7 +153,8 @@ root_module_files() {
 
 # Build out/FLAVOR/initramfs.cpio.gz (busybox + /init + root modules).
 build_initramfs() {
-  local flavor=$1 dir="$OUT/$flavor/initramfs" bb=/bin/busybox
+  local flavor=$1
+  local dir="$OUT/$flavor/initramfs" bb=/bin/busybox
   # busybox-static installs a static /bin/busybox; the dynamic busybox package
   # would not run inside the initramfs.
   [[ -x $bb ]] && ! ldd "$bb" >/dev/null 2>&1 || { vm_log "need a static /bin/busybox (apt-get install busybox-static)"; return 1; }
@@ -206,6 +207,7 @@ qemu_cmd() {
     # lockups fire (soft lockup after 2*watchdog_thresh seconds).
     append+=" watchdog_thresh=30 kasan.fault=report"
   fi
+  [[ $flavor == try ]] && append+=" quiet"
   append+=" ${VORDR_APPEND:-}"
   QEMU_CMD=(qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m "${VORDR_VM_MEM:-2048}"
     -nodefaults -no-user-config -display none -no-reboot -nic none
