@@ -188,10 +188,13 @@ prepare_share() {
   local flavor=$1; shift
   SHARE="$OUT/$flavor/share"
   rm -rf "$SHARE"; mkdir -p "$SHARE"
+  cp "$VORDR_KO_PATH" "$SHARE/"
   {
     printf 'VORDR_REPO=%q\n' "$REPO"
     printf 'VORDR_FLAVOR=%q\n' "$flavor"
-    printf 'VORDR_KO=%q\n' "$VORDR_KO_PATH"
+    # The guest loads the copy in the share: the original may sit where the
+    # VM does not see the host's files (e.g. under /tmp).
+    printf 'VORDR_KO=%q\n' "/mnt/out/$(basename "$VORDR_KO_PATH")"
     printf 'VORDR_MODULE=%q\n' "$(modinfo -F name "$VORDR_KO_PATH" 2>/dev/null || basename "$VORDR_KO_PATH" .ko)"
     local kv; for kv in "$@"; do printf '%s=%q\n' "${kv%%=*}" "${kv#*=}"; done
   } >"$SHARE/vordr.env"

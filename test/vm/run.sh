@@ -10,8 +10,8 @@
 # run test/vm/guest.sh there: insmod vordr.ko, node --test test/vm/*.test.mjs,
 # rmmod, kmemleak (debug), dmesg. The host then judges the results and the
 # kernel log. Last line: "N passed, M failed"; exit status non-zero on any
-# failure. Harness-level failures (flavor cannot run, timeout, no status,
-# rmmod failure, kernel log not clean) each count as one failed test.
+# failure. Harness-level failures of a flavor (cannot run, timeout, no status,
+# insmod/rmmod failure) count as one failed test, a dirty kernel log as another.
 #
 # Environment:
 #   VORDR_KO=path.ko, VORDR_KO_stock=..., VORDR_KO_debug=...
@@ -86,13 +86,15 @@ run_flavor() {
   t1=$(date +%s)
   echo "===== vm[$flavor] console end (qemu exit $qrc, ${t1}-${t0} = $((t1 - t0))s) ====="
 
-  local problems=() extra_fail=0
+  # Harness problems (timeout, missing results, insmod/rmmod failure) count as
+  # one failed test together, a dirty kernel log as another.
+  local problems=() notes=() extra_fail=0
   [[ -f "$SHARE/boot-seconds" ]] && vm_log "userspace reached $(cat "$SHARE/boot-seconds")s after kernel start; VM ran $((t1 - t0))s in all"
 
   if [[ $qrc == 124 || $qrc == 137 ]]; then
-    problems+=("VM TIMED OUT after ${tmo}s"); extra_fail=$((extra_fail + 1))
+    problems+=("VM TIMED OUT after ${tmo}s")
   elif [[ $qrc != 0 ]]; then
-    problems+=("qemu exited with $qrc"); extra_fail=$((extra_fail + 1))
+    problems+=("qemu exited with $qrc")
   fi
 
   local status="" tests_rc="" insmod_rc="" rmmod_rc=""
@@ -102,7 +104,7 @@ run_flavor() {
     insmod_rc=$(sed -n 's/.*insmod=\([0-9]*\).*/\1/p' <<<"$status")
     rmmod_rc=$(sed -n 's/.*rmmod=\([0-9]*\).*/\1/p' <<<"$status")
   else
-    problems+=("no status file came back from the VM"); extra_fail=$((extra_fail + 1))
+    problems+=("no status file came back from the VM")
   fi
 
   local pass=0 fail=0
@@ -111,23 +113,23 @@ run_flavor() {
     fail=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$SHARE/tap.txt" | tail -n1)
     pass=${pass:-0}; fail=${fail:-0}
     if [[ -z $(sed -n '/^# pass /p' "$SHARE/tap.txt") ]]; then
-      problems+=("test output has no '# pass' summary (node crashed?)"); extra_fail=$((extra_fail + 1))
+      problems+=("test output has no '# pass' summary (node crashed?)")
     fi
   elif [[ -n "$status" ]]; then
-    problems+=("no test output (tap.txt)"); extra_fail=$((extra_fail + 1))
+    problems+=("no test output (tap.txt)")
   fi
   if [[ -n "$insmod_rc" && "$insmod_rc" != 0 ]]; then
-    problems+=("insmod of $VORDR_KO_PATH failed ($insmod_rc)"); extra_fail=$((extra_fail + 1))
+    problems+=("insmod of $VORDR_KO_PATH failed ($insmod_rc)")
   fi
   if [[ -n "$tests_rc" && "$tests_rc" != 0 && "$insmod_rc" == 0 ]]; then
-    problems+=("node --test exited $tests_rc")
-    ((fail == 0)) && extra_fail=$((extra_fail + 1))
+    # already counted when TAP reports failures
+    ((fail == 0)) && problems+=("node --test exited $tests_rc") || notes+=("node --test exited $tests_rc")
   fi
   if [[ -n "$rmmod_rc" && "$rmmod_rc" != 0 ]]; then
-    problems+=("rmmod failed ($rmmod_rc)"); extra_fail=$((extra_fail + 1))
+    problems+=("rmmod failed ($rmmod_rc)")
   fi
   if ((pass + fail == 0)) && [[ "$insmod_rc" == 0 ]]; then
-    problems+=("no VM test ran"); extra_fail=$((extra_fail + 1))
+    problems+=("no VM test ran")
   fi
 
   # Kernel log: dmesg from the guest; the console log when the VM died first.
@@ -149,7 +151,9 @@ run_flavor() {
     extra_fail=$((extra_fail + 1))
   fi
 
+  ((${#problems[@]})) && extra_fail=$((extra_fail + 1))
   local msg=$klog_msg
+  problems+=(${notes[@]+"${notes[@]}"})
   ((${#problems[@]})) && msg+="; $(IFS=';'; echo "${problems[*]}" | sed 's/;/; /g')"
   flavor_result "$flavor" "$pass" "$((fail + extra_fail))" "$msg"
 }
