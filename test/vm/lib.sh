@@ -82,7 +82,11 @@ resolve_kernel() {
       ;;
     debug)
       local kroot
-      kroot=$(bash "$VM_DIR/debug-kernel.sh" | tail -n1) || { vm_log "debug kernel build failed"; return 1; }
+      if [[ -n ${VORDR_DEBUG_KERNEL_DIR:-} ]]; then
+        kroot=$VORDR_DEBUG_KERNEL_DIR   # a kernel-* dir made by debug-kernel.sh
+      else
+        kroot=$(bash "$VM_DIR/debug-kernel.sh" | tail -n1) || { vm_log "debug kernel build failed"; return 1; }
+      fi
       [[ -f "$kroot/bzImage" ]] || { vm_log "debug-kernel.sh gave no bzImage ($kroot)"; return 1; }
       KERNEL_IMAGE=$kroot/bzImage
       KDIR=$kroot/linux

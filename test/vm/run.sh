@@ -18,6 +18,7 @@
 #       test this prebuilt module instead of building kmod/
 #   VORDR_TIMEOUT_stock (1200), VORDR_TIMEOUT_debug (2400), VORDR_TIMEOUT
 #       seconds before the VM is killed
+#   VORDR_DEBUG_KERNEL_DIR   use this kernel-* dir instead of debug-kernel.sh's
 #   VORDR_APPEND   extra kernel command line
 #   VORDR_QUIET=1  do not stream the console (it is still in out/FLAVOR/console.log)
 set -uo pipefail
@@ -31,6 +32,8 @@ BAD_PATTERNS=("WARNING:" "BUG:" "Oops" "Kernel panic" "general protection fault"
   "possible circular locking" "possible recursive locking" "inconsistent lock state"
   "suspicious RCU usage" "lockdep" "KASAN" "UBSAN" "rcu_sched self-detected stall"
   "rcu: INFO" "soft lockup" "hung_task" "unreferenced object" "Call Trace:")
+# Benign lines that match the above (boot banners, the echoed command line).
+IGNORE_PATTERNS=("Command line:" "command line:" "RCU lockdep checking is enabled.")
 
 total_pass=0
 total_fail=0
@@ -137,8 +140,10 @@ run_flavor() {
   if [[ ! -f "$klog" ]]; then klog="$dir/console.log"; kname="console log (no dmesg came back)"; fi
   local args=() p hits
   for p in "${BAD_PATTERNS[@]}"; do args+=(-e "$p"); done
-  # (the kernel command line is echoed in the log and may name hung_task_panic)
-  hits=$(grep -nF "${args[@]}" "$klog" 2>/dev/null | grep -v 'ommand line:' || true)
+
+  local ign=()
+  for p in "${IGNORE_PATTERNS[@]}"; do ign+=(-e "$p"); done
+  hits=$(grep -nF "${args[@]}" "$klog" 2>/dev/null | grep -vF "${ign[@]}" || true)
   if [[ -f "$SHARE/kmemleak.txt" ]] && grep -q 'unreferenced object' "$SHARE/kmemleak.txt"; then
     hits+=$'\n'"$(sed 's/^/kmemleak: /' "$SHARE/kmemleak.txt" | head -n 80)"
   fi
