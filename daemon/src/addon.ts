@@ -7,62 +7,19 @@
 import path from 'node:path';
 import { Result, err, ok } from 'neverthrow';
 
-export type AttrType = 'u8' | 'u16' | 'u32' | 'u64' | 'string' | 'binary';
-export type AttrValue = number | bigint | string | Buffer;
-export type Message = Record<string, AttrValue>;
+// The types are addon/index.d.ts's own: one declaration of the contract.
+import type * as Native from '../../addon';
 
-export interface Constant {
-  readonly value: number;
-  /** The canonical name first, then the aliases the grammar accepts. */
-  readonly aliases: readonly string[];
-}
+export type AttrType = Native.AttrType;
+export type AttrValue = Native.AttrValue;
+export type Message = Native.Message;
+export type Constant = Native.Constant;
+export type FlagDef = Native.FlagInfo;
+export type Schema = Native.Schema;
+export type AddonError = Native.VordrError;
+export type Connection = Native.Connection;
 
-export interface FlagDef {
-  readonly id: number;
-  readonly writable: boolean;
-  readonly default: number;
-  /** Canonical value names (constants.value) the flag accepts. */
-  readonly allowed: readonly string[];
-}
-
-export interface Schema {
-  readonly family: {
-    readonly name: string;
-    readonly version: number;
-    readonly group: string;
-    readonly schemaCrc: number;
-  };
-  readonly commands: Readonly<Record<string, {
-    readonly id: number;
-    readonly admin: boolean;
-    readonly kind: 'do' | 'dump' | 'event';
-  }>>;
-  readonly attrs: Readonly<Record<string, {
-    readonly id: number;
-    readonly type: AttrType;
-    readonly input: boolean;
-    readonly lo: number;
-    readonly hi: number;
-  }>>;
-  readonly constants: Readonly<Record<string, Readonly<Record<string, Constant>>>>;
-  readonly flags: Readonly<Record<string, FlagDef>>;
-}
-
-/** What a rejected request carries (kernel errors, with extack text). */
-export interface AddonError extends Error {
-  errno?: number;
-  code?: string;
-  attr?: string;
-}
-
-export interface Connection {
-  /** Throws TypeError synchronously on bad arguments. */
-  request(command: string, attrs?: Message): Promise<Message[]>;
-  subscribe(cb: (event: Message) => void): void;
-  unsubscribe(): void;
-  close(): void;
-}
-
+/** The part of the addon the daemon uses. */
 export interface Addon {
   readonly schema: Schema;
   /** Rejects with code ENOENT when the kernel module is not loaded. */
