@@ -37,10 +37,15 @@ static const struct vordr_ident *vordr_owner(struct sock *sk, bool *failed)
 	if (id)
 		return id;
 	/*
-	 * current is the sender only in task context, and only a user task
-	 * has an executable: in softirq current is whoever was interrupted.
+	 * current is the sender only in process context with bottom halves
+	 * enabled, and only on a socket a user made: in softirq current is
+	 * whoever was interrupted; with BHs off it may be receiving for
+	 * others (tun, busy polling); a kernel socket (TCP's per-CPU control
+	 * socket sending RSTs for everyone) has no owner at all.  Only a user
+	 * task has an executable.
 	 */
-	if (!in_task() || !current->mm || (current->flags & PF_KTHREAD))
+	if (!in_task() || in_softirq() || sk->sk_kern_sock || !current->mm ||
+	    (current->flags & PF_KTHREAD))
 		return NULL;
 	id = vordr_ksc_learn(sk, &err);
 	if (!id && err == -ENOMEM)

@@ -15,6 +15,9 @@
 #include <linux/dcache.h>
 #include <linux/file.h>
 #include <linux/fs.h>
+#include <linux/fs_struct.h>
+#include <linux/path.h>
+#include <linux/seqlock.h>
 #include <linux/hash.h>
 #include <linux/jiffies.h>
 #include <linux/limits.h>
@@ -50,6 +53,27 @@ struct vordr_ksc_bucket {
 /* ksc_lock serializes writers of every bucket; readers use RCU only. */
 static DEFINE_SPINLOCK(ksc_lock);
 static struct vordr_ksc_bucket ksc_table[1 << KSC_BITS];
+
+/* The root the module was loaded under; rules name paths below it. */
+static struct path ksc_root;
+
+/*
+ * Whether current's root is ksc_root.  A new mount namespace copies the
+ * root mount, so this also tells a task in another mount namespace.
+ * Only pointers are compared, under the fs_struct's seqcount.
+ */
+static bool ksc_root_is_ours(void)
+{
+	struct fs_struct *fs = current->fs;
+	unsigned int seq;
+	bool same;
+
+	do {
+		seq = read_seqcount_begin(&fs->seq);
+		same = path_equal(&fs->root, &ksc_root);
+	} while (read_seqcount_retry(&fs->seq, seq));
+	return same;
+}
 
 static u64 vordr_sk_cookie(struct sock *sk)
 {
@@ -102,7 +126,7 @@ static struct vordr_ksc_entry *ksc_entry_for_current(int *err)
 	struct mm_struct *mm = current->mm;
 	struct file *exe;
 	char *buf, *p;
-	size_t len, i;
+	size_t len, i, skip, n = 0;
 
 	rcu_read_lock();
 	exe = rcu_dereference(mm->exe_file);
@@ -114,7 +138,8 @@ static struct vordr_ksc_entry *ksc_entry_for_current(int *err)
 		return NULL;
 	}
 
-	buf = kmalloc(PATH_MAX, GFP_ATOMIC | __GFP_NOWARN);
+	/* Task context, but maybe under locks: no sleeping, no reserves. */
+	buf = kmalloc(PATH_MAX, GFP_NOWAIT | __GFP_NOWARN);
 	if (!buf) {
 		*err = -ENOMEM;
 		goto out_put;
@@ -130,7 +155,7 @@ static struct vordr_ksc_entry *ksc_entry_for_current(int *err)
 		goto out_free;
 	}
 
-	e = kmalloc(struct_size(e, id.path, len + 1), GFP_ATOMIC | __GFP_NOWARN);
+	e = kmalloc(struct_size(e, id.path, len + 1), GFP_NOWAIT | __GFP_NOWARN);
 	if (!e) {
 		*err = -ENOMEM;
 		goto out_free;
@@ -142,11 +167,22 @@ static struct vordr_ksc_entry *ksc_entry_for_current(int *err)
 	e->id.ino = file_inode(exe)->i_ino;
 	e->id.pid = task_tgid_nr(current);
 	e->id.uid = current_fsuid();
+	e->id.foreign = !ksc_root_is_ours();
 	e->id.ndirs = 0;
-	/* Every directory prefix, shallowest first, including its '/'. */
-	for (i = 0; i < len && e->id.ndirs < VORDR_MAX_DEPTH; i++) {
+	/*
+	 * The deepest VORDR_MAX_DEPTH directory prefixes, shallowest first,
+	 * each with its '/': the deepest are the most specific.
+	 */
+	for (i = 0; i < len; i++)
+		n += e->id.path[i] == '/';
+	skip = n > VORDR_MAX_DEPTH ? n - VORDR_MAX_DEPTH : 0;
+	for (i = 0; i < len; i++) {
 		if (e->id.path[i] != '/')
 			continue;
+		if (skip) {
+			skip--;
+			continue;
+		}
 		e->id.dir_len[e->id.ndirs] = i + 1;
 		e->id.dir_hash[e->id.ndirs] = vordr_hash(e->id.path, i + 1);
 		e->id.ndirs++;
@@ -208,6 +244,7 @@ int vordr_ksc_init(void)
 {
 	size_t i;
 
+	get_fs_root(current->fs, &ksc_root);
 	for (i = 0; i < ARRAY_SIZE(ksc_table); i++) {
 		INIT_HLIST_HEAD(&ksc_table[i].head);
 		ksc_table[i].count = 0;
@@ -235,4 +272,5 @@ void vordr_ksc_exit(void)
 	spin_unlock_irqrestore(&ksc_lock, flags);
 	/* kfree_rcu() callbacks must not outlive the module's text. */
 	rcu_barrier();
+	path_put(&ksc_root);
 }

@@ -166,6 +166,11 @@ static int vordr_nl_rule_list(struct sk_buff *skb, struct netlink_callback *cb)
 	void *hdr;
 	int err = 0;
 
+	/*
+	 * Writers may run between two parts of a dump: a message sent after
+	 * a change carries NLM_F_DUMP_INTR, and the reader asks again.
+	 */
+	cb->seq = vordr_rules_gen();
 	rcu_read_lock();
 	for (; vordr_rule_next(&pos, !v, v ? nla_get_u8(v) : 0, &rv); pos++) {
 		hdr = genlmsg_put(skb, NETLINK_CB(cb->skb).portid,
@@ -173,6 +178,7 @@ static int vordr_nl_rule_list(struct sk_buff *skb, struct netlink_callback *cb)
 				  VORDR_CMD_RULE_LIST);
 		if (!hdr)
 			break;
+		genl_dump_check_consistent(cb, hdr);
 		if (nla_put_u8(skb, VORDR_A_PROT, rv.prot) ||
 		    nla_put_u8(skb, VORDR_A_VERDICT, rv.verdict) ||
 		    nla_put(skb, VORDR_A_PATH, rv.len + 1, rv.path) ||

@@ -60,6 +60,7 @@ static u32 rules_count;
 static u32 rules_cursor;	/* where the search for a free slot starts */
 static u32 rules_ndirs;		/* directory rules; read locklessly */
 static u32 rules_seed;
+static u32 rules_gen = 1;	/* bumped by every change; 0 means "none" to dumps */
 
 u32 vordr_hash(const char *s, u16 len)
 {
@@ -101,6 +102,8 @@ const struct vordr_rule *vordr_rule_match(const struct vordr_ident *id, u8 prot)
 	const struct vordr_rule *r;
 	int i;
 
+	if (id->foreign)
+		return NULL;
 	r = rules_best(id->hash, id->path, id->len, prot);
 	if (r || !READ_ONCE(rules_ndirs))
 		return r;
@@ -115,7 +118,8 @@ const struct vordr_rule *vordr_rule_match(const struct vordr_ident *id, u8 prot)
 /* Count a packet against @r and return its verdict. */
 u8 vordr_rule_hit(const struct vordr_rule *r, unsigned int bytes)
 {
-	struct vordr_rule_stats *s = this_cpu_ptr(r->stats);
+	/* The hook may be preempted (PREEMPT_RCU): stay on this CPU. */
+	struct vordr_rule_stats *s = get_cpu_ptr(r->stats);
 	unsigned long flags;
 
 	flags = u64_stats_update_begin_irqsave(&s->syncp);
@@ -123,7 +127,14 @@ u8 vordr_rule_hit(const struct vordr_rule *r, unsigned int bytes)
 	u64_stats_add(&s->bytes, bytes);
 	u64_stats_set(&s->lasthit, ktime_get_real_seconds());
 	u64_stats_update_end_irqrestore(&s->syncp, flags);
+	put_cpu_ptr(r->stats);
 	return r->verdict;
+}
+
+/* Changes with every rule added, replaced or removed. */
+u32 vordr_rules_gen(void)
+{
+	return READ_ONCE(rules_gen);
 }
 
 static void rules_free_rcu(struct rcu_head *head)
@@ -138,6 +149,7 @@ static void rules_free_rcu(struct rcu_head *head)
 static void rules_retire(struct vordr_rule *r)
 {
 	lockdep_assert_held(&rules_lock);
+	WRITE_ONCE(rules_gen, rules_gen + 1);
 	hlist_del_rcu(&r->node);
 	RCU_INIT_POINTER(rules_slot[r->slot], NULL);
 	rules_count--;
@@ -185,6 +197,7 @@ int vordr_rule_add(u8 prot, const char *path, u8 verdict)
 	r->hash = vordr_hash(path, len);
 
 	mutex_lock(&rules_lock);
+	WRITE_ONCE(rules_gen, rules_gen + 1);
 	old = rules_find(r->hash, path, len, prot);
 	if (old) {
 		/* Replace in place: same slot, the new rule's own counters. */

@@ -80,9 +80,13 @@ void vordr_count_packet(void);
 /*
  * Who owns a socket: the executable's path as d_path() printed it (a
  * deleted file ends in " (deleted)" and so never matches a rule for its
- * successor), its device and inode, and the hashes of the path and of
- * every directory prefix (ending in '/') so rule lookup hashes nothing on
- * the packet path.  Immutable once published.
+ * successor), its device and inode, and the hashes of the path and of the
+ * deepest VORDR_MAX_DEPTH directory prefixes (ending in '/') so rule
+ * lookup hashes nothing on the packet path.  d_path() prints relative to
+ * the task's root, which an unprivileged user can change (chroot or a
+ * bind mount in a user and mount namespace of its own): a path printed
+ * under any root but the one the module was loaded in is marked foreign
+ * and matches no rule.  Immutable once published.
  */
 struct vordr_ident {
 	dev_t dev;
@@ -92,6 +96,7 @@ struct vordr_ident {
 	u32 hash;
 	u16 len;
 	u8 ndirs;
+	bool foreign;	/* path printed under another root: matches no rule */
 	u16 dir_len[VORDR_MAX_DEPTH];
 	u32 dir_hash[VORDR_MAX_DEPTH];
 	char path[];
@@ -123,6 +128,7 @@ void vordr_rules_exit(void);
 u32 vordr_hash(const char *s, u16 len);
 const struct vordr_rule *vordr_rule_match(const struct vordr_ident *id, u8 prot);
 u8 vordr_rule_hit(const struct vordr_rule *r, unsigned int bytes);
+u32 vordr_rules_gen(void);
 int vordr_rule_add(u8 prot, const char *path, u8 verdict);
 int vordr_rule_del(const char *path, bool any_prot, u8 prot);
 void vordr_rule_clear(bool all, u8 verdict);

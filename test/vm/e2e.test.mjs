@@ -207,3 +207,22 @@ test('mode block drops everything and mode enabled restores rules', () => {
   assert.equal(vordr(['enable']).code, 0);
   assert.equal(pythonGet().code, 0);
 });
+
+test('a program posing as an allowed one from another mount namespace matches no rule', (t) => {
+  // d_path() prints relative to the task's root, which a user can change
+  // (here: python bind-mounted over curl's path in a new mount namespace;
+  // an unprivileged user can do the same inside a user namespace).
+  const r = vordr(['set unkrule block', `allow tcp ${curl}`, `allow tcp ${python}`]);
+  assert.equal(r.code, 0, r.err);
+  try {
+    assert.equal(curlGet().code, 0, 'the real curl, allowed, could not connect');
+    const code = `import urllib.request; urllib.request.urlopen('http://127.0.0.1:${tcpPort}/', timeout=3).read()`;
+    const spoof = run('unshare', ['-m', 'sh', '-c',
+      `mount --bind ${python} ${curl} && exec ${curl} -c "${code}"`]);
+    t.diagnostic(`python posing as ${curl} exited ${spoof.code}`);
+    assert.ok(spoof.code !== 0 && !spoof.error, `the impostor connected (or did not run: ${spoof.err})`);
+    assert.match(spoof.err, /timed out|URLError/i);
+  } finally {
+    assert.equal(vordr(['set unkrule allow', 'clear all']).code, 0);
+  }
+});
