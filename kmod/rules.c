@@ -72,6 +72,13 @@ static struct hlist_head *rules_bucket(u32 hash)
 	return &rules_index[hash & ((1u << rules_bits) - 1)];
 }
 
+/* Whether @r names exactly @path[0..len), whose hash is @hash. */
+static bool rules_names(const struct vordr_rule *r, u32 hash,
+			const char *path, u16 len)
+{
+	return r->hash == hash && r->len == len && !memcmp(r->path, path, len);
+}
+
 /*
  * The best rule in one bucket for @path[0..len) and @prot: a rule naming
  * the protocol beats an "any" rule.
@@ -82,8 +89,7 @@ static const struct vordr_rule *rules_best(u32 hash, const char *path,
 	const struct vordr_rule *r, *any = NULL;
 
 	hlist_for_each_entry_rcu(r, rules_bucket(hash), node) {
-		if (r->hash != hash || r->len != len ||
-		    memcmp(r->path, path, len))
+		if (!rules_names(r, hash, path, len))
 			continue;
 		if (r->prot == prot)
 			return r;
@@ -165,8 +171,7 @@ static struct vordr_rule *rules_find(u32 hash, const char *path, u16 len,
 
 	hlist_for_each_entry_rcu(r, rules_bucket(hash), node,
 				 lockdep_is_held(&rules_lock))
-		if (r->hash == hash && r->prot == prot && r->len == len &&
-		    !memcmp(r->path, path, len))
+		if (r->prot == prot && rules_names(r, hash, path, len))
 			return r;
 	return NULL;
 }
@@ -242,8 +247,7 @@ int vordr_rule_del(const char *path, bool any_prot, u8 prot)
 
 	mutex_lock(&rules_lock);
 	hlist_for_each_entry_safe(r, tmp, rules_bucket(hash), node) {
-		if (r->hash != hash || r->len != len ||
-		    memcmp(r->path, path, len) ||
+		if (!rules_names(r, hash, path, len) ||
 		    (!any_prot && r->prot != prot))
 			continue;
 		rules_retire(r);
