@@ -198,6 +198,17 @@ static int vordr_nl_rule_list(struct sk_buff *skb, struct netlink_callback *cb)
 	return err ? err : skb->len;
 }
 
+static int vordr_nl_stats_start(struct netlink_callback *cb)
+{
+	NL_SET_ERR_MSG(cb->extack, "per-application statistics are not implemented yet");
+	return -EOPNOTSUPP;
+}
+
+static int vordr_nl_stats(struct sk_buff *skb, struct netlink_callback *cb)
+{
+	return -EOPNOTSUPP;
+}
+
 static int vordr_nl_flag_set(struct sk_buff *skb, struct genl_info *info)
 {
 	struct nlattr **a = info->attrs;

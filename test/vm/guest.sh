@@ -71,7 +71,11 @@ tests_rc=0
 if [[ $insmod_rc == 0 ]]; then
   cd "$VORDR_REPO" || exit 1
   shopt -s nullglob
-  files=(test/vm/*.test.mjs)
+  if [[ -n ${VORDR_TESTS:-} ]]; then
+    read -r -a files <<<"$VORDR_TESTS"
+  else
+    files=(test/vm/*.test.mjs)
+  fi
   say "running ${#files[@]} test file(s): ${files[*]}"
   say "----- node --test begin -----"
   node --test --test-reporter=tap --test-concurrency=1 "${files[@]}" </dev/null 2>&1 | tee "$out/tap.txt"

@@ -200,6 +200,7 @@ prepare_share() {
     # VM does not see the host's files (e.g. under /tmp).
     printf 'VORDR_KO=%q\n' "/mnt/out/$(basename "$VORDR_KO_PATH")"
     printf 'VORDR_MODULE=%q\n' "$(modinfo -F name "$VORDR_KO_PATH" 2>/dev/null || basename "$VORDR_KO_PATH" .ko)"
+    printf 'VORDR_TESTS=%q\n' "${VORDR_TESTS:-}"
     local kv; for kv in "$@"; do printf '%s=%q\n' "${kv%%=*}" "${kv#*=}"; done
   } >"$SHARE/vordr.env"
   printf '%s' "$REPO" >"$SHARE/repo"

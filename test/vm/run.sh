@@ -20,6 +20,7 @@
 #       seconds before the VM is killed
 #   VORDR_DEBUG_KERNEL_DIR   use this kernel-* dir instead of debug-kernel.sh's
 #   VORDR_APPEND   extra kernel command line
+#   VORDR_TESTS="test/vm/a.test.mjs ..."   run only these test files
 #   VORDR_QUIET=1  do not stream the console (it is still in out/FLAVOR/console.log)
 set -uo pipefail
 
