@@ -216,3 +216,37 @@ test('boot rules: a module loaded with rules= enforces them before any console r
     assert.equal(run('insmod', [ko]).code, 0);
   }
 });
+
+test('an unprivileged user in a user namespace cannot dress a program up as an allowed one', () => {
+  // The reviewer's attack: a world-writable tmpfs from the initial
+  // namespace, bind-mounted whole (mount root = filesystem root) over
+  // curl's directory inside `unshare -Urm`, with python copied in as curl.
+  const shm = join(work, 'shm');
+  run('mkdir', ['-p', shm]);
+  assert.equal(run('mount', ['-t', 'tmpfs', '-o', 'mode=1777', 'tmpfs', shm]).code, 0);
+  try {
+    copyFileSync(realpathSync('/usr/bin/python3'), join(shm, 'curl'));
+    chmodSync(join(shm, 'curl'), 0o755);
+    vordr('set unkrule block', `allow tcp ${curl}`, `allow tcp ${server}`);
+    assert.equal(get(`http://127.0.0.1:${port4}/`).code, 0, 'the real curl is allowed');
+    const dir = curl.slice(0, curl.lastIndexOf('/'));
+    const code = `import urllib.request; urllib.request.urlopen('http://127.0.0.1:${port4}/', timeout=3).read()`;
+    const r = run('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups',
+      'unshare', '-Urm', 'sh', '-c', `mount --bind ${shm} ${dir} && exec ${curl} -c "${code}"`]);
+    assert.notEqual(r.code, 0, `the impostor connected: ${r.err}`);
+    assert.match(r.err, /timed out|URLError/i, `the impostor did not run as planned: ${r.err}`);
+  } finally {
+    vordr('set unkrule allow', `clear ${curl}`, `clear ${server}`);
+    run('umount', [shm]);
+  }
+});
+
+test('a directory rule deeper than 32 levels is refused with a message, and changes nothing', () => {
+  const deep = '/' + Array.from({ length: 33 }, (_, i) => `d${i}`).join('/') + '/';
+  const file = join(work, 'deep');
+  writeFileSync(file, `block tcp ${deep}\n`);
+  const r = run(process.execPath, [cli, '-f', file]);
+  assert.equal(r.code, 1);
+  assert.match(r.out + r.err, /deeper than 32 levels/);
+  assert.doesNotMatch(vordr('query'), /d32/);
+});
