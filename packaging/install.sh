@@ -8,7 +8,8 @@
 #   for each --kernel (default: the running kernel). AUTOINSTALL in dkms.conf
 #   rebuilds it for every kernel installed later.
 # - the daemon: package.json, daemon/dist, the addon and the production
-#   node_modules to /usr/lib/vordr; /usr/bin/vordr runs it.
+#   node_modules to /usr/lib/vordr; /usr/bin/vordr runs it with the node
+#   found now (Node.js >= 20).
 # - boot: /usr/lib/modules-load.d/vordr.conf loads the module early in boot;
 #   /etc/modprobe.d/vordr.conf (module parameters, rewritten by the daemon
 #   from the saved rules) makes it enforce the saved policy from that moment;
@@ -116,7 +117,11 @@ done
 chmod 0755 "$LIBDIR.new/daemon/dist/cli.js"
 chown -R root:root "$LIBDIR.new"
 rm -rf "$LIBDIR"; mv "$LIBDIR.new" "$LIBDIR"
-ln -sfn "$LIBDIR/daemon/dist/cli.js" "$BIN"
+# The node checked above, by absolute path: the service's PATH may not hold it.
+node=$(command -v node)
+printf '#!/bin/sh\n# Installed by vordr packaging/install.sh\nexec %q %q "$@"\n' \
+  "$node" "$LIBDIR/daemon/dist/cli.js" >"$BIN.new"
+chmod 0755 "$BIN.new"; mv -f "$BIN.new" "$BIN"
 
 # --- boot -------------------------------------------------------------------
 install -D -m 0644 "$SRC/packaging/vordr.service" "$UNIT"
