@@ -15,7 +15,8 @@
 # 4. upgrade: installing a newer version removes the old one from DKMS and
 #    keeps the rules (/etc/vordr, /etc/modprobe.d/vordr.conf) byte for byte.
 # 5. packaging/uninstall.sh leaves nothing behind.
-# Any vordr installed before is uninstalled first; nothing is installed after.
+# It refuses to run where vordr is installed (VORDR_DKMS_FORCE=1: uninstall
+# it first); nothing is installed after.
 # Last line: "N passed, M failed"; exit status non-zero on any failure.
 #
 # Sourced (by lib.sh, flavor dkms) it only defines dkms_module.
@@ -77,8 +78,14 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 echo "# vordr $VER, DKMS for kernel $KVER"
 
-if [[ -n $(dkms status -m vordr 2>/dev/null) || -e /usr/lib/vordr ]]; then
-  echo "# uninstalling the vordr installed before"
+if [[ -n $(dkms status -m vordr 2>/dev/null) || -e /usr/lib/vordr || -e /etc/vordr ]]; then
+  # The test ends with an uninstall, rules and all: not on someone's real install.
+  if [[ ${VORDR_DKMS_FORCE:-0} != 1 ]]; then
+    echo "dkms.sh: vordr is installed here (dkms status, /usr/lib/vordr or /etc/vordr); this test would" >&2
+    echo "dkms.sh: remove it with its rules. Uninstall it first, or set VORDR_DKMS_FORCE=1." >&2
+    exit 2
+  fi
+  echo "# VORDR_DKMS_FORCE=1: uninstalling the vordr installed before"
   bash "$REPO/packaging/uninstall.sh" | sed 's/^/# /'
 fi
 
