@@ -169,3 +169,15 @@ test('a saved path with a space, comma, colon and percent is percent-encoded and
   assertBlocked(get(odd), `${odd}`);
   assert.equal(get(curl).code, 0, `${curl} (another file, same program) connects`);
 });
+
+test('a malformed saved rule fails the load with a message, and loads nothing', () => {
+  writeFileSync(conf, `options ${name} rules=block:tcp:${curl},block:tcp:relative/path\n`);
+  unload();
+  const args = modroot ? ['-d', modroot, name] : [name];
+  const r = run('modprobe', args);
+  assert.notEqual(r.code, 0, `modprobe ${args.join(' ')} fails: ${r.out}${r.err}`);
+  assert.match(r.err, /Invalid argument/);
+  assert.ok(!loaded(), `${name} is not loaded`);
+  const dmesg = run('dmesg', []).out;
+  assert.match(dmesg, /rules: entry 2 is not VERDICT:PROT:\/PATH/);
+});
