@@ -113,7 +113,8 @@ s = http.server.ThreadingHTTPServer(('127.0.0.1', 0), http.server.SimpleHTTPRequ
 open(${JSON.stringify(portFile)}, 'w').write(str(s.server_address[1]))
 s.serve_forever()
 `], { cwd: work, stdio: 'ignore' });
-  const end = Date.now() + 10_000;
+  // Generous: under the debug kernel a cold python takes over 10 s to start.
+  const end = Date.now() + 60_000;
   while (!(existsSync(portFile) && readFileSync(portFile, 'utf8'))) {
     assert.ok(Date.now() < end, 'the test server started');
     await new Promise((r) => setTimeout(r, 100));

@@ -103,6 +103,18 @@ source_tree_is_exact() {
 check "the DKMS source tree /usr/src/vordr-$VER is kmod/, defs.x, dkms.conf and nothing else" source_tree_is_exact
 check "DKMS built it for $KVER from these sources without a warning, modprobe finds it in updates/dkms" \
   dkms_module "$KVER"
+signed_by_mok() {
+  local serial key
+  serial=$(openssl x509 -inform DER -in /var/lib/dkms/mok.pub -noout -serial) || return 1
+  key=$(modinfo -k "$KVER" -F sig_key vordr | tr -d ':\n')
+  echo "certificate ${serial}, module signed by '$(modinfo -k "$KVER" -F signer vordr)' key $key"
+  [[ -n $key && ${serial#serial=} == "$key" ]]
+}
+if command -v openssl >/dev/null && [[ -f /var/lib/dkms/mok.pub ]]; then
+  check "signed with DKMS's MOK key, the certificate /var/lib/dkms/mok.pub that Secure Boot users enroll" signed_by_mok
+else
+  echo "# SKIP signature check (no openssl or no /var/lib/dkms/mok.pub: DKMS did not sign)"
+fi
 check "the installed vordr command runs" /usr/bin/vordr --help
 check "vordr.service, modules-load.d and modprobe.d files installed" \
   test -f /lib/systemd/system/vordr.service -a -f /usr/lib/modules-load.d/vordr.conf -a -f /etc/modprobe.d/vordr.conf
