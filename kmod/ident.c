@@ -21,6 +21,9 @@
 #include <linux/hash.h>
 #include <linux/limits.h>
 #include <linux/mm.h>
+#include <linux/mount.h>
+#include <linux/nsproxy.h>
+#include <linux/user_namespace.h>
 #include <linux/path.h>
 #include <linux/percpu.h>
 #include <linux/rculist.h>
@@ -51,13 +54,20 @@ static unsigned int ident_count;
 
 /* The root the module was loaded under; rules name paths below it. */
 static struct path ident_root;
+/* The initial mount namespace; compared, never dereferenced. */
+static struct mnt_namespace *ident_mnt_ns;
 
 static struct hlist_head *ident_bucket(dev_t dev, unsigned long ino)
 {
 	return &ident_index[hash_64(((u64)dev << 32) ^ ino, IDENT_BITS)];
 }
 
-/* Whether @fs's root is ident_root; pointers only, under fs->seq. */
+/*
+ * Whether @fs's root is ident_root's directory; pointers only, under
+ * fs->seq.  Dentries, not mounts: a copied mount namespace (ip netns
+ * exec, unshare -m) has its own root mount over the same directory; a
+ * chroot or pivot_root has another directory.
+ */
 static bool ident_root_is_ours(struct fs_struct *fs)
 {
 	unsigned int seq;
@@ -65,9 +75,30 @@ static bool ident_root_is_ours(struct fs_struct *fs)
 
 	do {
 		seq = read_seqcount_begin(&fs->seq);
-		same = path_equal(&fs->root, &ident_root);
+		same = fs->root.dentry == ident_root.dentry;
 	} while (read_seqcount_retry(&fs->seq, seq));
 	return same;
+}
+
+/*
+ * Whether the path @exe prints as may name another file for the module's
+ * loader: under another root directory; or, in another mount namespace,
+ * reached through a bind mount (its mount's root is not its filesystem's
+ * root) or on a filesystem a user namespace mounted.  Such a path matches
+ * no rule: an unprivileged user could otherwise dress any program up as
+ * an allowed one.
+ */
+static bool ident_foreign(struct fs_struct *fs, struct nsproxy *ns,
+			  struct file *exe)
+{
+	struct vfsmount *mnt = exe->f_path.mnt;
+
+	if (!fs || !ns || !ident_root_is_ours(fs))
+		return true;
+	if (ns->mnt_ns == ident_mnt_ns)
+		return false;
+	return mnt->mnt_root != mnt->mnt_sb->s_root ||
+	       mnt->mnt_sb->s_user_ns != &init_user_ns;
 }
 
 static void ident_free(struct vordr_ident *id)
@@ -256,7 +287,7 @@ struct vordr_ident *vordr_ident_of_current(int *err)
 		*err = -ENOENT;
 		return NULL;
 	}
-	id = ident_of_file(exe, !ident_root_is_ours(current->fs),
+	id = ident_of_file(exe, ident_foreign(current->fs, current->nsproxy, exe),
 			   GFP_NOWAIT | __GFP_NOWARN, err);
 	fput(exe);
 	return id;
@@ -268,7 +299,7 @@ struct vordr_ident *vordr_ident_of_task(struct task_struct *task, int *err)
 	struct vordr_ident *id;
 	struct mm_struct *mm;
 	struct file *exe;
-	bool foreign = true;
+	bool foreign;
 
 	mm = get_task_mm(task);
 	if (!mm) {
@@ -282,8 +313,7 @@ struct vordr_ident *vordr_ident_of_task(struct task_struct *task, int *err)
 		return NULL;
 	}
 	task_lock(task);
-	if (task->fs)
-		foreign = !ident_root_is_ours(task->fs);
+	foreign = ident_foreign(task->fs, task->nsproxy, exe);
 	task_unlock(task);
 	id = ident_of_file(exe, foreign, GFP_KERNEL, err);
 	fput(exe);
@@ -387,6 +417,7 @@ int vordr_ident_init(void)
 	size_t i;
 
 	get_fs_root(current->fs, &ident_root);
+	ident_mnt_ns = init_task.nsproxy->mnt_ns;
 	for (i = 0; i < ARRAY_SIZE(ident_index); i++)
 		INIT_HLIST_HEAD(&ident_index[i]);
 	return 0;

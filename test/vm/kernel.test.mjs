@@ -127,9 +127,12 @@ test('events: a blocked connection is reported with its application, addresses a
   const conn = await addon.open();
   try {
     vordr(`block tcp ${curl}`, 'set drops enabled');
-    const ev = eventMatching(conn, (e) => e.path === curl && e.verdict === 3, 8000, 'curl blocked');
-    get(`http://127.0.0.1:${port4}/`, ['--max-time', '2']);
+    const ev = eventMatching(conn, (e) => e.path === curl && e.verdict === 3, 30_000, 'curl blocked');
+    // Asynchronously: a synchronous spawn would hold the event loop, and
+    // the timer would fire before the waiting event is read.
+    const child = spawn(curl, ['-s', '-o', '/dev/null', '--max-time', '2', `http://127.0.0.1:${port4}/`]);
     const e = await ev;
+    await new Promise((r) => child.once('exit', r));
     assert.equal(e.reason, 0, 'reason: rule');
     assert.equal(e.dir, 0, 'outbound');
     assert.equal(e.prot, 6);
@@ -150,8 +153,8 @@ test('pending: the packet waits for a rule and the application\'s own retry pass
   try {
     // The server is unknown too: without its rule its side would wait as well.
     vordr(`allow tcp ${server}`, 'set unkrule pending');
-    const ev = eventMatching(conn, (e) => e.path === curl && e.verdict === 4, 8000, 'pending curl');
-    const child = spawn(curl, ['-s', '-o', '/dev/null', '--max-time', '15', `http://127.0.0.1:${port4}/`]);
+    const ev = eventMatching(conn, (e) => e.path === curl && e.verdict === 4, 30_000, 'pending curl');
+    const child = spawn(curl, ['-s', '-o', '/dev/null', '--max-time', '30', `http://127.0.0.1:${port4}/`]);
     const exited = new Promise((r) => child.once('exit', (c) => r(c)));
     await ev;
     await conn.request('rule_add', { prot: 6, path: curl, verdict: 2 });
