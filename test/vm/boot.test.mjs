@@ -182,3 +182,53 @@ test('a malformed saved rule fails the load with a message, and loads nothing', 
   const dmesg = run('dmesg', []).out;
   assert.match(dmesg, /rules: entry 2 is not VERDICT:PROT:\/PATH/);
 });
+
+test('the daemon saves the boot policy to modprobe.d; the next load enforces it, and vordr --service keeps it', async (t) => {
+  const help = run(process.execPath, [cli, '--help']);
+  if (!help.out.includes('--modprobe-conf')) {
+    t.skip('this daemon has no --modprobe-conf: its save does not write modprobe.d yet');
+    return;
+  }
+  rmSync(conf, { force: true });
+  modprobe();
+  const rules = join(work, 'rules');
+  const cmds = join(work, 'save.vordr');
+  writeFileSync(cmds, `block tcp ${curl}\nsave\n`);
+  const files = ['-r', rules, '--modprobe-conf', conf];
+  const s = run(process.execPath, [cli, ...files, '-f', cmds]);
+  assert.equal(s.code, 0, `vordr -f: ${s.out}${s.err}`);
+  assert.match(readFileSync(rules, 'utf8'), new RegExp(`^block tcp ${curl}$`, 'm'));
+  const saved = readFileSync(conf, 'utf8');
+  t.diagnostic(`${conf}: ${saved.trim()}`);
+  assert.match(saved, new RegExp(`^options ${name} .*rules=block:tcp:${curl}(,|\\s|$)`, 'm'));
+
+  // The next boot: the module alone, from the saved line.
+  const line = modprobe();
+  assert.ok(line.includes(`rules=block:tcp:${curl}`), line);
+  assertBlocked(get(curl), 'curl, before the service');
+  assert.equal(pythonGet().code, 0, 'python connects');
+
+  // The service starts from the rules file and keeps the policy.
+  const svc = spawn(process.execPath, [cli, '--service', ...files], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  svc.stdout.on('data', (d) => { out += d; });
+  svc.stderr.on('data', (d) => { err += d; });
+  const exited = new Promise((r) => svc.on('exit', (code, sig) => r({ code, sig })));
+  try {
+    // Until the service reports curl's blocked connection as an event.
+    const end = Date.now() + 60_000;
+    let c;
+    do {
+      c = get(curl);
+      assertBlocked(c, 'curl, with the service running');
+      await new Promise((r) => setTimeout(r, 500));
+    } while (!out.includes(curl) && Date.now() < end && svc.exitCode === null);
+    assert.ok(out.includes(curl), `vordr --service reported curl's blocked connection (stdout: ${out.slice(0, 500)} stderr: ${err})`);
+    assert.equal(pythonGet().code, 0, 'python connects with the service running');
+  } finally {
+    svc.kill('SIGTERM');
+  }
+  const x = await exited;
+  assert.equal(x.code, 0, `vordr --service exits 0 on SIGTERM (${JSON.stringify(x)}; ${err})`);
+});
