@@ -54,28 +54,36 @@ static const struct vordr_proto *vordr_proto_of(u8 af, u8 ipproto)
 	return NULL;
 }
 
+struct sock *vordr_lookup_slow(struct sk_buff *skb, const struct vordr_pkt *pkt,
+			       bool *ref)
+{
+	*ref = true;
+	if (pkt->af == AF_INET)
+		return nf_sk_lookup_slow_v4(pkt->net, skb, pkt->indev);
+#if IS_ENABLED(CONFIG_IPV6)
+	return nf_sk_lookup_slow_v6(pkt->net, skb, pkt->indev);
+#else
+	return NULL;
+#endif
+}
+
 /*
  * The full socket a packet belongs to, or NULL.  Outbound packets carry
  * it; inbound ones carry it only when early demux found a connected
- * socket, else it is looked up like nft_socket does, with a reference the
- * caller drops (*ref).  A request socket stands for its listener; a
- * time-wait one for nobody.
+ * socket, else the protocol looks it up (*ref: with a reference the
+ * caller drops).  A request socket stands for its listener; a time-wait
+ * one for nobody.
  */
 static struct sock *vordr_socket(struct sk_buff *skb, const struct vordr_pkt *pkt,
-				 struct sock **ref)
+				 const struct vordr_proto *proto, struct sock **ref)
 {
 	struct sock *sk = skb->sk;
+	bool counted = false;
 
-	if (!sk && pkt->dir == VORDR_DIR_IN && pkt->indev &&
-	    (pkt->ipproto == IPPROTO_TCP || pkt->ipproto == IPPROTO_UDP ||
-	     pkt->prot == VORDR_PROT_ICMP)) {
-		if (pkt->af == AF_INET)
-			sk = nf_sk_lookup_slow_v4(pkt->net, skb, pkt->indev);
-#if IS_ENABLED(CONFIG_IPV6)
-		else
-			sk = nf_sk_lookup_slow_v6(pkt->net, skb, pkt->indev);
-#endif
-		*ref = sk;
+	if (!sk && pkt->dir == VORDR_DIR_IN && pkt->indev && proto->lookup_in) {
+		sk = proto->lookup_in(skb, pkt, &counted);
+		if (counted)
+			*ref = sk;
 	}
 	if (!sk)
 		return NULL;
@@ -223,7 +231,7 @@ static unsigned int vordr_decide(struct sk_buff *skb, struct vordr_pkt *pkt)
 	if (proto->infrastructure && proto->infrastructure(pkt))
 		return NF_ACCEPT;
 
-	sk = vordr_socket(skb, pkt, &ref);
+	sk = vordr_socket(skb, pkt, proto, &ref);
 	if (sk)
 		owner = vordr_owner(pkt, sk, &failed, &wait);
 	if (!owner || !owner->id) {

@@ -235,7 +235,17 @@ struct vordr_proto {
 	bool (*parse)(const struct sk_buff *skb, struct vordr_pkt *pkt);
 	/* Packets always let through (IPv6 neighbour discovery). */
 	bool (*infrastructure)(const struct vordr_pkt *pkt);
+	/*
+	 * The socket an inbound packet without skb->sk is for, or NULL;
+	 * *ref says whether the caller must drop a reference.
+	 */
+	struct sock *(*lookup_in)(struct sk_buff *skb, const struct vordr_pkt *pkt,
+				  bool *ref);
 };
+
+/* nf_sk_lookup_slow for @pkt's family: established, then listening; ICMP errors. */
+struct sock *vordr_lookup_slow(struct sk_buff *skb, const struct vordr_pkt *pkt,
+			       bool *ref);
 
 extern const struct vordr_proto vordr_proto_tcp;
 extern const struct vordr_proto vordr_proto_udp;
