@@ -142,6 +142,9 @@ check "AUTOINSTALL: the kernel postinst hook rebuilds and installs it for $KVER"
 
 # 3. the VM loads it with modprobe and passes the tests -------------------------
 echo "# test/vm/run.sh dkms"
+# The end-to-end and boot-time tests (the engine's own run on stock and
+# debug in npm test); VORDR_TESTS= (empty) runs them all.
+VORDR_TESTS=${VORDR_TESTS-"test/vm/e2e.test.mjs test/vm/boot.test.mjs test/vm/smoke.test.mjs"} \
 VORDR_QUIET=${VORDR_QUIET:-1} bash "$VM_DIR/run.sh" dkms | tee "$TMP/vm.log" | sed 's/^/# /'
 vm_rc=${PIPESTATUS[0]}
 vm_line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$TMP/vm.log" | tail -n1)
