@@ -29,7 +29,8 @@ export function ruleCommand(r: Rule, v: Vocab): string {
 }
 
 export function ruleLine(r: Rule, v: Vocab): string {
-  return `${ruleCommand(r, v)}  packets=${r.packets} bytes=${r.bytes} last=${formatTime(r.lasthit)}`;
+  const expires = r.timeout > 0 ? ` expires=${r.timeout}s` : '';
+  return `${ruleCommand(r, v)}  packets=${r.packets} bytes=${r.bytes} last=${formatTime(r.lasthit)}${expires}`;
 }
 
 /** A stable order for listings: by path, then protocol, then verdict. */

@@ -252,6 +252,11 @@ test('save writes the rules as a command file that load reads back', async () =>
     [
       "# vordr rules, written by 'save' on 2026-11-22T10:00:00Z",
       `# Run with 'vordr -f ${file}' or 'load ${file}'; it adds to the rules in place.`,
+      'set mode enabled',
+      'set unkrule allow',
+      'set unkproc allow',
+      'set unkprot allow',
+      'set fail allow',
       'allow udp /bin/',
       'block any "/opt/My App/app"',
       'allow tcp /usr/bin/curl',
