@@ -97,11 +97,11 @@ test('-f FILE runs the file and exits 0 when every line succeeds', async () => {
 
 test('-f FILE with failed lines reports each as FILE:LINE and exits 1', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vordr-cli-test-'));
-  fs.writeFileSync(path.join(dir, 'bad.rules'), 'allow /a\nallow tcp\nblock /b\nstats\n');
+  fs.writeFileSync(path.join(dir, 'bad.rules'), 'allow /a\nallow tcp\nblock /b\nclear /nosuch\n');
   const r = await run(['--file', 'bad.rules'], { cwd: dir });
   assert.equal(r.code, 1);
   assert.match(r.err, /^bad\.rules:2: error: allow: missing PATH after protocol 'tcp'/m);
-  assert.match(r.err, /^bad\.rules:4: error: stats is not supported by this module yet$/m);
+  assert.match(r.err, /^bad\.rules:4: error: no rule for \/nosuch$/m);
   assert.equal(r.addon.rules.size, 2);
 });
 
