@@ -165,6 +165,11 @@ export class Runner {
 
   constructor(private readonly opts: RunnerOptions) {}
 
+  /** Where this runner reports errors. */
+  get errOutput(): Output {
+    return this.opts.err;
+  }
+
   private context(): Context {
     return {
       kernel: this.opts.kernel,
