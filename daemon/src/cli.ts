@@ -196,7 +196,7 @@ export async function main(io: Io): Promise<number> {
       return EXIT.usage;
     }
     script = { source: opts.file, lines: lines.value };
-  } else if (opts.file === '-' || !io.stdin.isTTY) {
+  } else if (opts.file === '-' || (!io.stdin.isTTY && !opts.service)) {
     const lines = await readAll(io.stdin);
     if (lines.isErr()) {
       say(lines.error);

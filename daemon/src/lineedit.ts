@@ -71,9 +71,9 @@ function pathCandidates(word: string, cwd: string, list: ListDir): { candidates:
 /** Completes the word that ends at the cursor. */
 export function complete(line: string, cursor: number, v: Vocab, opts: { cwd?: string; list?: ListDir } = {}): Completion {
   const before = line.slice(0, cursor);
-  const m = /(^|\s)("?)([^\s"]*)$/.exec(before);
-  const quoted = m?.[2] === '"';
-  const word = m?.[3] ?? '';
+  // Inside an open quote the word runs from the quote; else from the last blank.
+  const quoted = (before.match(/"/g) ?? []).length % 2 === 1;
+  const word = quoted ? before.slice(before.lastIndexOf('"') + 1) : (/[^\s"]*$/.exec(before)?.[0] ?? '');
   const start = cursor - word.length - (quoted ? 1 : 0);
   const prev = wordsBefore(before.slice(0, start));
   const cmd = prev[0];
