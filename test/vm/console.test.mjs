@@ -76,8 +76,15 @@ async function startConsole(user) {
   const env = `VORDR_RULES=${rulesFile} VORDR_MODPROBE_CONF=${modprobeConf} LANG=C.UTF-8 TERM=xterm-256color`;
   const node = `${process.execPath} ${cli} --prompt-timeout 120`;
   const cmd = user ? `setpriv --reuid=${user} --regid=${user} --clear-groups env ${env} ${node}` : `env ${env} ${node}`;
-  tmux('new-session', '-d', '-s', 'console', '-x', '120', '-y', '40',
-    `${cmd}; echo "console exited $?"; stty -a | tr ' ' '\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' '; echo; sleep 3600`);
+  const shell = `${cmd}; echo "console exited $?"; stty -a | tr ' ' '\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' '; echo; sleep 3600`;
+  // The server killed above may still be going away: try again for a while.
+  const end = Date.now() + 10_000;
+  for (;;) {
+    const r = run('tmux', [...TMUX, 'new-session', '-d', '-s', 'console', '-x', '120', '-y', '40', shell]);
+    if (r.code === 0) break;
+    if (Date.now() > end) assert.fail(`tmux new-session: ${r.err}`);
+    await new Promise((res) => setTimeout(res, 300));
+  }
   return waitScreen(/vordr>/, 'the console');
 }
 
