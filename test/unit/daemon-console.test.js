@@ -370,3 +370,23 @@ test('scripts (-f, standard input) do not write the rules file; save does', asyn
   assert.match(fs.readFileSync(path.join(r.dir, 'rules'), 'utf8'), /^allow any \/a$/m);
   assert.match(fs.readFileSync(path.join(r.dir, 'modprobe.d', 'vordr.conf'), 'utf8'), /rules=allow:any:\/a\n$/);
 });
+
+// ------------------------------------------------------------ the command table
+
+test('the command table is the one source of the console: help lists and Tab offers every command', () => {
+  const { COMMANDS, help } = require('../../daemon/dist/grammar.js');
+  const { helpScreen } = require('../../daemon/dist/ui.js');
+  const names = COMMANDS.flatMap((e) => [e.name, ...e.aliases]).sort();
+  assert.deepEqual(names, ['allow', 'block', 'bye', 'clear', 'disconnect', 'enable', 'get', 'help', 'load', 'query', 'quit', 'save', 'set', 'stats']);
+  assert.deepEqual([...c('').candidates].sort(), names);
+  const text = help(undefined, v);
+  const screenText = helpScreen(v);
+  for (const e of COMMANDS) {
+    assert.ok(e.usage.length > 0 && e.summary.length > 0, e.name);
+    for (const u of e.usage) {
+      assert.ok(text.includes(u), `help lists ${u}`);
+      assert.ok(screenText.includes(u), `the help screen lists ${u}`);
+    }
+    assert.match(help(e.name, v), new RegExp(`^usage: ${e.usage[0].replace(/[[\]|]/g, '\\$&')}`), e.name);
+  }
+});
