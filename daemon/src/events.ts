@@ -20,12 +20,12 @@ export interface VordrEvent {
   readonly daddr: string;
   readonly sport: number;
   readonly dport: number;
-  readonly pid: number;
-  readonly uid: number;
-  /** '' when the module could not find the owning process. */
+  /** pid, uid, path, dev and ino are absent when the owner is unknown (path ''). */
+  readonly pid: number | undefined;
+  readonly uid: number | undefined;
   readonly path: string;
-  readonly dev: number;
-  readonly ino: bigint;
+  readonly dev: number | undefined;
+  readonly ino: bigint | undefined;
   /** Events like this one the module withheld (squelch) before it. */
   readonly count: number;
   /** The rule that decided, when one did. */
@@ -39,6 +39,10 @@ export function isLost(e: Event): e is { readonly lost: true } {
 
 function num(v: AttrValue | undefined): number {
   return typeof v === 'number' ? v : typeof v === 'bigint' ? Number(v) : 0;
+}
+
+function opt(v: AttrValue | undefined): number | undefined {
+  return v === undefined ? undefined : num(v);
 }
 
 function addr(v: AttrValue | undefined): string {
@@ -89,11 +93,11 @@ export function decodeEvent(m: Message, v: Vocab, now: Date = new Date()): Vordr
     daddr: addr(m['daddr']),
     sport: num(m['sport']),
     dport: num(m['dport']),
-    pid: num(m['pid']),
-    uid: num(m['uid']),
+    pid: opt(m['pid']),
+    uid: opt(m['uid']),
     path: typeof m['path'] === 'string' ? m['path'] : '',
-    dev: num(m['dev']),
-    ino: typeof m['ino'] === 'bigint' ? m['ino'] : BigInt(num(m['ino'])),
+    dev: opt(m['dev']),
+    ino: typeof m['ino'] === 'bigint' ? m['ino'] : m['ino'] === undefined ? undefined : BigInt(num(m['ino'])),
     count: num(m['count']),
     ...(typeof rpath === 'string' ? { rule: { path: rpath, prot: v.protName(num(m['rprot'])) } } : {}),
   };
@@ -119,7 +123,8 @@ export function appName(path: string): string {
 export class Users {
   private names: Map<number, string> | undefined;
   constructor(private readonly passwd = '/etc/passwd') {}
-  name(uid: number): string {
+  name(uid: number | undefined): string {
+    if (uid === undefined) return '?';
     if (!this.names) {
       this.names = new Map();
       try {
@@ -167,7 +172,7 @@ export const EVENT_HEADER = row(COLUMNS.map(([n]) => n));
 export function eventRow(e: VordrEvent, users: Users): string {
   const reason = e.rule ? `${e.reason} ${e.rule.prot} ${e.rule.path}` : e.reason;
   const more = e.count > 0 ? ` (+${e.count} squelched)` : '';
-  return row([clock(e.time), appName(e.path), String(e.pid), users.name(e.uid), e.dir, e.prot, peer(e), e.verdict, reason + more]);
+  return row([clock(e.time), appName(e.path), e.pid === undefined ? '?' : String(e.pid), users.name(e.uid), e.dir, e.prot, peer(e), e.verdict, reason + more]);
 }
 
 /** One line of --service output. */
@@ -183,12 +188,12 @@ export function eventJson(e: VordrEvent, users: Users): string {
     sport: e.sport,
     dst: e.daddr,
     dport: e.dport,
-    pid: e.pid,
-    uid: e.uid,
-    user: users.name(e.uid),
-    path: e.path,
-    dev: e.dev,
-    ino: e.ino.toString(),
+    // The owner, when the module knows it.
+    ...(e.pid !== undefined ? { pid: e.pid } : {}),
+    ...(e.uid !== undefined ? { uid: e.uid, user: users.name(e.uid) } : {}),
+    ...(e.path !== '' ? { path: e.path } : {}),
+    ...(e.dev !== undefined ? { dev: e.dev } : {}),
+    ...(e.ino !== undefined ? { ino: e.ino.toString() } : {}),
     count: e.count,
     ...(e.rule ? { rule: e.rule } : {}),
   });

@@ -112,7 +112,8 @@ export function runUi(o: UiOptions): Promise<UiExit> {
     let lost = 0;
     let view: 'events' | 'stats' = 'events';
     let statsText: string[] = ['(loading)'];
-    let rulesText: string[] = ['(loading)'];
+    /** A rule line, colored and cut to the pane's width when drawn; or a message. */
+    let rulesText: (string | { line: string; color: 'red' | 'green'; session: boolean })[] = ['(loading)'];
     let ruleCount = 0;
     let flags: Record<string, string> = {};
 
@@ -211,11 +212,13 @@ export function runUi(o: UiOptions): Promise<UiExit> {
         return;
       }
       main.setLabel(eventsBack > 0 ? ` events (scrolled back ${eventsBack}; End: follow) ` : ' events (F3: stats) ');
+      const width = Math.max(1, Number(main.width) - 2);
+      const fit = (t: string) => (t.length > width ? `${t.slice(0, width - 1)}~` : t);
       const rows = tail(events, n - 1, eventsBack).map((e) => {
-        const text = blessed.escape(eventRow(e, users));
+        const text = blessed.escape(fit(eventRow(e, users)));
         return e.verdict === 'pending' ? `{yellow-fg}${text}{/yellow-fg}` : e.verdict === 'block' ? `{red-fg}${text}{/red-fg}` : text;
       });
-      main.setContent([`{bold}${blessed.escape(EVENT_HEADER)}{/bold}`, ...rows].join('\n'));
+      main.setContent([`{bold}${blessed.escape(fit(EVENT_HEADER))}{/bold}`, ...rows].join('\n'));
     }
 
     function drawPrompt(): void {
@@ -262,7 +265,17 @@ export function runUi(o: UiOptions): Promise<UiExit> {
       drawHeader();
       drawMain();
       rules.setLabel(` rules (${ruleCount}) `);
-      rules.setContent(tail(rulesText, inner(rules)).join('\n'));
+      const width = Math.max(1, Number(rules.width) - 2);
+      rules.setContent(
+        tail(rulesText, inner(rules))
+          .map((r) => {
+            if (typeof r === 'string') return r;
+            const note = r.session ? ' until exit' : '';
+            const text = r.line.length + note.length > width ? `${r.line.slice(0, Math.max(1, width - note.length - 1))}~` : r.line;
+            return `{${r.color}-fg}${blessed.escape(text)}{/${r.color}-fg}${r.session ? '{yellow-fg} until exit{/yellow-fg}' : ''}`;
+          })
+          .join('\n'),
+      );
       outBox.setContent(tail(outLines, inner(outBox)).join('\n'));
       drawPrompt();
       drawCmdline();
@@ -278,11 +291,11 @@ export function runUi(o: UiOptions): Promise<UiExit> {
         rulesText =
           list.value.length === 0
             ? ['(no rules)']
-            : sortRules(list.value).map((r) => {
-                const line = blessed.escape(ruleLine(r, v));
-                const session = runner.session.has(ruleKey(r.prot, r.path)) ? ' {yellow-fg}until exit{/yellow-fg}' : '';
-                return r.verdict === v.value('block') ? `{red-fg}${line}{/red-fg}${session}` : `{green-fg}${line}{/green-fg}${session}`;
-              });
+            : sortRules(list.value).map((r) => ({
+                line: ruleLine(r, v),
+                color: r.verdict === v.value('block') ? ('red' as const) : ('green' as const),
+                session: runner.session.has(ruleKey(r.prot, r.path)),
+              }));
       } else {
         rulesText = [`{red-fg}${blessed.escape(describeRunError(list.error))}{/red-fg}`];
       }

@@ -147,6 +147,15 @@ test('IPv6 addresses are written the short way, inbound events show the remote e
   assert.equal(peer(e), '[2001:db8::42]:443');
 });
 
+test('an event without an owner shows ? and leaves the owner out of its JSON', () => {
+  const { pid, uid, path: p, dev, ino, ...rest } = pendingEvent({ verdict: VAL('block'), reason: REASON('unkproc'), dir: DIR('in') });
+  const e = decodeEvent(rest, v, new Date('2026-11-22T10:00:00Z'));
+  assert.match(eventRow(e, new Users('/nonexistent')), /^\d\d:\d\d:\d\d \? +\? +\? +in +tcp +127\.0\.0\.1:41000 +block +unkproc$/);
+  const j = JSON.parse(eventJson(e, new Users('/nonexistent')));
+  for (const k of ['pid', 'uid', 'user', 'path', 'dev', 'ino']) assert.equal(k in j, false, k);
+  assert.equal(j.reason, 'unkproc');
+});
+
 // ------------------------------------------------------------ prompts
 
 function fakeClock() {
