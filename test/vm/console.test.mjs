@@ -58,7 +58,7 @@ async function waitScreen(re, what, ms = 30_000) {
   while (Date.now() < end) {
     last = run('tmux', [...TMUX, 'capture-pane', '-p', '-t', 'console']).out;
     if (re.test(last)) return last;
-    await new Promise((r) => setTimeout(r, 250));
+    await new Promise((r) => setTimeout(r, 500));
   }
   assert.fail(`timed out waiting for ${what}; the screen:\n${last}`);
 }
