@@ -54,7 +54,7 @@ export const OPTIONS = {
   service: { type: 'boolean', help: 'run headless: apply --set and the rules file, print events as JSON lines' },
   rules: { short: 'r', type: 'string', arg: 'FILE', help: `the rules file (default $VORDR_RULES or ${DEFAULT_RULES_FILE})` },
   'modprobe-conf': { type: 'string', arg: 'FILE', help: `boot policy written with it (default $VORDR_MODPROBE_CONF or ${DEFAULT_MODPROBE_CONF})` },
-  set: { short: 's', type: 'string', multiple: true, arg: 'FLAG=VALUE', help: 'set a module flag first (console and --service; repeatable)' },
+  set: { short: 's', type: 'string', multiple: true, arg: 'FLAG=VALUE', help: 'set a module flag first (repeatable)' },
   'prompt-timeout': { type: 'string', arg: 'SECONDS', help: `an unanswered prompt blocks once after SECONDS (default ${PROMPT_TIMEOUT_SECONDS})` },
   help: { short: 'h', type: 'boolean', help: 'print this help and exit' },
   version: { short: 'V', type: 'boolean', help: 'print the version and exit' },
@@ -260,8 +260,9 @@ export async function main(io: Io): Promise<number> {
   try {
     if (script) {
       const runner = runnerFor(io.stdout, io.stderr, false);
+      const first = sets.length > 0 ? await runner.runLines(sets, '--set') : { failures: [] };
       const r = await runner.runLines(script.lines, script.source);
-      return r.failures.length > 0 ? EXIT.failed : EXIT.ok;
+      return r.failures.length + first.failures.length > 0 ? EXIT.failed : EXIT.ok;
     }
     if (opts.service) {
       const runner = runnerFor(io.stderr, io.stderr, false);

@@ -399,3 +399,9 @@ test('the command table is the one source of the console: help lists and Tab off
     assert.match(help(e.name, v), new RegExp(`^usage: ${e.usage[0].replace(/[[\]|]/g, '\\$&')}`), e.name);
   }
 });
+
+test('--set applies before a script too', async () => {
+  const r = await cli(['-s', 'unkrule=block', '-f', '-'], { stdin: Object.assign(Readable.from([Buffer.from('get unkrule\n')]), { isTTY: false }) });
+  assert.equal(r.code, 0, r.err);
+  assert.equal(r.out, 'unkrule: block\n');
+});
