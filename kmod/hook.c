@@ -54,28 +54,36 @@ static const struct vordr_proto *vordr_proto_of(u8 af, u8 ipproto)
 	return NULL;
 }
 
+struct sock *vordr_lookup_slow(struct sk_buff *skb, const struct vordr_pkt *pkt,
+			       bool *ref)
+{
+	*ref = true;
+	if (pkt->af == AF_INET)
+		return nf_sk_lookup_slow_v4(pkt->net, skb, pkt->indev);
+#if IS_ENABLED(CONFIG_IPV6)
+	return nf_sk_lookup_slow_v6(pkt->net, skb, pkt->indev);
+#else
+	return NULL;
+#endif
+}
+
 /*
  * The full socket a packet belongs to, or NULL.  Outbound packets carry
  * it; inbound ones carry it only when early demux found a connected
- * socket, else it is looked up like nft_socket does, with a reference the
- * caller drops (*ref).  A request socket stands for its listener; a
- * time-wait one for nobody.
+ * socket, else the protocol looks it up (*ref: with a reference the
+ * caller drops).  A request socket stands for its listener; a time-wait
+ * one for nobody.
  */
 static struct sock *vordr_socket(struct sk_buff *skb, const struct vordr_pkt *pkt,
-				 struct sock **ref)
+				 const struct vordr_proto *proto, struct sock **ref)
 {
 	struct sock *sk = skb->sk;
+	bool counted = false;
 
-	if (!sk && pkt->dir == VORDR_DIR_IN && pkt->indev &&
-	    (pkt->ipproto == IPPROTO_TCP || pkt->ipproto == IPPROTO_UDP ||
-	     pkt->prot == VORDR_PROT_ICMP)) {
-		if (pkt->af == AF_INET)
-			sk = nf_sk_lookup_slow_v4(pkt->net, skb, pkt->indev);
-#if IS_ENABLED(CONFIG_IPV6)
-		else
-			sk = nf_sk_lookup_slow_v6(pkt->net, skb, pkt->indev);
-#endif
-		*ref = sk;
+	if (!sk && pkt->dir == VORDR_DIR_IN && pkt->indev && proto->lookup_in) {
+		sk = proto->lookup_in(skb, pkt, &counted);
+		if (counted)
+			*ref = sk;
 	}
 	if (!sk)
 		return NULL;
@@ -139,7 +147,8 @@ static const struct vordr_owner *vordr_owner(const struct vordr_pkt *pkt,
 	       !sk->sk_kern_sock && current->mm && !(current->flags & PF_KTHREAD);
 
 	o = vordr_ksc_find(cookie);
-	if (o && !o->id && time_before(jiffies, o->stamp + VORDR_ASC_RETRY))
+	if (o && !o->id && !here &&
+	    time_before(jiffies, o->stamp + VORDR_ASC_RETRY))
 		return o;		/* nobody was found, a moment ago */
 	if (o && o->id && (!here || vordr_ident_is_current(o->id)))
 		return o;
@@ -222,7 +231,7 @@ static unsigned int vordr_decide(struct sk_buff *skb, struct vordr_pkt *pkt)
 	if (proto->infrastructure && proto->infrastructure(pkt))
 		return NF_ACCEPT;
 
-	sk = vordr_socket(skb, pkt, &ref);
+	sk = vordr_socket(skb, pkt, proto, &ref);
 	if (sk)
 		owner = vordr_owner(pkt, sk, &failed, &wait);
 	if (!owner || !owner->id) {
@@ -313,6 +322,13 @@ static unsigned int vordr_ipv6(void *priv, struct sk_buff *skb,
 			       &nexthdr, &frag_off);
 	if (off < 0)
 		return vordr_malformed();
+	/*
+	 * IPv6 reassembles after LOCAL_IN: a fragment after the first has no
+	 * transport header.  The first carries the ports and the verdict;
+	 * without it the datagram is never reassembled.
+	 */
+	if (frag_off & htons(IP6_OFFSET))
+		return NF_ACCEPT;
 	vordr_pkt_init(&pkt, skb, state, AF_INET6);
 	pkt.ipproto = nexthdr;
 	pkt.prot = nexthdr;
@@ -369,7 +385,15 @@ static struct pernet_operations vordr_net_ops = {
 
 int vordr_hook_init(void)
 {
-	return register_pernet_subsys(&vordr_net_ops);
+	int err = register_pernet_subsys(&vordr_net_ops);
+
+	/*
+	 * On failure the namespaces already done were unhooked, but a packet
+	 * may still be inside a hook: wait, as vordr_hook_exit() does.
+	 */
+	if (err)
+		synchronize_net();
+	return err;
 }
 
 void vordr_hook_exit(void)

@@ -50,6 +50,7 @@ const struct vordr_proto vordr_proto_icmp = {
 	.ipproto = IPPROTO_ICMP,
 	.prot = VORDR_PROT_ICMP,
 	.parse = vordr_icmp_parse,
+	.lookup_in = vordr_lookup_slow,	/* errors: the quoted packet's socket */
 };
 
 const struct vordr_proto vordr_proto_icmpv6 = {
@@ -57,4 +58,5 @@ const struct vordr_proto vordr_proto_icmpv6 = {
 	.prot = VORDR_PROT_ICMP,
 	.parse = vordr_icmp_parse,
 	.infrastructure = vordr_icmpv6_infrastructure,
+	.lookup_in = vordr_lookup_slow,
 };

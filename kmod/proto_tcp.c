@@ -26,4 +26,5 @@ const struct vordr_proto vordr_proto_tcp = {
 	.ipproto = IPPROTO_TCP,
 	.prot = VORDR_PROT_TCP,
 	.parse = vordr_tcp_parse,
+	.lookup_in = vordr_lookup_slow,
 };

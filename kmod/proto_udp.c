@@ -1,10 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * vordr - UDP: ports from the header.  Unconnected sockets receive
- * without early demux; nf_sk_lookup_slow finds them (hook.c).
+ * without early demux: the socket is looked up here the way udp_rcv()
+ * will, under RCU and without a reference (UDP sockets are freed after a
+ * grace period, SOCK_RCU_FREE), which keeps a datagram flood cheap.
  */
 #include <linux/in.h>
+#include <linux/netdevice.h>
 #include <linux/udp.h>
+#include <net/ipv6.h>
+#include <net/udp.h>
 
 #include "vordr.h"
 
@@ -21,8 +26,28 @@ static bool vordr_udp_parse(const struct sk_buff *skb, struct vordr_pkt *pkt)
 	return true;
 }
 
+static struct sock *vordr_udp_lookup(struct sk_buff *skb,
+				     const struct vordr_pkt *pkt, bool *ref)
+{
+	int dif = pkt->indev->ifindex;
+
+	*ref = false;
+	if (pkt->af == AF_INET)
+		return __udp4_lib_lookup(pkt->net, pkt->saddr.ip, htons(pkt->sport),
+					 pkt->daddr.ip, htons(pkt->dport), dif,
+					 0, &udp_table, NULL);
+#if IS_ENABLED(CONFIG_IPV6)
+	return __udp6_lib_lookup(pkt->net, &pkt->saddr.in6, htons(pkt->sport),
+				 &pkt->daddr.in6, htons(pkt->dport), dif, 0,
+				 &udp_table, NULL);
+#else
+	return NULL;
+#endif
+}
+
 const struct vordr_proto vordr_proto_udp = {
 	.ipproto = IPPROTO_UDP,
 	.prot = VORDR_PROT_UDP,
 	.parse = vordr_udp_parse,
+	.lookup_in = vordr_udp_lookup,
 };

@@ -12,7 +12,7 @@ set -u
 out=/mnt/out
 # shellcheck disable=SC1091
 source "$out/vordr.env"
-export VORDR_REPO VORDR_FLAVOR VORDR_KO VORDR_MODULE
+export VORDR_REPO VORDR_FLAVOR VORDR_KO VORDR_MODULE VORDR_LOAD
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root LANG=C.UTF-8 LC_ALL=C.UTF-8
 mode=${VORDR_MODE:-test}
@@ -39,7 +39,18 @@ for dep in $(modinfo -F depends "$VORDR_KO" 2>/dev/null | tr ',' ' '); do
   modprobe "$dep" || say "modprobe $dep FAILED"
 done
 insmod_rc=0
-insmod "$VORDR_KO" || insmod_rc=$?
+if [[ ${VORDR_LOAD:-insmod} == modprobe ]]; then
+  # dkms flavor: modprobe from /lib/modules/$(uname -r) (the host's, over 9p);
+  # -v prints the insmod it ran, which must be of $VORDR_KO.
+  modprobe -v "$VORDR_MODULE" >"$out/modprobe.txt" 2>&1 || insmod_rc=$?
+  cat "$out/modprobe.txt"
+  if [[ $insmod_rc == 0 ]] && ! grep -q "^insmod $VORDR_KO\( \|$\)" "$out/modprobe.txt"; then
+    say "modprobe $VORDR_MODULE did not load $VORDR_KO"
+    insmod_rc=96
+  fi
+else
+  insmod "$VORDR_KO" || insmod_rc=$?
+fi
 if [[ $insmod_rc == 0 ]] && ! grep -q "^$VORDR_MODULE " /proc/modules; then
   say "insmod $VORDR_KO returned 0 but $VORDR_MODULE is not in /proc/modules"
   insmod_rc=99
