@@ -13,6 +13,7 @@ import type * as Native from '../../addon';
 export type AttrType = Native.AttrType;
 export type AttrValue = Native.AttrValue;
 export type Message = Native.Message;
+export type Event = Native.Event;
 export type Constant = Native.Constant;
 export type FlagDef = Native.FlagInfo;
 export type Schema = Native.Schema;

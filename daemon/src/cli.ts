@@ -3,7 +3,9 @@
 //
 //   vordr -f FILE     run the commands in FILE, report every failed line
 //   vordr < FILE      standard input is not a terminal: run it as a script
-//   vordr             on a terminal: a line console (`vordr> `)
+//   vordr             on a terminal: the interactive console (ui.ts); with
+//                     only standard input a terminal, a line console
+//   vordr --service   headless: the rules file, then events as JSON lines
 //
 // Exit codes:
 //
@@ -15,6 +17,7 @@
 //   | 3    | the kernel module is not loaded (or cannot be reached)         |
 //   | 4    | the module was built from another schema version (defs.x)      |
 //   | 5    | the native addon is not built or cannot be loaded              |
+//   | 6    | internal error: the console crashed (terminal restored)        |
 //
 // Every stream and the addon are injected through Io, so tests drive main()
 // without a terminal; the guarded call at the bottom is the only place that
@@ -27,9 +30,12 @@ import { parseArgs } from 'node:util';
 import { Result, ResultAsync, err, ok } from 'neverthrow';
 import { loadAddon, type Addon, type LoadError } from './addon';
 import { runConsole } from './console';
-import { Kernel, describeKernelError, type KernelError } from './kernel';
-import { Runner, readLines, splitLines } from './script';
-import { describeRunError } from './grammar';
+import { Kernel, PERMISSION_MESSAGE, describeKernelError, type KernelError } from './kernel';
+import { DEFAULT_MODPROBE_CONF, DEFAULT_RULES_FILE, Runner, readLines, splitLines } from './script';
+import { describeParseError, describeRunError, parseLine, type Output } from './grammar';
+import { PROMPT_TIMEOUT_SECONDS } from './prompts';
+import { runService } from './service';
+import { runUi } from './ui';
 import { vocabulary } from './vocab';
 
 export const EXIT = {
@@ -39,14 +45,20 @@ export const EXIT = {
   notLoaded: 3,
   schema: 4,
   addon: 5,
+  internal: 6,
 } as const;
 
 /** The one options table: parseArgs' config and --help are made from it. */
 export const OPTIONS = {
   file: { short: 'f', type: 'string', arg: 'FILE', help: 'run the commands in FILE and exit (- reads standard input)' },
+  service: { type: 'boolean', help: 'run headless: apply --set and the rules file, print events as JSON lines' },
+  rules: { short: 'r', type: 'string', arg: 'FILE', help: `the rules file (default $VORDR_RULES or ${DEFAULT_RULES_FILE})` },
+  'modprobe-conf': { type: 'string', arg: 'FILE', help: `boot policy written with it (default $VORDR_MODPROBE_CONF or ${DEFAULT_MODPROBE_CONF})` },
+  set: { short: 's', type: 'string', multiple: true, arg: 'FLAG=VALUE', help: 'set a module flag first (repeatable)' },
+  'prompt-timeout': { type: 'string', arg: 'SECONDS', help: `an unanswered prompt blocks once after SECONDS (default ${PROMPT_TIMEOUT_SECONDS})` },
   help: { short: 'h', type: 'boolean', help: 'print this help and exit' },
   version: { short: 'V', type: 'boolean', help: 'print the version and exit' },
-} as const satisfies Record<string, { short: string; type: 'string' | 'boolean'; arg?: string; help: string }>;
+} as const satisfies Record<string, { short?: string; type: 'string' | 'boolean'; multiple?: boolean; arg?: string; help: string }>;
 
 export interface Io {
   readonly argv: readonly string[];
@@ -55,19 +67,51 @@ export interface Io {
   readonly stderr: Writable;
   readonly loadAddon: () => Result<Addon, LoadError>;
   readonly cwd?: string;
-  /** Where `save` writes without a FILE. */
+  /** Where `save` writes without a FILE (--rules wins; else $VORDR_RULES). */
   readonly rulesFile?: string;
+  /** The modprobe.d file written with it (--modprobe-conf wins; else $VORDR_MODPROBE_CONF). */
+  readonly modprobeConf?: string;
+  /** May change rules (CAP_NET_ADMIN); read from /proc/self/status when absent. */
+  readonly privileged?: boolean;
+  /** --service stops when this resolves (default: SIGTERM or SIGINT). */
+  readonly stopService?: Promise<void>;
 }
 
-type Options = { file?: string; help?: boolean; version?: boolean };
+type Options = {
+  file?: string;
+  service?: boolean;
+  rules?: string;
+  'modprobe-conf'?: string;
+  set?: string[];
+  'prompt-timeout'?: string;
+  help?: boolean;
+  version?: boolean;
+};
+
+/** CAP_NET_ADMIN in the effective set. */
+export function hasNetAdmin(status = '/proc/self/status'): boolean {
+  const m = Result.fromThrowable(() => fs.readFileSync(status, 'utf8'), () => undefined)()
+    .map((t) => /^CapEff:\s*([0-9a-f]+)/m.exec(t)?.[1])
+    .unwrapOr(undefined);
+  if (m === undefined) return process.geteuid?.() === 0;
+  return (BigInt(`0x${m}`) >> 12n) & 1n ? true : false;
+}
 
 function parseOptions(argv: readonly string[]): Result<Options, string> {
   const options = Object.fromEntries(
-    Object.entries(OPTIONS).map(([name, o]) => [name, { short: o.short, type: o.type }]),
-  ) as { [K in keyof typeof OPTIONS]: { short: string; type: (typeof OPTIONS)[K]['type'] } };
+    Object.entries(OPTIONS).map(([name, o]) => [
+      name,
+      { type: o.type, ...('short' in o ? { short: o.short } : {}), ...('multiple' in o ? { multiple: o.multiple } : {}) },
+    ]),
+  ) as Parameters<typeof parseArgs>[0] extends infer P ? (P extends { options?: infer O } ? NonNullable<O> : never) : never;
   try {
     const { values } = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false });
-    return ok(values as Options);
+    const o = values as Options;
+    if (o.service && o.file !== undefined) return err('--service and -f cannot be used together');
+    const t = o['prompt-timeout'];
+    if (t !== undefined && !/^[1-9]\d{0,5}$/.test(t)) return err(`--prompt-timeout wants whole seconds (1-999999), not '${t}'`);
+    for (const x of o.set ?? []) if (!/^[^=\s]+=\S+$/.test(x)) return err(`--set wants FLAG=VALUE, not '${x}'`);
+    return ok(o);
   } catch (e) {
     return err(e instanceof Error ? e.message.split('\n')[0] ?? '' : String(e));
   }
@@ -76,20 +120,21 @@ function parseOptions(argv: readonly string[]): Result<Options, string> {
 export function usage(): string {
   const rows = Object.entries(OPTIONS).map(([name, o]) => {
     const arg = 'arg' in o ? ` ${o.arg}` : '';
-    return [`-${o.short}, --${name}${arg}`, o.help] as const;
+    return [`${'short' in o ? `-${o.short}, ` : '    '}--${name}${arg}`, o.help] as const;
   });
   const width = Math.max(...rows.map(([l]) => l.length));
   return [
-    'usage: vordr [-f FILE]',
+    'usage: vordr [-f FILE | --service] [-r FILE] [-s FLAG=VALUE]...',
     '',
     'Per-application firewall console. With -f, or with commands on standard',
     'input, runs them as a script; on a terminal, opens the console',
-    "(type 'help' there for the commands).",
+    "(type 'help' there for the commands); with --service, runs headless.",
     '',
     ...rows.map(([l, h]) => `  ${l.padEnd(width)}  ${h}`),
     '',
     'exit status: 0 ok, 1 a line failed, 2 usage error, 3 module not loaded,',
-    '4 module built from another schema version, 5 native addon not built',
+    '4 module built from another schema version, 5 native addon not built,',
+    '6 internal error (the console crashed; the terminal is restored)',
     '',
   ].join('\n');
 }
@@ -151,7 +196,7 @@ export async function main(io: Io): Promise<number> {
       return EXIT.usage;
     }
     script = { source: opts.file, lines: lines.value };
-  } else if (opts.file === '-' || !io.stdin.isTTY) {
+  } else if (opts.file === '-' || (!io.stdin.isTTY && !opts.service)) {
     const lines = await readAll(io.stdin);
     if (lines.isErr()) {
       say(lines.error);
@@ -171,24 +216,102 @@ export async function main(io: Io): Promise<number> {
     return connectExit(connected.error);
   }
   const kernel = connected.value;
-  try {
-    const runner = new Runner({
-      kernel,
-      vocab: vocabulary(addon.value.schema),
-      out: io.stdout,
-      err: io.stderr,
-      ...(io.cwd !== undefined ? { cwd: io.cwd } : {}),
-      ...(io.rulesFile !== undefined ? { rulesFile: io.rulesFile } : {}),
-    });
-    if (script) {
-      const r = await runner.runLines(script.lines, script.source);
-      return r.failures.length > 0 ? EXIT.failed : EXIT.ok;
+  const vocab = vocabulary(addon.value.schema);
+  const rulesFile = path.resolve(io.cwd ?? process.cwd(), opts.rules ?? io.rulesFile ?? DEFAULT_RULES_FILE);
+  const modprobeConf = path.resolve(io.cwd ?? process.cwd(), opts['modprobe-conf'] ?? io.modprobeConf ?? DEFAULT_MODPROBE_CONF);
+  const privileged = io.privileged ?? hasNetAdmin();
+  const sets = (opts.set ?? []).map((x) => {
+    const at = x.indexOf('=');
+    return `set ${x.slice(0, at)} ${x.slice(at + 1)}`;
+  });
+  for (const [i, line] of sets.entries()) {
+    const p = parseLine(line, vocab);
+    if (p.isErr()) {
+      kernel.close();
+      say(`--set ${(opts.set ?? [])[i]}: ${describeParseError(p.error)}`);
+      return EXIT.usage;
     }
+  }
+  const runnerFor = (out: Output, errOut: Output, autosave: boolean) =>
+    new Runner({
+      kernel,
+      vocab,
+      out,
+      err: errOut,
+      ...(io.cwd !== undefined ? { cwd: io.cwd } : {}),
+      rulesFile,
+      modprobeConf,
+      autosave,
+    });
+  // The console and the service start from the saved policy: --set, then
+  // the rules file.  A bad line there is reported and the rest still runs.
+  const start = async (runner: Runner, errOut: Output): Promise<void> => {
+    if (!privileged) return;
+    if (sets.length > 0) await runner.runLines(sets, '--set');
+    if (fs.existsSync(rulesFile)) {
+      const r = await runner.runFile(rulesFile);
+      if (r.isErr()) errOut.write(`vordr: ${describeRunError(r.error)}\n`);
+    }
+    if (sets.length > 0) {
+      const saved = await runner.persist();
+      if (saved.isErr()) errOut.write(`vordr: ${describeRunError(saved.error)}\n`);
+    }
+  };
+  try {
+    if (script) {
+      const runner = runnerFor(io.stdout, io.stderr, false);
+      const first = sets.length > 0 ? await runner.runLines(sets, '--set') : { failures: [] };
+      const r = await runner.runLines(script.lines, script.source);
+      return r.failures.length + first.failures.length > 0 ? EXIT.failed : EXIT.ok;
+    }
+    if (opts.service) {
+      const runner = runnerFor(io.stderr, io.stderr, false);
+      if (!privileged) say(`read-only: ${PERMISSION_MESSAGE}; logging events only`);
+      await start(runner, io.stderr);
+      await runService({ kernel, vocab, out: io.stdout, err: io.stderr, stopped: io.stopService ?? untilSignal() });
+      return EXIT.ok;
+    }
+    const timeout = opts['prompt-timeout'];
+    if (io.stdin.isTTY && io.stdout.isTTY) {
+      const r = await runUi({
+        kernel,
+        vocab,
+        runner: (out, errOut) => runnerFor(out, errOut, privileged),
+        privileged,
+        input: io.stdin,
+        output: io.stdout,
+        rulesFile,
+        ...(timeout !== undefined ? { promptTimeoutSeconds: Number(timeout) } : {}),
+        start: (runner) => start(runner, { write: (t: string) => runnerErr(runner, t) }),
+      });
+      return r.code;
+    }
+    const runner = runnerFor(io.stdout, io.stderr, privileged);
+    if (!privileged) say(`read-only console: ${PERMISSION_MESSAGE}`);
+    await start(runner, io.stderr);
     await runConsole({ input: io.stdin, output: io.stdout, err: io.stderr, terminal: Boolean(io.stdin.isTTY && io.stdout.isTTY) }, runner);
+    await runner.endSession();
     return EXIT.ok;
   } finally {
     kernel.close();
   }
+}
+
+/** Start-up messages of the console go where the runner reports errors. */
+function runnerErr(runner: Runner, text: string): void {
+  runner.errOutput.write(text);
+}
+
+function untilSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    const stop = () => {
+      process.off('SIGTERM', stop);
+      process.off('SIGINT', stop);
+      resolve();
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
 }
 
 if (require.main === module) {
@@ -198,6 +321,8 @@ if (require.main === module) {
     stdout: process.stdout,
     stderr: process.stderr,
     loadAddon: () => loadAddon(),
+    ...(process.env['VORDR_RULES'] ? { rulesFile: process.env['VORDR_RULES'] } : {}),
+    ...(process.env['VORDR_MODPROBE_CONF'] ? { modprobeConf: process.env['VORDR_MODPROBE_CONF'] } : {}),
   }).then((code) => {
     process.exitCode = code;
   });

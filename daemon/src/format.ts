@@ -4,7 +4,7 @@
 //   allow tcp /usr/bin/curl  packets=12 bytes=3456 last=2026-11-22T10:00:00Z
 //   block any "/opt/My App/bin/app"  packets=0 bytes=0 last=never
 
-import type { Rule } from './kernel';
+import type { AppStats, Rule } from './kernel';
 import type { Vocab } from './vocab';
 
 /** A word as the tokenizer reads it back: quoted when it has blanks or quotes. */
@@ -29,12 +29,44 @@ export function ruleCommand(r: Rule, v: Vocab): string {
 }
 
 export function ruleLine(r: Rule, v: Vocab): string {
-  return `${ruleCommand(r, v)}  packets=${r.packets} bytes=${r.bytes} last=${formatTime(r.lasthit)}`;
+  const expires = r.timeout > 0 ? ` expires=${r.timeout}s` : '';
+  return `${ruleCommand(r, v)}  packets=${r.packets} bytes=${r.bytes} last=${formatTime(r.lasthit)}${expires}`;
 }
 
 /** A stable order for listings: by path, then protocol, then verdict. */
 export function sortRules(rules: readonly Rule[]): Rule[] {
   return [...rules].sort((a, b) =>
     a.path < b.path ? -1 : a.path > b.path ? 1 : a.prot - b.prot || a.verdict - b.verdict,
+  );
+}
+
+/** Bytes for people: 1234567 -> 1.2M. */
+export function human(n: bigint): string {
+  const units = ['', 'K', 'M', 'G', 'T', 'P'];
+  let x = Number(n);
+  let i = 0;
+  while (x >= 1000 && i < units.length - 1) {
+    x /= 1024;
+    i++;
+  }
+  return i === 0 ? String(n) : `${x < 10 ? x.toFixed(1) : Math.round(x)}${units[i]}`;
+}
+
+/** `stats`: one line per executable, busiest first, then by path. */
+export function statsLines(stats: readonly AppStats[]): string[] {
+  const rows = [...stats]
+    .sort((a, b) => {
+      const d = b.apackets + b.bpackets - (a.apackets + a.bpackets);
+      return d > 0n ? 1 : d < 0n ? -1 : a.path < b.path ? -1 : a.path > b.path ? 1 : 0;
+    })
+    .map((s) => [quote(s.path), `${s.apackets}`, human(s.abytes), `${s.bpackets}`, human(s.bbytes), formatTime(s.lasthit)]);
+  const head = ['application', 'allowed', 'bytes', 'blocked', 'bytes', 'last'];
+  const all = [head, ...rows];
+  const widths = head.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
+  return all.map((r) =>
+    r
+      .map((c, i) => (i === 0 || i === r.length - 1 ? c.padEnd(i === r.length - 1 ? 0 : widths[i] ?? 0) : c.padStart(widths[i] ?? 0)))
+      .join('  ')
+      .trimEnd(),
   );
 }

@@ -11,7 +11,7 @@
 // grammar's own.
 
 import { Result, ResultAsync, err, errAsync, ok, okAsync } from 'neverthrow';
-import { quote, ruleLine, sortRules } from './format';
+import { quote, ruleLine, sortRules, statsLines } from './format';
 import { describeKernelError, type KernelError, type Kernel } from './kernel';
 import { GRAMMAR_WORDS, type Flag, type Vocab } from './vocab';
 
@@ -407,7 +407,14 @@ export const COMMANDS: readonly Entry[] = [
     usage: ['stats'],
     summary: 'per-application counters: packets and bytes allowed and blocked',
     parse: (args) => noMore('stats', args, 0).map((): Command => ({ kind: 'stats' })),
-    run: () => errAsync({ kind: 'unsupported', what: 'stats' }),
+    run: (_cmd, ctx) =>
+      ctx.kernel
+        .stats()
+        .mapErr((e): RunError => (e.kind === 'kernel' && (e.code === 'EOPNOTSUPP' || e.code === 'EINVAL') ? { kind: 'unsupported', what: 'stats' } : e))
+        .map((stats) => {
+          ctx.out.write(stats.length === 0 ? 'no traffic counted yet\n' : statsLines(stats).join('\n') + '\n');
+          return CONTINUE();
+        }),
   },
   {
     name: 'save',

@@ -7,7 +7,7 @@
 
 import os from 'node:os';
 import { ResultAsync, errAsync, okAsync } from 'neverthrow';
-import type { Addon, AttrValue, Connection, Message, Schema } from './addon';
+import type { Addon, AttrValue, Connection, Event, Message, Schema } from './addon';
 
 export type KernelError =
   | { kind: 'not-loaded' }
@@ -31,12 +31,26 @@ export interface Rule {
   bytes: bigint;
   /** Unix seconds of the last packet, 0 = never. */
   lasthit: bigint;
+  /** Seconds until the rule expires; 0 for a rule that does not. */
+  timeout: number;
+}
+
+/** STATS: one executable's counters. */
+export interface AppStats {
+  path: string;
+  dev: number;
+  ino: bigint;
+  apackets: bigint;
+  abytes: bigint;
+  bpackets: bigint;
+  bbytes: bigint;
+  lasthit: bigint;
 }
 
 const COMMANDS = ['hello', 'rule_add', 'rule_del', 'rule_clear', 'rule_list', 'flag_set', 'flag_get'] as const;
 const ATTRS = ['version', 'schema', 'prot', 'path', 'verdict', 'flag', 'value', 'packets', 'bytes', 'lasthit'] as const;
 type CommandName = (typeof COMMANDS)[number];
-type AttrName = (typeof ATTRS)[number];
+type AttrName = (typeof ATTRS)[number] | 'timeout';
 
 export const PERMISSION_MESSAGE = 'changing rules needs root or CAP_NET_ADMIN';
 
@@ -119,7 +133,7 @@ export class Kernel {
     }
   }
 
-  private call(command: CommandName, attrs?: Partial<Record<AttrName, number | bigint | string>>): ResultAsync<Message[], KernelError> {
+  private call(command: CommandName | 'stats', attrs?: Partial<Record<AttrName, number | bigint | string>>): ResultAsync<Message[], KernelError> {
     let wire: Message | undefined;
     if (attrs) {
       wire = {};
@@ -156,8 +170,11 @@ export class Kernel {
     });
   }
 
-  ruleAdd(prot: number, path: string, verdict: number): ResultAsync<void, KernelError> {
-    return this.call('rule_add', { prot, path, verdict }).map(() => undefined);
+  /** timeout: seconds until the kernel removes the rule by itself. */
+  ruleAdd(prot: number, path: string, verdict: number, timeout?: number): ResultAsync<void, KernelError> {
+    if (timeout !== undefined && !('timeout' in this.schema.attrs))
+      return errAsync({ kind: 'addon-mismatch', missing: ['attribute timeout'] });
+    return this.call('rule_add', timeout === undefined ? { prot, path, verdict } : { prot, path, verdict, timeout }).map(() => undefined);
   }
 
   /** Without prot, removes every rule for path. */
@@ -189,6 +206,37 @@ export class Kernel {
   flagGet(flag: number): ResultAsync<bigint, KernelError> {
     return this.call('flag_get', { flag }).map((replies) => big(replies[0]?.['value']));
   }
+
+  /** Per-executable counters (STATS dump); EINTR is asked again like ruleList. */
+  stats(tries = 3): ResultAsync<AppStats[], KernelError> {
+    if (!('stats' in this.schema.commands)) return errAsync({ kind: 'addon-mismatch', missing: ['command stats'] });
+    return this.call('stats')
+      .map((replies) => replies.map(toStats))
+      .orElse((e) => (e.kind === 'kernel' && e.code === 'EINTR' && tries > 1 ? this.stats(tries - 1) : errAsync(e)));
+  }
+
+  /**
+   * Delivers the module's events (undecoded messages, or the addon's
+   * `{lost: true}` marker) to callback; false when the addon or the module
+   * has no event group.
+   */
+  subscribe(callback: (event: Event) => void): boolean {
+    if (this.conn.groupId === null) return false;
+    try {
+      this.conn.subscribe(callback);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  unsubscribe(): void {
+    try {
+      this.conn.unsubscribe();
+    } catch {
+      // Already closed.
+    }
+  }
 }
 
 function toRule(r: Message): Rule {
@@ -198,6 +246,20 @@ function toRule(r: Message): Rule {
     verdict: num(r['verdict']),
     packets: big(r['packets']),
     bytes: big(r['bytes']),
+    lasthit: big(r['lasthit']),
+    timeout: num(r['timeout']),
+  };
+}
+
+function toStats(r: Message): AppStats {
+  return {
+    path: typeof r['path'] === 'string' ? r['path'] : String(r['path'] ?? ''),
+    dev: num(r['dev']),
+    ino: big(r['ino']),
+    apackets: big(r['apackets']),
+    abytes: big(r['abytes']),
+    bpackets: big(r['bpackets']),
+    bbytes: big(r['bbytes']),
     lasthit: big(r['lasthit']),
   };
 }

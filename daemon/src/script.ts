@@ -28,10 +28,44 @@ import {
   type Parsed,
   type RunError,
 } from './grammar';
-import type { Kernel } from './kernel';
+import type { Kernel, Rule } from './kernel';
+import { flagValueName } from './grammar';
 import type { Vocab } from './vocab';
 
 export const DEFAULT_RULES_FILE = '/etc/vordr/rules';
+export const DEFAULT_MODPROBE_CONF = '/etc/modprobe.d/vordr.conf';
+
+/**
+ * The flags that are boot policy: saved in the rules file and on the
+ * modprobe.d line, in this order.  Flags the schema lacks are skipped.
+ */
+export const BOOT_FLAGS = ['mode', 'unkrule', 'unkproc', 'unkprot', 'fail'] as const;
+
+/** Commands that change the module's state, which the console saves after. */
+const CHANGES: ReadonlySet<string> = new Set(['rule', 'mode', 'clear-rule', 'clear-path', 'clear-verdict', 'set', 'load']);
+
+/** A rule's identity in the table: one rule per protocol and path. */
+export function ruleKey(prot: number, path: string): string {
+  return `${prot} ${path}`;
+}
+
+/** PATH on the modprobe.d line: every byte outside [A-Za-z0-9/._+-] as %XX. */
+export function percentEncode(p: string): string {
+  let out = '';
+  for (const b of Buffer.from(p, 'utf8')) {
+    const c = String.fromCharCode(b);
+    out += /[A-Za-z0-9/._+-]/.test(c) ? c : `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
+
+/** `options vordr mode=... rules=VERDICT:PROT:PATH,...` */
+export function modprobeLine(module: string, flags: readonly { name: string; value: string }[], rules: readonly Rule[], v: Vocab): string {
+  const params = flags.map((f) => `${f.name}=${f.value}`);
+  const list = sortRules(rules).map((r) => `${v.valueName(r.verdict) ?? r.verdict}:${v.protName(r.prot)}:${percentEncode(r.path)}`);
+  if (list.length > 0) params.push(`rules=${list.join(',')}`);
+  return `options ${module} ${params.join(' ')}\n`;
+}
 
 export type LineError = { kind: 'parse'; error: ParseError } | { kind: 'run'; error: RunError };
 
@@ -56,6 +90,10 @@ export interface RunnerOptions {
   /** `FILE:LINE: error: ...` reports. */
   readonly err: Output;
   readonly rulesFile?: string;
+  /** Written with the rules file (the boot policy); none when undefined. */
+  readonly modprobeConf?: string;
+  /** After every console line that changes the module, save the rules file. */
+  readonly autosave?: boolean;
   /** Resolves relative FILEs of save/load. */
   readonly cwd?: string;
   readonly now?: () => Date;
@@ -119,8 +157,18 @@ export function writeAtomic(file: string, text: string): ResultAsync<void, RunEr
 
 export class Runner {
   private readonly loading: string[] = [];
+  /**
+   * Rules that last until the console exits (ruleKey): never saved, and
+   * removed by endSession().
+   */
+  readonly session = new Map<string, { prot: number; path: string }>();
 
   constructor(private readonly opts: RunnerOptions) {}
+
+  /** Where this runner reports errors. */
+  get errOutput(): Output {
+    return this.opts.err;
+  }
 
   private context(): Context {
     return {
@@ -182,8 +230,32 @@ export class Runner {
     const parsed = parseLine(text, this.opts.vocab);
     if (parsed.isErr()) return err({ kind: 'parse', error: parsed.error });
     if (parsed.value === null) return ok('continue');
+    const cmd = parsed.value.command;
     const r = await runParsed(parsed.value, this.context());
+    if (r.isOk() && CHANGES.has(cmd.kind)) {
+      // A rule typed by hand is the user's own: it outlives the session.
+      if (cmd.kind === 'rule' || cmd.kind === 'clear-rule') this.session.delete(ruleKey(cmd.prot, cmd.path));
+      if (cmd.kind === 'clear-path' || cmd.kind === 'clear-verdict')
+        for (const [k, s] of this.session) if (cmd.kind === 'clear-verdict' || s.path === cmd.path) this.session.delete(k);
+      if (this.opts.autosave) {
+        const saved = await this.persist();
+        if (saved.isErr()) return err({ kind: 'run', error: saved.error });
+      }
+    }
     return r.mapErr((error): LineError => ({ kind: 'run', error }));
+  }
+
+  /** Saves the rules file (and the modprobe.d line) without a message. */
+  persist(): ResultAsync<string, RunError> {
+    return this.write(undefined, false);
+  }
+
+  /** Removes the rules that were to last until the console exits. */
+  async endSession(): Promise<void> {
+    for (const [k, r] of this.session) {
+      await this.opts.kernel.ruleDel(r.path, r.prot);
+      this.session.delete(k);
+    }
   }
 
   /** Runs a command file; its own failures are reported as FILE:LINE. */
@@ -208,27 +280,53 @@ export class Runner {
     );
   }
 
-  /** `save [FILE]`: the rules, as commands of the same grammar. */
+  /** `save [FILE]`: the boot flags and the rules, as commands of the same grammar. */
   private save(file: string | undefined): ResultAsync<string, RunError> {
-    const target = this.resolve(file ?? this.opts.rulesFile ?? DEFAULT_RULES_FILE);
+    return this.write(file, true);
+  }
+
+  /** The boot flags' current values, by canonical name. */
+  private bootFlags(): ResultAsync<{ name: string; value: string }[], RunError> {
+    const v = this.opts.vocab;
+    const flags = BOOT_FLAGS.map((n) => v.flag(n)).filter((f): f is NonNullable<typeof f> => f !== undefined);
+    return ResultAsync.combine(
+      flags.map((f) => this.opts.kernel.flagGet(f.id).map((value) => ({ name: f.name, value: flagValueName(v, f.name, value) }))),
+    ).mapErr((e): RunError => e);
+  }
+
+  private write(file: string | undefined, say: boolean): ResultAsync<string, RunError> {
+    const rulesFile = this.resolve(this.opts.rulesFile ?? DEFAULT_RULES_FILE);
+    const target = file === undefined ? rulesFile : this.resolve(file);
     const v = this.opts.vocab;
     return this.opts.kernel
       .ruleList()
       .mapErr((e): RunError => e)
-      .andThen((rules) => {
+      .andThen((all) => this.bootFlags().map((flags) => ({ all, flags })))
+      .andThen(({ all, flags }) => {
+        // A rule that expires ("once") or lasts until the console exits is
+        // not the user's standing policy.
+        const rules = all.filter((r) => r.timeout === 0 && !this.session.has(ruleKey(r.prot, r.path)));
         const bad = rules.filter((r) => !representable(r.path)).map((r) => r.path);
         if (bad.length > 0) return errAsync<string, RunError>({ kind: 'unrepresentable', paths: bad });
         const now = (this.opts.now ?? (() => new Date()))();
         const text = [
           `# vordr rules, written by 'save' on ${now.toISOString().replace(/\.\d{3}Z$/, 'Z')}`,
           `# Run with 'vordr -f ${quote(target)}' or 'load ${quote(target)}'; it adds to the rules in place.`,
+          ...flags.map((f) => `set ${f.name} ${f.value}`),
           ...sortRules(rules).map((r) => ruleCommand(r, v)),
           '',
         ].join('\n');
-        return writeAtomic(target, text).map(() => {
-          this.opts.out.write(`saved ${rules.length} rule${rules.length === 1 ? '' : 's'} to ${target}\n`);
-          return target;
-        });
+        const conf = this.opts.modprobeConf;
+        return writeAtomic(target, text)
+          .andThen(() =>
+            conf !== undefined && target === rulesFile
+              ? writeAtomic(this.resolve(conf), modprobeLine(v.schema.family.name, flags, rules, v))
+              : okAsync<void, RunError>(undefined),
+          )
+          .map(() => {
+            if (say) this.opts.out.write(`saved ${rules.length} rule${rules.length === 1 ? '' : 's'} to ${target}\n`);
+            return target;
+          });
       });
   }
 }

@@ -126,6 +126,11 @@ const INT_TYPES = new Set(['u8', 'u16', 'u32', 'u64']);
  *   fail            { [command]: Error | Error[] } a rejection for every
  *                   request of that command, or one for each of the next ones
  *   capacity        the number of rules before ENOSPC
+ *   noStats         STATS rejects with EOPNOTSUPP (a module without it)
+ *
+ * Events: emit(attrs) delivers one event message to the subscriber, as the
+ * addon does for the module's multicast group; stats is a Map path -> counters
+ * the STATS dump returns.
  */
 function fakeAddon(options = {}) {
   const s = options.schema ?? schema();
@@ -134,6 +139,8 @@ function fakeAddon(options = {}) {
   const flags = new Map(Object.entries(s.flags).map(([, f]) => [f.id, BigInt(f.default)]));
   const value = (name) => s.constants.value[name].value;
   let clock = 1;
+  let subscriber = null;
+  const stats = new Map();
 
   const connection = {
     closed: false,
@@ -152,8 +159,14 @@ function fakeAddon(options = {}) {
       if (c.admin && options.unprivileged) return Promise.reject(kernelError(1, 'EPERM', 'Operation not permitted'));
       return new Promise((resolve) => resolve(handle(command, attrs ?? {})));
     },
-    subscribe() {},
-    unsubscribe() {},
+    groupId: 1,
+    subscribe(cb) {
+      if (connection.closed) throw new Error('closed');
+      subscriber = cb;
+    },
+    unsubscribe() {
+      subscriber = null;
+    },
     close() {
       connection.closed = true;
     },
@@ -166,7 +179,9 @@ function fakeAddon(options = {}) {
       case 'rule_add': {
         const key = `${a.prot} ${a.path}`;
         if (!rules.has(key) && rules.size >= (options.capacity ?? Infinity)) throw kernelError(28, 'ENOSPC', 'rule table full');
-        rules.set(key, { prot: a.prot, path: a.path, verdict: a.verdict, packets: 0n, bytes: 0n, lasthit: 0n, order: clock++ });
+        const r = { prot: a.prot, path: a.path, verdict: a.verdict, packets: 0n, bytes: 0n, lasthit: 0n, order: clock++ };
+        if (a.timeout !== undefined) r.timeout = a.timeout;
+        rules.set(key, r);
         return [];
       }
       case 'rule_del': {
@@ -190,6 +205,9 @@ function fakeAddon(options = {}) {
         flags.set(a.flag, BigInt(a.value));
         return [];
       }
+      case 'stats':
+        if (options.noStats) throw kernelError(95, 'EOPNOTSUPP', 'Operation not supported');
+        return [...stats.entries()].map(([p, c]) => ({ path: p, dev: 2049, ino: 1n, apackets: 0n, abytes: 0n, bpackets: 0n, bbytes: 0n, lasthit: 0n, ...c }));
       case 'flag_get':
         if (!flags.has(a.flag)) throw kernelError(22, 'EINVAL', 'no such flag', 'flag');
         return [{ flag: a.flag, value: flags.get(a.flag) }];
@@ -208,6 +226,15 @@ function fakeAddon(options = {}) {
     hit(prot, p, packets, bytes, lasthit) {
       const r = rules.get(`${prot} ${p}`);
       Object.assign(r, { packets: BigInt(packets), bytes: BigInt(bytes), lasthit: BigInt(lasthit) });
+    },
+    stats,
+    /** Whether someone listens to events. */
+    get subscribed() {
+      return subscriber !== null;
+    },
+    /** Delivers one event (attributes by schema name) to the subscriber. */
+    emit(attrs) {
+      if (subscriber) subscriber({ ...attrs });
     },
     open() {
       if (options.notLoaded) return Promise.reject(kernelError(2, 'ENOENT', 'Generic netlink family vordr not found'));

@@ -23,16 +23,24 @@ function stdinOf(text, isTTY = false) {
   return s;
 }
 
-async function run(argv, { stdin = stdinOf(''), addon = fakeAddon(), cwd } = {}) {
+async function run(argv, { stdin = stdinOf(''), addon = fakeAddon(), cwd, privileged = true, stopService } = {}) {
   const stdout = sink();
   const stderr = sink();
   const dir = cwd ?? fs.mkdtempSync(path.join(os.tmpdir(), 'vordr-cli-test-'));
-  const code = await main({ argv, stdin, stdout, stderr, loadAddon: () => (addon ? ok(addon) : err({ kind: 'addon-missing', path: '/x/addon', message: 'Cannot find module' })), cwd: dir, rulesFile: path.join(dir, 'rules') });
+  const code = await main({
+    argv, stdin, stdout, stderr,
+    loadAddon: () => (addon ? ok(addon) : err({ kind: 'addon-missing', path: '/x/addon', message: 'Cannot find module' })),
+    cwd: dir,
+    rulesFile: path.join(dir, 'rules'),
+    modprobeConf: path.join(dir, 'modprobe.d', 'vordr.conf'),
+    privileged,
+    ...(stopService ? { stopService } : {}),
+  });
   return { code, out: stdout.text, err: stderr.text, addon, dir };
 }
 
-test('the exit codes are 0 ok, 1 failed lines, 2 usage, 3 not loaded, 4 schema, 5 addon', () => {
-  assert.deepEqual(EXIT, { ok: 0, failed: 1, usage: 2, notLoaded: 3, schema: 4, addon: 5 });
+test('the exit codes are 0 ok, 1 failed lines, 2 usage, 3 not loaded, 4 schema, 5 addon, 6 internal', () => {
+  assert.deepEqual(EXIT, { ok: 0, failed: 1, usage: 2, notLoaded: 3, schema: 4, addon: 5, internal: 6 });
 });
 
 test('--help prints every option of the options table and exits 0', async () => {
@@ -40,7 +48,7 @@ test('--help prints every option of the options table and exits 0', async () => 
   assert.equal(r.code, 0);
   for (const [name, o] of Object.entries(OPTIONS)) {
     assert.ok(r.out.includes(`--${name}`), name);
-    assert.ok(r.out.includes(`-${o.short}`), name);
+    if (o.short) assert.ok(r.out.includes(`-${o.short}, --${name}`), name);
   }
   assert.deepEqual(r.addon.calls, [], '--help does not touch the module');
 });
@@ -97,11 +105,11 @@ test('-f FILE runs the file and exits 0 when every line succeeds', async () => {
 
 test('-f FILE with failed lines reports each as FILE:LINE and exits 1', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vordr-cli-test-'));
-  fs.writeFileSync(path.join(dir, 'bad.rules'), 'allow /a\nallow tcp\nblock /b\nstats\n');
+  fs.writeFileSync(path.join(dir, 'bad.rules'), 'allow /a\nallow tcp\nblock /b\nclear /nosuch\n');
   const r = await run(['--file', 'bad.rules'], { cwd: dir });
   assert.equal(r.code, 1);
   assert.match(r.err, /^bad\.rules:2: error: allow: missing PATH after protocol 'tcp'/m);
-  assert.match(r.err, /^bad\.rules:4: error: stats is not supported by this module yet$/m);
+  assert.match(r.err, /^bad\.rules:4: error: no rule for \/nosuch$/m);
   assert.equal(r.addon.rules.size, 2);
 });
 

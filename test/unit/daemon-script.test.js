@@ -167,11 +167,34 @@ test('a full rule table is reported as such', async () => {
   assert.match(t.err.text, /^f:2: error: the rule table is full/m);
 });
 
-test('stats is reported as not supported by this module yet', async () => {
-  const t = await setup();
+test('stats on a module without STATS is reported as not supported', async () => {
+  const t = await setup({ noStats: true });
   const r = await t.runner.runLines(['stats'], 'f');
   assert.equal(r.failures.length, 1);
   assert.match(t.err.text, /^f:1: error: stats is not supported by this module yet$/m);
+});
+
+test('stats prints one line per application, busiest first, with human byte counts', async () => {
+  const t = await setup();
+  t.addon.stats.set('/usr/bin/curl', { apackets: 3n, abytes: 2048n, bpackets: 0n, bbytes: 0n, lasthit: 0n });
+  t.addon.stats.set('/opt/My App/app', { apackets: 10n, abytes: 5000000n, bpackets: 4n, bbytes: 240n, lasthit: 1795341600n });
+  const r = await t.runner.runLines(['stats'], 'f');
+  assert.deepEqual(r.failures, []);
+  assert.equal(
+    t.out.text,
+    [
+      'application        allowed  bytes  blocked  bytes  last',
+      '"/opt/My App/app"       10   4.8M        4    240  2026-11-22T10:00:00Z',
+      '/usr/bin/curl            3   2.0K        0      0  never',
+      '',
+    ].join('\n'),
+  );
+});
+
+test('stats with no traffic says so', async () => {
+  const t = await setup();
+  await t.runner.runLines(['stats'], 'f');
+  assert.equal(t.out.text, 'no traffic counted yet\n');
 });
 
 test('quit stops the script; the lines after it do not run', async () => {
@@ -252,6 +275,11 @@ test('save writes the rules as a command file that load reads back', async () =>
     [
       "# vordr rules, written by 'save' on 2026-11-22T10:00:00Z",
       `# Run with 'vordr -f ${file}' or 'load ${file}'; it adds to the rules in place.`,
+      'set mode enabled',
+      'set unkrule allow',
+      'set unkproc allow',
+      'set unkprot allow',
+      'set fail allow',
       'allow udp /bin/',
       'block any "/opt/My App/app"',
       'allow tcp /usr/bin/curl',

@@ -1,0 +1,200 @@
+// The module's events (SPEC section 4): decoded from the addon's messages
+// into one typed record, written as a console row and as one JSON object
+// per line (--service).  Every name (verdict, reason, direction, protocol)
+// comes from the schema through vocab.ts.
+
+import fs from 'node:fs';
+import type { Event, Message, AttrValue } from './addon';
+import type { Vocab } from './vocab';
+
+export interface VordrEvent {
+  /** When the daemon received it. */
+  readonly time: Date;
+  readonly verdict: string;
+  readonly reason: string;
+  readonly dir: string;
+  readonly prot: string;
+  /** 4 or 6. */
+  readonly ip: 4 | 6;
+  readonly saddr: string;
+  readonly daddr: string;
+  readonly sport: number;
+  readonly dport: number;
+  /** pid, uid, path, dev and ino are absent when the owner is unknown (path ''). */
+  readonly pid: number | undefined;
+  readonly uid: number | undefined;
+  readonly path: string;
+  readonly dev: number | undefined;
+  readonly ino: bigint | undefined;
+  /** Events like this one the module withheld (squelch) before it. */
+  readonly count: number;
+  /** The rule that decided, when one did. */
+  readonly rule?: { readonly path: string; readonly prot: string };
+}
+
+/** The addon's marker of events lost to a full receive buffer. */
+export function isLost(e: Event): e is { readonly lost: true } {
+  return (e as { lost?: unknown }).lost === true;
+}
+
+function num(v: AttrValue | undefined): number {
+  return typeof v === 'number' ? v : typeof v === 'bigint' ? Number(v) : 0;
+}
+
+function opt(v: AttrValue | undefined): number | undefined {
+  return v === undefined ? undefined : num(v);
+}
+
+function addr(v: AttrValue | undefined): string {
+  if (!Buffer.isBuffer(v)) return '';
+  const b = Buffer.from(v);
+  if (b.length === 4) return [...b].join('.');
+  if (b.length !== 16) return b.toString('hex');
+  const groups: number[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push(b.readUInt16BE(i));
+  // RFC 5952: the longest run of two or more zero groups becomes ::
+  let best = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen) {
+      best = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (best < 0) return hex.join(':');
+  return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`;
+}
+
+function named(v: Vocab, group: string, n: number): string {
+  const g = v.schema.constants[group] ?? {};
+  for (const [name, c] of Object.entries(g)) if (c.value === n) return name;
+  return String(n);
+}
+
+export function decodeEvent(m: Message, v: Vocab, now: Date = new Date()): VordrEvent {
+  const af = num(m['af']);
+  const rpath = m['rpath'];
+  return {
+    time: now,
+    verdict: named(v, 'value', num(m['verdict'])),
+    reason: named(v, 'reason', num(m['reason'])),
+    dir: named(v, 'dir', num(m['dir'])),
+    prot: v.protName(num(m['prot'])),
+    ip: af === 10 ? 6 : 4,
+    saddr: addr(m['saddr']),
+    daddr: addr(m['daddr']),
+    sport: num(m['sport']),
+    dport: num(m['dport']),
+    pid: opt(m['pid']),
+    uid: opt(m['uid']),
+    path: typeof m['path'] === 'string' ? m['path'] : '',
+    dev: opt(m['dev']),
+    ino: typeof m['ino'] === 'bigint' ? m['ino'] : m['ino'] === undefined ? undefined : BigInt(num(m['ino'])),
+    count: num(m['count']),
+    ...(typeof rpath === 'string' ? { rule: { path: rpath, prot: v.protName(num(m['rprot'])) } } : {}),
+  };
+}
+
+/** The far end of the packet: where an outbound one goes, where an inbound one comes from. */
+export function peer(e: VordrEvent): string {
+  const outbound = e.dir !== 'in';
+  const a = outbound ? e.daddr : e.saddr;
+  const p = outbound ? e.dport : e.sport;
+  const host = e.ip === 6 ? `[${a}]` : a;
+  return e.prot === 'tcp' || e.prot === 'udp' ? `${host}:${p}` : host;
+}
+
+/** The application's short name: the executable's file name. */
+export function appName(path: string): string {
+  if (path === '') return '?';
+  const base = path.slice(path.lastIndexOf('/') + 1);
+  return base === '' ? path : base;
+}
+
+/** uid -> user name from /etc/passwd, read once; the number when unknown. */
+export class Users {
+  private names: Map<number, string> | undefined;
+  constructor(private readonly passwd = '/etc/passwd') {}
+  name(uid: number | undefined): string {
+    if (uid === undefined) return '?';
+    if (!this.names) {
+      this.names = new Map();
+      try {
+        for (const line of fs.readFileSync(this.passwd, 'utf8').split('\n')) {
+          const f = line.split(':');
+          if (f.length >= 3 && f[0] && /^\d+$/.test(f[2] ?? '')) this.names.set(Number(f[2]), f[0]);
+        }
+      } catch {
+        // No passwd: numbers it is.
+      }
+    }
+    return this.names.get(uid) ?? String(uid);
+  }
+}
+
+export function clock(d: Date): string {
+  return d.toTimeString().slice(0, 8);
+}
+
+/** Column widths of the events pane; the header and the rows share them. */
+const COLUMNS = [
+  ['time', 8],
+  ['app', 16],
+  ['pid', 7],
+  ['user', 8],
+  ['dir', 3],
+  ['prot', 4],
+  ['destination', 30],
+  ['verdict', 7],
+  ['reason', 0],
+] as const;
+
+function row(cells: readonly string[]): string {
+  return cells
+    .map((c, i) => {
+      const w = COLUMNS[i]?.[1] ?? 0;
+      if (w === 0) return c;
+      return c.length > w ? `${c.slice(0, w - 1)}~` : c.padEnd(w);
+    })
+    .join(' ');
+}
+
+export const EVENT_HEADER = row(COLUMNS.map(([n]) => n));
+
+export function eventRow(e: VordrEvent, users: Users): string {
+  const reason = e.rule ? `${e.reason} ${e.rule.prot} ${e.rule.path}` : e.reason;
+  const more = e.count > 0 ? ` (+${e.count} squelched)` : '';
+  return row([clock(e.time), appName(e.path), e.pid === undefined ? '?' : String(e.pid), users.name(e.uid), e.dir, e.prot, peer(e), e.verdict, reason + more]);
+}
+
+/** One line of --service output. */
+export function eventJson(e: VordrEvent, users: Users): string {
+  return JSON.stringify({
+    time: e.time.toISOString(),
+    verdict: e.verdict,
+    reason: e.reason,
+    dir: e.dir,
+    prot: e.prot,
+    ip: e.ip,
+    src: e.saddr,
+    sport: e.sport,
+    dst: e.daddr,
+    dport: e.dport,
+    // The owner, when the module knows it.
+    ...(e.pid !== undefined ? { pid: e.pid } : {}),
+    ...(e.uid !== undefined ? { uid: e.uid, user: users.name(e.uid) } : {}),
+    ...(e.path !== '' ? { path: e.path } : {}),
+    ...(e.dev !== undefined ? { dev: e.dev } : {}),
+    ...(e.ino !== undefined ? { ino: e.ino.toString() } : {}),
+    count: e.count,
+    ...(e.rule ? { rule: e.rule } : {}),
+  });
+}

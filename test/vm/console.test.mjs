@@ -1,0 +1,199 @@
+// The interactive console, driven like a user would: the real `vordr`
+// console in a real terminal (tmux; keys sent with send-keys, the screen read
+// with capture-pane) against the real module, with curl as the unknown
+// application and a python HTTP server on 127.0.0.1.  Run by test/vm/guest.sh
+// as root with vordr.ko loaded.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, readFileSync, existsSync, chmodSync, copyFileSync, realpathSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+
+const repo = process.env.VORDR_REPO ?? new URL('../..', import.meta.url).pathname;
+const cli = join(repo, 'daemon', 'dist', 'cli.js');
+const work = mkdtempSync(join(tmpdir(), 'vordr-console-'));
+chmodSync(work, 0o755);
+const rulesFile = join(work, 'etc', 'rules');
+const modprobeConf = join(work, 'modprobe.d', 'vordr.conf');
+const curl = realpathSync('/usr/bin/curl');
+// A second unknown application: curl under another path.
+const curl2 = join(work, 'curl2');
+copyFileSync(curl, curl2);
+chmodSync(curl2, 0o755);
+// The server runs from a copy of python so that its rule touches nothing else.
+const server = join(work, 'server-python');
+copyFileSync(realpathSync('/usr/bin/python3'), server);
+chmodSync(server, 0o755);
+
+const TMUX = ['-L', 'vordr-console-test'];
+const SLOW = process.env.VORDR_FLAVOR === 'debug' ? 3 : 1;
+const children = [];
+let port;
+
+function run(cmd, args, opts = {}) {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 30_000, ...opts });
+  return { code: r.status, out: r.stdout ?? '', err: r.stderr ?? '' };
+}
+
+function vordr(...lines) {
+  const file = join(work, `cmds-${Math.random().toString(36).slice(2)}`);
+  writeFileSync(file, lines.join('\n') + '\n');
+  const r = run(process.execPath, [cli, '-f', file]);
+  assert.equal(r.code, 0, `vordr ${lines.join('; ')}: ${r.out}${r.err}`);
+  return r.out;
+}
+
+function tmux(...args) {
+  const r = run('tmux', [...TMUX, ...args]);
+  assert.equal(r.code, 0, `tmux ${args.join(' ')}: ${r.err}`);
+  return r.out;
+}
+
+const screen = () => tmux('capture-pane', '-p', '-t', 'console');
+
+async function waitScreen(re, what, ms = 30_000) {
+  const end = Date.now() + ms * SLOW;
+  let last = '';
+  while (Date.now() < end) {
+    last = run('tmux', [...TMUX, 'capture-pane', '-p', '-t', 'console']).out;
+    if (re.test(last)) return last;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  assert.fail(`timed out waiting for ${what}; the screen:\n${last}`);
+}
+
+/** Types a line into the console. */
+function type(line) {
+  tmux('send-keys', '-t', 'console', '-l', line);
+  tmux('send-keys', '-t', 'console', 'Enter');
+}
+
+// The console in a 120x40 terminal; the shell line after it reports how it
+// ended and whether the terminal is back in its normal (cooked) mode.
+async function startConsole(user) {
+  run('tmux', [...TMUX, 'kill-server']);
+  const env = `VORDR_RULES=${rulesFile} VORDR_MODPROBE_CONF=${modprobeConf} LANG=C.UTF-8 TERM=xterm-256color`;
+  const node = `${process.execPath} ${cli} --prompt-timeout 120`;
+  const cmd = user ? `setpriv --reuid=${user} --regid=${user} --clear-groups env ${env} ${node}` : `env ${env} ${node}`;
+  const shell = `${cmd}; echo "console exited $?"; stty -a | tr ' ' '\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' '; echo; sleep 3600`;
+  // The server killed above may still be going away: try again for a while.
+  const end = Date.now() + 10_000;
+  for (;;) {
+    const r = run('tmux', [...TMUX, 'new-session', '-d', '-s', 'console', '-x', '120', '-y', '40', shell]);
+    if (r.code === 0) break;
+    if (Date.now() > end) assert.fail(`tmux new-session: ${r.err}`);
+    await new Promise((res) => setTimeout(res, 300));
+  }
+  return waitScreen(/vordr>/, 'the console');
+}
+
+async function leaveConsole(keys) {
+  if (keys === 'quit') type('quit');
+  else tmux('send-keys', '-t', 'console', keys);
+  const s = await waitScreen(/console exited \d+\n-?icanon/, 'the console to exit');
+  return s;
+}
+
+function curlGet(bin, maxTime) {
+  const child = spawn(bin, ['-s', '-o', '/dev/null', '--max-time', String(maxTime * SLOW), `http://127.0.0.1:${port}/`], { stdio: 'ignore' });
+  children.push(child);
+  return new Promise((resolve) => child.once('exit', (c) => resolve(c)));
+}
+
+before(async () => {
+  const child = spawn(server, ['-c', `
+import http.server
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(b'ok')
+    def log_message(self, *a): pass
+s = http.server.HTTPServer(('127.0.0.1', 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(child);
+  port = await new Promise((resolve, reject) => {
+    child.stdout.once('data', (d) => resolve(Number(String(d).trim())));
+    child.once('exit', (c) => reject(new Error(`server exited ${c}`)));
+  });
+  // Unknown applications wait for an answer; the server is known.
+  vordr('clear all', 'enable', `allow tcp ${server}`, 'set unkrule pending');
+});
+
+after(() => {
+  run('tmux', [...TMUX, 'kill-server']);
+  for (const c of children) c.kill('SIGKILL');
+  vordr('set unkrule allow', 'clear all');
+});
+
+test('curl asks; allow always lets its retry through and is saved with the boot line', async (t) => {
+  await startConsole();
+  const exited = curlGet(curl, 40);
+  const s = await waitScreen(/wants to connect/, 'the prompt for curl');
+  t.diagnostic(`prompt:\n${s}`);
+  assert.ok(s.includes(curl), 'the prompt names the application');
+  assert.match(s, new RegExp(`tcp out to 127\\.0\\.0\\.1:${port}`));
+  assert.match(s, /curl +\d+ +root +out tcp +127\.0\.0\.1:\d+ +pending norule/, 'the events pane shows the attempt');
+  tmux('send-keys', '-t', 'console', 'a', 'w', 'Enter');
+  assert.equal(await exited, 0, "curl's retry did not get through after allow");
+  const after = await waitScreen(new RegExp(`allow tcp ${curl} +packets=[1-9]`), 'the rule with its counters in the rules pane');
+  assert.doesNotMatch(after, /wants to connect/, 'the prompt closed');
+  assert.match(readFileSync(rulesFile, 'utf8'), new RegExp(`^allow tcp ${curl}$`, 'm'));
+  assert.match(readFileSync(rulesFile, 'utf8'), /^set unkrule pending$/m);
+  assert.match(readFileSync(modprobeConf, 'utf8'), new RegExp(`^options vordr mode=enabled unkrule=pending .*allow:tcp:${curl}(,|\\n)`));
+});
+
+test('block (this protocol, once) stops the application; the rule expires and is never saved', async () => {
+  const exited = curlGet(curl2, 12);
+  await waitScreen(new RegExp(`${curl2}.*wants to connect`), 'the prompt for curl2');
+  tmux('send-keys', '-t', 'console', 'b', 'o', 'Enter');
+  assert.equal(await exited, 28, 'curl2 was not stopped');
+  const s = await waitScreen(new RegExp(`block tcp ${curl2} .*expires=\\d+s`), 'the expiring block rule');
+  assert.doesNotMatch(s, /wants to connect/);
+  type('query block');
+  await waitScreen(new RegExp(`vordr> query block[^\\n]*\\n[^\\n]*mode: enabled[^\\n]*\\n[^\\n]*block tcp ${curl2}`), 'query block output');
+  assert.doesNotMatch(readFileSync(rulesFile, 'utf8'), /curl2/);
+});
+
+test('commands, completion and the help screen work in the console', async (t) => {
+  tmux('send-keys', '-t', 'console', '-l', 'get unkr');
+  tmux('send-keys', '-t', 'console', 'Tab', 'Enter');
+  await waitScreen(/vordr> get unkrule [^\n]*\n[^\n]*unkrule: pending/, 'get unkrule after Tab');
+  type('allow tcp relative/path');
+  t.diagnostic(`console:\n${await waitScreen(/error: relative path relative\/path; PATH must be absolute/, 'the error line')}`);
+  tmux('send-keys', '-t', 'console', 'F1');
+  await waitScreen(/help: Esc or F1 closes/, 'the help screen');
+  tmux('send-keys', '-t', 'console', 'Escape');
+  tmux('resize-window', '-t', 'console', '-x', '90', '-y', '30');
+  const s = await waitScreen(/─ events/, 'the console after a resize');
+  assert.doesNotMatch(s, /help: Esc/);
+  const lines = s.split('\n');
+  assert.ok(lines.every((l) => [...l].length <= 90), 'drawn to the new width');
+  tmux('resize-window', '-t', 'console', '-x', '120', '-y', '40');
+});
+
+test('rules survive a console restart; quit removes nothing saved and restores the terminal', async () => {
+  const s = await leaveConsole('quit');
+  assert.match(s, /console exited 0\nicanon echo/);
+  // The module forgets everything: the next console restores the file.
+  vordr('clear all', 'set unkrule allow');
+  await startConsole();
+  await waitScreen(new RegExp(`allow tcp ${curl} `), 'the restored rule in the rules pane');
+  await waitScreen(/unkrule pending/, 'the restored unkrule in the header');
+  assert.equal(await curlGet(curl, 20), 0, 'curl does not pass under the restored rule');
+  assert.doesNotMatch(screen(), /wants to connect/, 'curl was asked again');
+  const c = await leaveConsole('C-c');
+  assert.match(c, /console exited 0\nicanon echo/, 'Ctrl-C leaves with the terminal restored');
+});
+
+test('an unprivileged console is read-only and says so', async () => {
+  await startConsole(65534);
+  await waitScreen(/read-only: changing rules needs root or CAP_NET_ADMIN/, 'the read-only notice');
+  type(`block tcp ${curl}`);
+  await waitScreen(/error: changing rules needs root or CAP_NET_ADMIN/, 'the refusal');
+  type('query');
+  await waitScreen(new RegExp(`vordr> query[^\\n]*\\n[^\\n]*mode: enabled`), 'query works');
+  assert.doesNotMatch(vordr('query'), /block tcp/, 'nothing changed');
+  await leaveConsole('quit');
+});
