@@ -238,6 +238,10 @@ static unsigned int vordr_decide(struct sk_buff *skb, struct vordr_pkt *pkt)
 		if (failed) {
 			verdict = vordr_flag(VORDR_FLAG_FAIL);
 			reason = VORDR_REASON_FAIL;
+		} else if (wait && vordr_rules_uniform(vordr_flag(VORDR_FLAG_UNKRULE),
+						       &verdict)) {
+			/* Whoever the owner is, the rules say the same. */
+			reason = VORDR_REASON_NORULE;
 		} else {
 			/* Being looked up: dropped, the retransmission passes. */
 			verdict = wait ? VORDR_VALUE_BLOCK : vordr_flag(VORDR_FLAG_UNKPROC);

@@ -26,7 +26,7 @@
 
 #include "vordr.h"
 
-#define KSC_BITS 12
+#define KSC_BITS 14	/* 16384 buckets, 131072 entries */
 #define KSC_BUCKET_MAX 8	/* entries per bucket before the oldest goes */
 
 struct vordr_ksc_entry {

@@ -63,6 +63,33 @@ static u32 rules_count;
 static u32 rules_cursor;	/* where the search for a free slot starts */
 static u32 rules_ndirs;		/* directory rules; read locklessly */
 static u32 rules_timed;		/* rules that expire */
+static u32 rules_nverdict[2];	/* allow rules, block rules; read locklessly */
+
+static void rules_tally(const struct vordr_rule *r, int delta)
+{
+	u32 *n = &rules_nverdict[r->verdict == VORDR_VALUE_BLOCK];
+
+	WRITE_ONCE(*n, *n + delta);
+}
+
+/*
+ * The verdict every executable would get, whoever it is, if there is one:
+ * with no block rule and unkrule allow, everything is allowed; with no
+ * allow rule and unkrule block, everything is blocked.  Lets a packet
+ * whose owner is still being looked up pass or go without waiting.
+ */
+bool vordr_rules_uniform(u8 unkrule, u8 *verdict)
+{
+	if (unkrule == VORDR_VALUE_ALLOW && !READ_ONCE(rules_nverdict[1])) {
+		*verdict = VORDR_VALUE_ALLOW;
+		return true;
+	}
+	if (unkrule == VORDR_VALUE_BLOCK && !READ_ONCE(rules_nverdict[0])) {
+		*verdict = VORDR_VALUE_BLOCK;
+		return true;
+	}
+	return false;
+}
 static u32 rules_seed;
 static u32 rules_gen = 1;	/* bumped by every change; 0 means "none" to dumps */
 
@@ -168,6 +195,7 @@ static void rules_retire(struct vordr_rule *r)
 	hlist_del_rcu(&r->node);
 	RCU_INIT_POINTER(rules_slot[r->slot], NULL);
 	rules_count--;
+	rules_tally(r, -1);
 	if (r->expires)
 		rules_timed--;
 	if (r->path[r->len - 1] == '/')
@@ -258,6 +286,8 @@ int vordr_rule_add(u8 prot, const char *path, u8 verdict, u32 timeout)
 		hlist_replace_rcu(&old->node, &r->node);
 		rcu_assign_pointer(rules_slot[r->slot], r);
 		rules_timed += !!r->expires - !!old->expires;
+		rules_tally(old, -1);
+		rules_tally(r, 1);
 		call_rcu(&old->rcu, rules_free_rcu);
 		goto out_unlock;
 	}
@@ -273,6 +303,7 @@ int vordr_rule_add(u8 prot, const char *path, u8 verdict, u32 timeout)
 	r->slot = slot;
 	rules_cursor = (slot + 1) % vordr_rules_max;
 	rules_count++;
+	rules_tally(r, 1);
 	rules_timed += !!r->expires;
 	if (path[len - 1] == '/')
 		WRITE_ONCE(rules_ndirs, rules_ndirs + 1);

@@ -195,6 +195,7 @@ void vordr_rules_exit(void);
 u32 vordr_hash(const char *s, u16 len);
 const struct vordr_rule *vordr_rule_match(const struct vordr_ident *id, u8 prot);
 u8 vordr_rule_hit(const struct vordr_rule *r, unsigned int bytes);
+bool vordr_rules_uniform(u8 unkrule, u8 *verdict);
 u32 vordr_rules_gen(void);
 int vordr_rule_add(u8 prot, const char *path, u8 verdict, u32 timeout);
 const char *vordr_rule_path(const struct vordr_rule *r, u8 *prot);
