@@ -31,6 +31,11 @@ ip link set lo up
 cd "$VORDR_REPO" || exit 1
 
 read -r -a configs <<<"$BENCH_CONFIGS"
+# What vordr.ko needs and insmod does not load (nf_socket_ipv4/6): loaded
+# once, for every configuration alike.
+for dep in $(modinfo -F depends "$VORDR_KO" 2>/dev/null | tr ',' ' '); do
+  modprobe "$dep" || bad "modprobe $dep failed"
+done
 vordr() { node "$cli" "$@"; }
 # The last number vordr prints for `get FLAG`.
 vordr_get() { echo "get $1" | vordr | grep -o '[0-9]\+' | tail -n1; }
