@@ -39,6 +39,11 @@ done
 vordr() { node "$cli" "$@"; }
 # The last number vordr prints for `get FLAG`.
 vordr_get() { echo "get $1" | vordr | grep -o '[0-9]\+' | tail -n1; }
+# counter FILE PREFIX NAME: a counter of /proc/net/snmp or /proc/net/netstat
+# (a line of names, then a line of values).
+counter() {
+  awk -v p="$2" -v f="$3" '$1 == p { if (!n++) { for (i = 2; i <= NF; i++) if ($i == f) k = i } else print $k }' "$1"
+}
 ruleset_empty() { [[ -z $(nft list ruleset 2>/dev/null) ]]; }
 
 osn_pid=""
@@ -144,7 +149,10 @@ for ((r = 1; r <= BENCH_ROUNDS; r++)); do
     if setup "$c" "$r"; then
       sync; sleep 1
       port=$((port + 1))
+      # SYNs sent again: a firewall that drops a SYN costs a second.
+      syn0=$(counter /proc/net/netstat TcpExt: TCPSynRetrans)
       line=$("$vbench" storm "$BENCH_CONNS" "$BENCH_PAR" "$port" "$secs") || bad "$c: storm failed: $line"
+      line+=" synretrans=$(($(counter /proc/net/netstat TcpExt: TCPSynRetrans) - syn0))"
       say "  $line"
       [[ -n $line ]] && echo "round=$r config=$c $line" >>"$results"
       port=$((port + 1))

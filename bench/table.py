@@ -56,12 +56,15 @@ def main():
     runs = {}    # (config, workload) -> [rate, ...]
     byround = {} # (config, workload, round) -> rate
     made = {}    # config -> [connections made, ...]
+    synre = {}   # config -> SYNs sent again during its storms
     for line in (read("results.txt") or "").splitlines():
         kv = dict(re.findall(r"(\w+)=(\S+)", line))
         runs.setdefault((kv["config"], kv["workload"]), []).append(float(kv["rate"]))
         byround[(kv["config"], kv["workload"], kv["round"])] = float(kv["rate"])
         if kv["workload"] == "storm":
             made.setdefault(kv["config"], []).append(int(kv["made"]))
+            if "synretrans" in kv:
+                synre[kv["config"]] = synre.get(kv["config"], 0) + int(kv["synretrans"])
     for c in configs:
         for w, _ in WORKLOADS:
             got = len(runs.get((c, w), []))
@@ -100,6 +103,10 @@ def main():
     if "osnitch" in made:
         lines += ["", f"OpenSnitch's runs are cut after {o.osnitch_secs} s: its storms made "
                   f"{min(made['osnitch']):,}-{max(made['osnitch']):,} connections."]
+
+    if synre:
+        lines += ["", "SYNs sent again (TCPSynRetrans) during the storms, all rounds: " +
+                  ", ".join(f"{config_name(c)} {synre.get(c, 0)}" for c in configs) + "."]
 
     targets = []
     if "v10000" in configs and "v0" in configs:

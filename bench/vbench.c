@@ -16,7 +16,8 @@
  *
  * Prints one line of KEY=VALUE: rate is connections/s (storm, measured from
  * the moment every client is ready to the moment the last one is done) or
- * received datagrams/s (udp, from the first datagram received to the last).
+ * received datagrams/s (udp, from the first datagram received to the last;
+ * the receiver stops once the sender is done and its queue is empty).
  * Exit status 0 only if every connection made succeeded (storm) or at least
  * half the datagrams sent arrived (udp); anything else is a broken run.
  */
@@ -184,7 +185,7 @@ static int storm(long conns, long par, int port, double secs)
 static int udp(long dgrams, long size, int port, double secs)
 {
 	struct sockaddr_in a = loopback(port);
-	int rcvbuf = 32 << 20, res[2], ready[2];
+	int rcvbuf = 32 << 20, res[2], ready[2], fin[2];
 	double t0, t1, tsend, tsent, end;
 	char *buf = calloc(1, size + 1);
 	long got = 0, i, bytes = 0, sent = 0, senderr = 0;
@@ -200,22 +201,29 @@ static int udp(long dgrams, long size, int port, double secs)
 		setsockopt(s, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 	if (bind(s, (struct sockaddr *)&a, sizeof(a)))
 		die("bind");
-	if (pipe(res) || pipe(ready))
+	if (pipe(res) || pipe(ready) || pipe(fin))
 		die("pipe");
 
 	receiver = fork();
 	if (receiver < 0)
 		die("fork");
 	if (receiver == 0) {
-		struct pollfd p = { .fd = s, .events = POLLIN };
+		struct pollfd p[2] = { { .fd = s, .events = POLLIN },
+				       { .fd = fin[0], .events = POLLIN } };
 		double r[3] = { 0, 0, 0 };
+		int sent_all = 0;
 
-		close(res[0]); close(ready[0]);
+		close(res[0]); close(ready[0]); close(fin[1]);
 		xfer(ready[1], "r", 1, 1);
-		/* Until 1 s without a datagram once they started (30 s before). */
-		while (poll(&p, 1, got ? 1000 : 30000) > 0) {
+		/*
+		 * Until the sender is done and the queue has been empty for
+		 * 0.2 s (a stalled VM must not end the flood early).
+		 */
+		while (poll(p, sent_all ? 1 : 2, sent_all ? 200 : -1) > 0) {
 			ssize_t n;
 
+			if (!sent_all && p[1].revents)
+				sent_all = 1;
 			while ((n = recv(s, buf, size + 1, MSG_DONTWAIT)) >= 0) {
 				if (!got)
 					r[0] = now();
@@ -228,7 +236,7 @@ static int udp(long dgrams, long size, int port, double secs)
 		xfer(res[1], r, sizeof(r), 1);
 		_exit(0);
 	}
-	close(s); close(res[1]); close(ready[1]);
+	close(s); close(res[1]); close(ready[1]); close(fin[0]);
 	{
 		char c;
 
@@ -249,6 +257,7 @@ static int udp(long dgrams, long size, int port, double secs)
 		}
 	}
 	tsent = now();
+	xfer(fin[1], "f", 1, 1);
 	{
 		double r[3];
 
