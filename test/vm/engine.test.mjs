@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  Agent, Kernel, Traffic, asUser, assertKlogClean, bin, copyExe, delNetns, insmod, klogMark, loaded,
+  killAll, Agent, Kernel, Traffic, asUser, assertKlogClean, bin, copyExe, delNetns, insmod, klogMark, loaded,
   makeNetns, reloadDefault, rmmod, runAsync, sleep, waitFor, workdir,
 } from './util.mjs';
 
@@ -24,13 +24,9 @@ const srvExe = copyExe(bin.python, join(W, 'srv', 'py'));
 const cliExe = copyExe(bin.python, join(W, 'cli', 'py'));
 const port = { tcp: {}, udp: {}, http: 0 };
 let mark;
-const agents = [];
 
-async function agent(exe, opts) {
-  const a = await Agent.start(exe, opts);
-  agents.push(a);
-  return a;
-}
+/** A python agent, killed by after() at the latest. */
+const agent = (exe, opts) => Agent.start(exe, opts);
 
 before(async () => {
   k = await Kernel.open();
@@ -46,12 +42,11 @@ before(async () => {
 });
 
 after(async () => {
-  for (const a of agents) a.kill();
+  killAll();
+  k?.close();
   if (!loaded()) insmod();
   const k2 = await Kernel.open();
-  await k2.reset();
-  k2.close();
-  k?.close();
+  try { await k2.reset(); } finally { k2.close(); }
 });
 
 afterEach(async () => {

@@ -60,10 +60,29 @@ export function workdir(tag) {
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// Every long-lived child a test starts, so a failed test cannot leave one
+// behind that keeps node --test (and the VM) from ending.
+const live = new Set();
+
+/** Registers a child process (or anything with kill()) until it closes. */
+export function track(child) {
+  live.add(child);
+  child.on?.('close', () => live.delete(child));
+  return child;
+}
+
+/** Kills every tracked child still running (call from each file's after()). */
+export function killAll() {
+  for (const c of live) {
+    try { c.kill('SIGKILL'); } catch { /* gone */ }
+  }
+  live.clear();
+}
+
 /** Synchronous run with a time limit; never throws. */
 export function run(cmd, args, opts = {}) {
   const t0 = Date.now();
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 30_000, ...opts });
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 30_000, maxBuffer: 64 << 20, ...opts });
   return {
     code: r.status, signal: r.signal, out: r.stdout ?? '', err: r.stderr ?? '',
     error: r.error, ms: Date.now() - t0,
@@ -83,6 +102,7 @@ export function runAsync(cmd, args, { timeout = 30_000, input, ...opts } = {}) {
       resolve({ code: null, signal: null, out, err: String(error), error, ms: 0 });
       return;
     }
+    track(child);
     const timer = setTimeout(() => child.kill('SIGKILL'), timeout);
     child.stdout.setEncoding('utf8').on('data', (d) => { out += d; });
     child.stderr.setEncoding('utf8').on('data', (d) => { err += d; });
@@ -645,6 +665,9 @@ export class Agent {
     }
     a.exe = exe;
     a.child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    track(a.child);
+    live.add(a);
+    a.child.on('close', () => live.delete(a));
     a.child.stderr.setEncoding('utf8').on('data', (d) => { a.stderr += d; });
     a.child.stdin.on('error', () => {});
     const rl = createInterface({ input: a.child.stdout });
@@ -778,7 +801,7 @@ export class Traffic {
     this.stopFile = `${script}.stop`;
     let argv = [exe, '-S', script, host, String(tcpPort), String(udpPort), this.stopFile];
     if (netns) argv = ['nsenter', `--net=/run/netns/${netns}`, ...argv];
-    const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = track(spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] }));
     let out = '';
     let err = '';
     const timer = setTimeout(() => child.kill('SIGKILL'), 300_000);
