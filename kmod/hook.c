@@ -2,117 +2,354 @@
 /*
  * vordr - netfilter entry: every packet's verdict starts here.
  *
- * Order of the decision: the mode; the protocol (others follow unkprot);
- * the owning socket and its executable (unknown: unkproc); the most
- * specific rule (none: unkrule).  The hooks run in every network namespace
- * (pernet_operations), inside rcu_read_lock(), in task context for
- * connect() and sendmsg() and in softirq for ACKs, retransmits and
- * loopback replies: nothing here sleeps.
+ * IPv4 and IPv6, NF_INET_LOCAL_OUT and NF_INET_LOCAL_IN, in every network
+ * namespace (pernet_operations, so namespaces made after load too).
+ *
+ * Order of the decision: the mode; the protocol (others follow unkprot;
+ * a truncated header follows fail); the owning socket and its owner
+ * (unknown: unkproc); the most specific rule (none: unkrule).  The hooks
+ * run inside rcu_read_lock(), in task context for connect() and sendmsg()
+ * and in softirq for inbound packets, ACKs, retransmits and loopback
+ * replies: nothing here sleeps.  A packet whose socket is known costs one
+ * RCU hash lookup for the socket and one or a few for the rule.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/in.h>
 #include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/jiffies.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter_ipv4.h>
+#include <linux/netfilter_ipv6.h>
 #include <linux/preempt.h>
 #include <linux/sched.h>
+#include <linux/cred.h>
+#include <net/inet_hashtables.h>
+#include <net/inet6_hashtables.h>
 #include <net/inet_sock.h>
+#include <net/ipv6.h>
 #include <net/net_namespace.h>
+#include <net/netfilter/nf_socket.h>
 #include <net/sock.h>
+#include <net/tcp.h>
 
 #include "vordr.h"
 
-static unsigned int vordr_verdict(u32 value)
+/* How long "no owner found" stands before the process table is asked again. */
+#define VORDR_ASC_RETRY (5 * HZ)
+
+static const struct vordr_proto *vordr_proto_of(u8 af, u8 ipproto)
 {
-	return value == VORDR_VALUE_ALLOW ? NF_ACCEPT : NF_DROP;
+	switch (ipproto) {
+	case IPPROTO_TCP:
+		return &vordr_proto_tcp;
+	case IPPROTO_UDP:
+		return &vordr_proto_udp;
+	case IPPROTO_ICMP:
+		return af == AF_INET ? &vordr_proto_icmp : NULL;
+	case IPPROTO_ICMPV6:
+		return af == AF_INET6 ? &vordr_proto_icmpv6 : NULL;
+	}
+	return NULL;
 }
 
-/* The owner of @sk, learnt from the current task if this is its first packet. */
-static const struct vordr_ident *vordr_owner(struct sock *sk, bool *failed)
+/*
+ * The full socket a packet belongs to, or NULL.  Outbound packets carry
+ * it; inbound ones carry it only when early demux found a connected
+ * socket, else it is looked up like nft_socket does, with a reference the
+ * caller drops (*ref).  A request socket stands for its listener; a
+ * time-wait one for nobody.
+ */
+static struct sock *vordr_socket(struct sk_buff *skb, const struct vordr_pkt *pkt,
+				 struct sock **ref)
 {
-	const struct vordr_ident *id;
+	struct sock *sk = skb->sk;
+
+	if (!sk && pkt->dir == VORDR_DIR_IN && pkt->indev &&
+	    (pkt->ipproto == IPPROTO_TCP || pkt->ipproto == IPPROTO_UDP ||
+	     pkt->prot == VORDR_PROT_ICMP)) {
+		if (pkt->af == AF_INET)
+			sk = nf_sk_lookup_slow_v4(pkt->net, skb, pkt->indev);
+#if IS_ENABLED(CONFIG_IPV6)
+		else
+			sk = nf_sk_lookup_slow_v6(pkt->net, skb, pkt->indev);
+#endif
+		*ref = sk;
+	}
+	if (!sk)
+		return NULL;
+	sk = sk_to_full_sk(sk);
+	return sk && sk_fullsock(sk) ? sk : NULL;
+}
+
+/*
+ * A TCP socket accepted from a listener (or not yet accepted) belongs to
+ * whoever owns the listener: find it by the socket's local address.
+ */
+static const struct vordr_owner *vordr_listener_owner(const struct vordr_pkt *pkt,
+						      struct sock *sk)
+{
+	int dif = pkt->indev ? pkt->indev->ifindex : sk->sk_bound_dev_if;
+	struct inet_hashinfo *h = pkt->net->ipv4.tcp_death_row.hashinfo;
+	struct sock *l = NULL;
+
+	if (sk->sk_protocol != IPPROTO_TCP || sk->sk_state == TCP_LISTEN ||
+	    sk->sk_state == TCP_SYN_SENT)
+		return NULL;
+	if (sk->sk_family == AF_INET)
+		l = __inet_lookup_listener(pkt->net, h, NULL, 0,
+					   sk->sk_daddr, sk->sk_dport,
+					   sk->sk_rcv_saddr, sk->sk_num, dif, 0);
+#if IS_ENABLED(CONFIG_IPV6)
+	else if (sk->sk_family == AF_INET6)
+		l = inet6_lookup_listener(pkt->net, h, NULL, 0,
+					  &sk->sk_v6_daddr, sk->sk_dport,
+					  &sk->sk_v6_rcv_saddr, sk->sk_num, dif, 0);
+#endif
+	/* Listeners are freed after a grace period: no reference needed. */
+	return !IS_ERR_OR_NULL(l) ? vordr_ksc_find(vordr_sk_cookie(l)) : NULL;
+}
+
+/*
+ * The owner of @sk.  Learnt from current on a socket's first packet sent
+ * in process context, and again when another executable sends on it.
+ * Elsewhere (softirq, inbound) a miss on a user's socket asks the
+ * active-socket cache; for TCP it sets *wait: the packet is dropped until
+ * the owner is known, and the sender's retransmission finds it.
+ */
+static const struct vordr_owner *vordr_owner(const struct vordr_pkt *pkt,
+					     struct sock *sk, bool *failed,
+					     bool *wait)
+{
+	const struct vordr_owner *o, *l;
+	struct vordr_ident *id;
+	u64 cookie = vordr_sk_cookie(sk);
+	bool here;
 	int err = 0;
 
-	id = vordr_ksc_find(sk);
-	if (id)
-		return id;
 	/*
 	 * current is the sender only in process context with bottom halves
 	 * enabled, and only on a socket a user made: in softirq current is
-	 * whoever was interrupted; with BHs off it may be receiving for
-	 * others (tun, busy polling); a kernel socket (TCP's per-CPU control
-	 * socket sending RSTs for everyone) has no owner at all.  Only a user
-	 * task has an executable.
+	 * whoever was interrupted; with BHs off it may be sending for others
+	 * (tun, busy polling); a kernel socket (TCP's per-CPU control socket)
+	 * has no owner.  Only a user task has an executable.
 	 */
-	if (!in_task() || in_softirq() || sk->sk_kern_sock || !current->mm ||
-	    (current->flags & PF_KTHREAD))
-		return NULL;
-	id = vordr_ksc_learn(sk, &err);
-	if (!id && err == -ENOMEM)
+	here = pkt->dir == VORDR_DIR_OUT && in_task() && !in_softirq() &&
+	       !sk->sk_kern_sock && current->mm && !(current->flags & PF_KTHREAD);
+
+	o = vordr_ksc_find(cookie);
+	if (o && !o->id && time_before(jiffies, o->stamp + VORDR_ASC_RETRY))
+		return o;		/* nobody was found, a moment ago */
+	if (o && o->id && (!here || vordr_ident_is_current(o->id)))
+		return o;
+	if (!here) {
+		if (sk->sk_kern_sock)
+			return o;
+		l = vordr_listener_owner(pkt, sk);
+		if (l && l->id) {
+			vordr_ident_get(l->id);
+			return vordr_ksc_set(cookie, l->id, l->pid, l->uid);
+		}
+		if (!READ_ONCE(sk->sk_socket))
+			return o;	/* orphaned: nobody holds it */
+		vordr_asc_request(cookie);
+		/*
+		 * TCP sends the packet again (a SYN after a second), so it
+		 * can wait for the owner; a datagram would be lost for good
+		 * and follows unkproc instead.
+		 */
+		*wait = !o && sk->sk_protocol == IPPROTO_TCP;
+		return o;
+	}
+	id = vordr_ident_of_current(&err);
+	if (!id) {
+		if (err == -ENOMEM) {
+			*failed = true;
+			return NULL;
+		}
+		/* Not retried on every packet: remembered as unknown. */
+		return vordr_ksc_set(cookie, NULL, 0, INVALID_UID);
+	}
+	o = vordr_ksc_set(cookie, id, task_tgid_nr(current), current_euid());
+	if (!o)
 		*failed = true;
-	return id;
+	return o;
 }
 
-static unsigned int vordr_decide(struct sk_buff *skb, u8 prot)
+static bool vordr_event_wanted(u8 verdict, u8 reason)
 {
-	const struct vordr_ident *id;
-	const struct vordr_rule *rule;
-	bool failed = false;
-	struct sock *sk;
+	if (verdict == VORDR_VALUE_PENDING)
+		return true;
+	if (reason == VORDR_REASON_NORULE)
+		return vordr_flag(VORDR_FLAG_NORULE) == VORDR_VALUE_ENABLED;
+	if (verdict == VORDR_VALUE_ALLOW)
+		return vordr_flag(VORDR_FLAG_ACCEPTS) == VORDR_VALUE_ENABLED;
+	return vordr_flag(VORDR_FLAG_DROPS) == VORDR_VALUE_ENABLED;
+}
 
+static unsigned int vordr_decide(struct sk_buff *skb, struct vordr_pkt *pkt)
+{
+	const struct vordr_owner *owner = NULL;
+	const struct vordr_rule *rule = NULL;
+	const struct vordr_proto *proto;
+	bool failed = false, wait = false;
+	struct sock *sk, *ref = NULL;
+	u8 verdict, reason;
+
+	vordr_count_packet();
 	switch (vordr_flag(VORDR_FLAG_MODE)) {
 	case VORDR_VALUE_DISABLED:
 		return NF_ACCEPT;
 	case VORDR_VALUE_BLOCK:
-		return NF_DROP;
+		verdict = VORDR_VALUE_BLOCK;
+		reason = VORDR_REASON_MODE;
+		goto out;
 	}
 
-	switch (prot) {
-	case VORDR_PROT_TCP:
-	case VORDR_PROT_UDP:
-	case VORDR_PROT_ICMP:
-		break;
-	default:
-		return vordr_verdict(vordr_flag(VORDR_FLAG_UNKPROT));
+	proto = vordr_proto_of(pkt->af, pkt->ipproto);
+	if (!proto) {
+		verdict = vordr_flag(VORDR_FLAG_UNKPROT);
+		reason = VORDR_REASON_UNKPROT;
+		goto out;
+	}
+	pkt->prot = proto->prot;
+	if (!proto->parse(skb, pkt)) {
+		verdict = vordr_flag(VORDR_FLAG_FAIL);
+		reason = VORDR_REASON_FAIL;
+		goto out;
+	}
+	if (proto->infrastructure && proto->infrastructure(pkt))
+		return NF_ACCEPT;
+
+	sk = vordr_socket(skb, pkt, &ref);
+	if (sk)
+		owner = vordr_owner(pkt, sk, &failed, &wait);
+	if (!owner || !owner->id) {
+		if (failed) {
+			verdict = vordr_flag(VORDR_FLAG_FAIL);
+			reason = VORDR_REASON_FAIL;
+		} else {
+			/* Being looked up: dropped, the retransmission passes. */
+			verdict = wait ? VORDR_VALUE_BLOCK : vordr_flag(VORDR_FLAG_UNKPROC);
+			reason = VORDR_REASON_UNKPROC;
+		}
+		goto out;
 	}
 
-	/* A request socket stands for its listener; a time-wait one for nobody. */
-	sk = skb_to_full_sk(skb);
-	if (!sk || !sk_fullsock(sk))
-		return vordr_verdict(vordr_flag(VORDR_FLAG_UNKPROC));
-
-	id = vordr_owner(sk, &failed);
-	if (!id)
-		return vordr_verdict(vordr_flag(failed ? VORDR_FLAG_FAIL :
-						VORDR_FLAG_UNKPROC));
-
-	rule = vordr_rule_match(id, prot);
-	if (rule)
-		return vordr_verdict(vordr_rule_hit(rule, skb->len));
-	/* pending: drop now, the console will answer with a rule. */
-	return vordr_verdict(vordr_flag(VORDR_FLAG_UNKRULE));
+	rule = vordr_rule_match(owner->id, pkt->prot);
+	if (rule) {
+		verdict = vordr_rule_hit(rule, pkt->len);
+		reason = VORDR_REASON_RULE;
+	} else {
+		verdict = vordr_flag(VORDR_FLAG_UNKRULE);
+		reason = VORDR_REASON_NORULE;
+	}
+	vordr_ident_count(owner->id, verdict == VORDR_VALUE_ALLOW, pkt->len);
+out:
+	if (vordr_event_wanted(verdict, reason))
+		vordr_event(pkt, owner, rule, verdict, reason);
+	if (ref)
+		sock_gen_put(ref);
+	return verdict == VORDR_VALUE_ALLOW ? NF_ACCEPT : NF_DROP;
 }
 
-static unsigned int vordr_ipv4_out(void *priv, struct sk_buff *skb,
-				   const struct nf_hook_state *state)
+static void vordr_pkt_init(struct vordr_pkt *pkt, const struct sk_buff *skb,
+			   const struct nf_hook_state *state, u8 af)
+{
+	memset(pkt, 0, sizeof(*pkt));
+	pkt->net = state->net;
+	pkt->indev = state->in;
+	pkt->af = af;
+	pkt->dir = state->hook == NF_INET_LOCAL_IN ? VORDR_DIR_IN : VORDR_DIR_OUT;
+	pkt->len = skb->len;
+}
+
+static unsigned int vordr_malformed(void)
+{
+	vordr_count_packet();
+	return vordr_flag(VORDR_FLAG_FAIL) == VORDR_VALUE_ALLOW ? NF_ACCEPT : NF_DROP;
+}
+
+static unsigned int vordr_ipv4(void *priv, struct sk_buff *skb,
+			       const struct nf_hook_state *state)
 {
 	const struct iphdr *iph;
+	struct vordr_pkt pkt;
 	struct iphdr _iph;
 
-	vordr_count_packet();
 	iph = skb_header_pointer(skb, skb_network_offset(skb), sizeof(_iph), &_iph);
-	if (!iph)
-		return vordr_verdict(vordr_flag(VORDR_FLAG_FAIL));
-	return vordr_decide(skb, iph->protocol);
+	if (!iph || iph->ihl < 5)
+		return vordr_malformed();
+	vordr_pkt_init(&pkt, skb, state, AF_INET);
+	pkt.ipproto = iph->protocol;
+	pkt.prot = iph->protocol;
+	pkt.thoff = skb_network_offset(skb) + iph->ihl * 4;
+	pkt.saddr.ip = iph->saddr;
+	pkt.daddr.ip = iph->daddr;
+	/*
+	 * No fragments reach here: LOCAL_OUT sees packets before
+	 * fragmentation, and LOCAL_IN after reassembly.
+	 */
+	return vordr_decide(skb, &pkt);
 }
+
+#if IS_ENABLED(CONFIG_IPV6)
+static unsigned int vordr_ipv6(void *priv, struct sk_buff *skb,
+			       const struct nf_hook_state *state)
+{
+	const struct ipv6hdr *ip6h;
+	struct ipv6hdr _ip6h;
+	struct vordr_pkt pkt;
+	__be16 frag_off;
+	u8 nexthdr;
+	int off;
+
+	ip6h = skb_header_pointer(skb, skb_network_offset(skb), sizeof(_ip6h), &_ip6h);
+	if (!ip6h)
+		return vordr_malformed();
+	nexthdr = ip6h->nexthdr;
+	off = ipv6_skip_exthdr(skb, skb_network_offset(skb) + sizeof(_ip6h),
+			       &nexthdr, &frag_off);
+	if (off < 0)
+		return vordr_malformed();
+	vordr_pkt_init(&pkt, skb, state, AF_INET6);
+	pkt.ipproto = nexthdr;
+	pkt.prot = nexthdr;
+	pkt.thoff = off;
+	pkt.saddr.in6 = ip6h->saddr;
+	pkt.daddr.in6 = ip6h->daddr;
+	return vordr_decide(skb, &pkt);
+}
+#endif
 
 static const struct nf_hook_ops vordr_nf_ops[] = {
 	{
-		.hook = vordr_ipv4_out,
+		.hook = vordr_ipv4,
 		.pf = NFPROTO_IPV4,
 		.hooknum = NF_INET_LOCAL_OUT,
 		.priority = NF_IP_PRI_FILTER,
 	},
+	{
+		.hook = vordr_ipv4,
+		.pf = NFPROTO_IPV4,
+		.hooknum = NF_INET_LOCAL_IN,
+		.priority = NF_IP_PRI_FILTER,
+	},
+#if IS_ENABLED(CONFIG_IPV6)
+	{
+		.hook = vordr_ipv6,
+		.pf = NFPROTO_IPV6,
+		.hooknum = NF_INET_LOCAL_OUT,
+		.priority = NF_IP6_PRI_FILTER,
+	},
+	{
+		.hook = vordr_ipv6,
+		.pf = NFPROTO_IPV6,
+		.hooknum = NF_INET_LOCAL_IN,
+		.priority = NF_IP6_PRI_FILTER,
+	},
+#endif
 };
 
 static int __net_init vordr_net_init(struct net *net)

@@ -70,6 +70,10 @@ u64 vordr_flag_get(enum vordr_flag f)
 		for_each_possible_cpu(cpu)
 			sum += per_cpu(vordr_qpackets, cpu);
 		return sum;
+	case VORDR_FLAG_EVDROPS:
+		return vordr_events_dropped();
+	case VORDR_FLAG_SQUELCHED:
+		return vordr_events_squelched();
 	default:
 		return vordr_flag(f);
 	}
@@ -164,6 +168,14 @@ static const struct kernel_param_ops vordr_rules_max_ops = {
 module_param_cb(rules_max, &vordr_rules_max_ops, &vordr_rules_max, 0444);
 MODULE_PARM_DESC(rules_max, "capacity of the rule table (1 to 1048576)");
 
+/*
+ * Rules in force from the first packet, before any console runs: see
+ * vordr_rules_boot() for the format.  Read once at load.
+ */
+static char *vordr_boot_rules;
+module_param_named(rules, vordr_boot_rules, charp, 0);
+MODULE_PARM_DESC(rules, "rules at load: VERDICT:PROT:PATH,... (PATH percent-encoded)");
+
 static int __init vordr_init(void)
 {
 	int err;
@@ -173,12 +185,26 @@ static int __init vordr_init(void)
 	err = vordr_rules_init();
 	if (err)
 		goto err_out;
-	err = vordr_ksc_init();
+	if (vordr_boot_rules) {
+		err = vordr_rules_boot(vordr_boot_rules);
+		if (err)
+			goto err_rules;
+	}
+	err = vordr_ident_init();
 	if (err)
 		goto err_rules;
-	err = vordr_netlink_init();
+	err = vordr_ksc_init();
+	if (err)
+		goto err_ident;
+	err = vordr_asc_init();
 	if (err)
 		goto err_ksc;
+	err = vordr_events_init();
+	if (err)
+		goto err_asc;
+	err = vordr_netlink_init();
+	if (err)
+		goto err_asc;
 	err = vordr_hook_init();
 	if (err)
 		goto err_netlink;
@@ -189,8 +215,12 @@ static int __init vordr_init(void)
 
 err_netlink:
 	vordr_netlink_exit();
+err_asc:
+	vordr_asc_exit();
 err_ksc:
 	vordr_ksc_exit();
+err_ident:
+	vordr_ident_exit();
 err_rules:
 	vordr_rules_exit();
 err_out:
@@ -202,7 +232,9 @@ static void __exit vordr_exit(void)
 	/* Hooks first: once they are gone no packet can reach the tables. */
 	vordr_hook_exit();
 	vordr_netlink_exit();
+	vordr_asc_exit();
 	vordr_ksc_exit();
+	vordr_ident_exit();
 	vordr_rules_exit();
 	pr_info("unloaded\n");
 }

@@ -66,19 +66,6 @@ static bool vordr_prot_known(u8 prot)
 	}
 }
 
-/* An absolute path with no empty, "." or ".." component: what d_path() prints. */
-static bool vordr_path_valid(const char *p)
-{
-	size_t n = strlen(p);
-
-	if (p[0] != '/' || strstr(p, "//") || strstr(p, "/./") || strstr(p, "/../"))
-		return false;
-	if ((n >= 2 && !strcmp(p + n - 2, "/.")) ||
-	    (n >= 3 && !strcmp(p + n - 3, "/..")))
-		return false;
-	return true;
-}
-
 static int vordr_nl_hello(struct sk_buff *skb, struct genl_info *info)
 {
 	struct sk_buff *msg;
@@ -96,6 +83,60 @@ static int vordr_nl_hello(struct sk_buff *skb, struct genl_info *info)
 	}
 	genlmsg_end(msg, hdr);
 	return genlmsg_reply(msg, info);
+}
+
+static int vordr_put_rule(struct sk_buff *skb, const struct vordr_rule_view *rv)
+{
+	if (nla_put_u8(skb, VORDR_A_PROT, rv->prot) ||
+	    nla_put_u8(skb, VORDR_A_VERDICT, rv->verdict) ||
+	    nla_put(skb, VORDR_A_PATH, rv->len + 1, rv->path) ||
+	    nla_put_u64_64bit(skb, VORDR_A_PACKETS, rv->packets, VORDR_A_PAD) ||
+	    nla_put_u64_64bit(skb, VORDR_A_BYTES, rv->bytes, VORDR_A_PAD) ||
+	    nla_put_u64_64bit(skb, VORDR_A_LASTHIT, rv->lasthit, VORDR_A_PAD) ||
+	    (rv->timeout && nla_put_u32(skb, VORDR_A_TIMEOUT, rv->timeout)))
+		return -EMSGSIZE;
+	return 0;
+}
+
+/* Multicast one message with command @cmd; false if undelivered. */
+static bool vordr_mc(u8 cmd, const struct vordr_rule_view *rv)
+{
+	struct sk_buff *msg;
+	void *hdr;
+
+	msg = genlmsg_new(rv ? nla_total_size(rv->len + 1) + 256 : 0, GFP_ATOMIC);
+	if (!msg)
+		return false;
+	hdr = genlmsg_put(msg, 0, 0, &vordr_family, 0, cmd);
+	if (!hdr || (rv && vordr_put_rule(msg, rv))) {
+		nlmsg_free(msg);
+		return false;
+	}
+	genlmsg_end(msg, hdr);
+	return vordr_netlink_event(msg);
+}
+
+/*
+ * rchngq: after a change, the whole rule table to the events group: a
+ * RULE_CLEAR message (no attributes) says a table follows, then one
+ * RULE_LIST message per rule.  Messages that cannot be sent count in
+ * evdrops.
+ */
+static void vordr_rules_changed(void)
+{
+	struct vordr_rule_view rv;
+	u32 pos = 0;
+
+	if (vordr_flag(VORDR_FLAG_RCHNGQ) != VORDR_VALUE_ENABLED ||
+	    !vordr_netlink_listening())
+		return;
+	if (!vordr_mc(VORDR_CMD_RULE_CLEAR, NULL))
+		vordr_events_lost();
+	rcu_read_lock();
+	for (; vordr_rule_next(&pos, true, 0, &rv); pos++)
+		if (!vordr_mc(VORDR_CMD_RULE_LIST, &rv))
+			vordr_events_lost();
+	rcu_read_unlock();
 }
 
 static int vordr_nl_rule_add(struct sk_buff *skb, struct genl_info *info)
@@ -120,9 +161,15 @@ static int vordr_nl_rule_add(struct sk_buff *skb, struct genl_info *info)
 				    "path must be absolute and canonical");
 		return -EINVAL;
 	}
-	err = vordr_rule_add(prot, path, nla_get_u8(a[VORDR_A_VERDICT]));
+	err = vordr_rule_add(prot, path, nla_get_u8(a[VORDR_A_VERDICT]),
+			     a[VORDR_A_TIMEOUT] ? nla_get_u32(a[VORDR_A_TIMEOUT]) : 0);
 	if (err == -ENOSPC)
 		NL_SET_ERR_MSG(info->extack, "rule table is full (module parameter rules_max)");
+	if (err == -ERANGE)
+		NL_SET_ERR_MSG_ATTR(info->extack, a[VORDR_A_TIMEOUT],
+				    "timeout longer than a year");
+	if (!err)
+		vordr_rules_changed();
 	return err;
 }
 
@@ -138,6 +185,8 @@ static int vordr_nl_rule_del(struct sk_buff *skb, struct genl_info *info)
 			     any ? 0 : nla_get_u8(a[VORDR_A_PROT]));
 	if (err == -ENOENT)
 		NL_SET_ERR_MSG_ATTR(info->extack, a[VORDR_A_PATH], "no such rule");
+	if (!err)
+		vordr_rules_changed();
 	return err;
 }
 
@@ -146,6 +195,7 @@ static int vordr_nl_rule_clear(struct sk_buff *skb, struct genl_info *info)
 	struct nlattr *v = info->attrs[VORDR_A_VERDICT];
 
 	vordr_rule_clear(!v, v ? nla_get_u8(v) : 0);
+	vordr_rules_changed();
 	return 0;
 }
 
@@ -153,8 +203,10 @@ static int vordr_nl_rule_list_start(struct netlink_callback *cb)
 {
 	/* One rule with the longest path must fit in an empty message. */
 	cb->min_dump_alloc = NLMSG_HDRLEN + GENL_HDRLEN + 4 * nla_total_size(1) +
-			     nla_total_size(PATH_MAX) + 3 * nla_total_size_64bit(8);
+			     nla_total_size(PATH_MAX) + 3 * nla_total_size_64bit(8) +
+			     nla_total_size(4);
 	cb->args[0] = 0;
+	vordr_rules_gc();
 	return 0;
 }
 
@@ -179,12 +231,7 @@ static int vordr_nl_rule_list(struct sk_buff *skb, struct netlink_callback *cb)
 		if (!hdr)
 			break;
 		genl_dump_check_consistent(cb, hdr);
-		if (nla_put_u8(skb, VORDR_A_PROT, rv.prot) ||
-		    nla_put_u8(skb, VORDR_A_VERDICT, rv.verdict) ||
-		    nla_put(skb, VORDR_A_PATH, rv.len + 1, rv.path) ||
-		    nla_put_u64_64bit(skb, VORDR_A_PACKETS, rv.packets, VORDR_A_PAD) ||
-		    nla_put_u64_64bit(skb, VORDR_A_BYTES, rv.bytes, VORDR_A_PAD) ||
-		    nla_put_u64_64bit(skb, VORDR_A_LASTHIT, rv.lasthit, VORDR_A_PAD)) {
+		if (vordr_put_rule(skb, &rv)) {
 			genlmsg_cancel(skb, hdr);
 			break;
 		}
@@ -200,13 +247,74 @@ static int vordr_nl_rule_list(struct sk_buff *skb, struct netlink_callback *cb)
 
 static int vordr_nl_stats_start(struct netlink_callback *cb)
 {
-	NL_SET_ERR_MSG(cb->extack, "per-application statistics are not implemented yet");
-	return -EOPNOTSUPP;
+	cb->min_dump_alloc = NLMSG_HDRLEN + GENL_HDRLEN + nla_total_size(PATH_MAX) +
+			     nla_total_size(4) + 6 * nla_total_size_64bit(8);
+	cb->args[0] = 0;
+	cb->args[1] = 0;
+	return 0;
 }
 
+/* Every executable seen, with its counters; cb->args: bucket, place in it. */
 static int vordr_nl_stats(struct sk_buff *skb, struct netlink_callback *cb)
 {
-	return -EOPNOTSUPP;
+	u32 pos = cb->args[0], skip = cb->args[1], npos, nskip;
+	struct vordr_ident_view v;
+	bool more = false;
+	void *hdr;
+
+	rcu_read_lock();
+	for (;;) {
+		npos = pos;
+		nskip = skip;
+		more = vordr_ident_next(&npos, &nskip, &v);
+		if (!more)
+			break;
+		hdr = genlmsg_put(skb, NETLINK_CB(cb->skb).portid,
+				  cb->nlh->nlmsg_seq, &vordr_family, NLM_F_MULTI,
+				  VORDR_CMD_STATS);
+		if (!hdr)
+			break;
+		if (nla_put(skb, VORDR_A_PATH, v.len + 1, v.path) ||
+		    nla_put_u32(skb, VORDR_A_DEV, v.dev) ||
+		    nla_put_u64_64bit(skb, VORDR_A_INO, v.ino, VORDR_A_PAD) ||
+		    nla_put_u64_64bit(skb, VORDR_A_APACKETS, v.apackets, VORDR_A_PAD) ||
+		    nla_put_u64_64bit(skb, VORDR_A_ABYTES, v.abytes, VORDR_A_PAD) ||
+		    nla_put_u64_64bit(skb, VORDR_A_BPACKETS, v.bpackets, VORDR_A_PAD) ||
+		    nla_put_u64_64bit(skb, VORDR_A_BBYTES, v.bbytes, VORDR_A_PAD) ||
+		    nla_put_u64_64bit(skb, VORDR_A_LASTHIT, v.lasthit, VORDR_A_PAD)) {
+			genlmsg_cancel(skb, hdr);
+			break;
+		}
+		genlmsg_end(skb, hdr);
+		pos = npos;
+		skip = nskip;
+	}
+	rcu_read_unlock();
+	cb->args[0] = pos;
+	cb->args[1] = skip;
+	/* Nothing fitted in an empty message: say so rather than loop. */
+	if (more && skb->len == 0)
+		return -EMSGSIZE;
+	return skb->len;
+}
+
+bool vordr_netlink_listening(void)
+{
+	return genl_has_listeners(&vordr_family, &init_net, 0);
+}
+
+void *vordr_netlink_event_put(struct sk_buff *msg)
+{
+	return genlmsg_put(msg, 0, 0, &vordr_family, 0, VORDR_CMD_EVENT);
+}
+
+/* Consumes @msg.  -ESRCH: the last listener left meanwhile, not a loss. */
+bool vordr_netlink_event(struct sk_buff *msg)
+{
+	int err = genlmsg_multicast_netns(&vordr_family, &init_net, msg, 0, 0,
+					  GFP_ATOMIC);
+
+	return !err || err == -ESRCH;
 }
 
 static int vordr_nl_flag_set(struct sk_buff *skb, struct genl_info *info)

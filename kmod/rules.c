@@ -16,7 +16,9 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/kernel.h>
 #include <linux/jhash.h>
+#include <linux/jiffies.h>
 #include <linux/log2.h>
 #include <linux/mutex.h>
 #include <linux/percpu.h>
@@ -41,6 +43,7 @@ struct vordr_rule {
 	struct hlist_node node;		/* in rules_index, under RCU */
 	struct rcu_head rcu;
 	struct vordr_rule_stats __percpu *stats;
+	unsigned long expires;		/* jiffies; 0: never */
 	u32 hash;
 	u32 slot;
 	u8 prot;
@@ -59,6 +62,7 @@ static unsigned int rules_bits;
 static u32 rules_count;
 static u32 rules_cursor;	/* where the search for a free slot starts */
 static u32 rules_ndirs;		/* directory rules; read locklessly */
+static u32 rules_timed;		/* rules that expire */
 static u32 rules_seed;
 static u32 rules_gen = 1;	/* bumped by every change; 0 means "none" to dumps */
 
@@ -70,6 +74,11 @@ u32 vordr_hash(const char *s, u16 len)
 static struct hlist_head *rules_bucket(u32 hash)
 {
 	return &rules_index[hash & ((1u << rules_bits) - 1)];
+}
+
+static bool rules_expired(const struct vordr_rule *r)
+{
+	return r->expires && time_after_eq(jiffies, r->expires);
 }
 
 /* Whether @r names exactly @path[0..len), whose hash is @hash. */
@@ -89,7 +98,7 @@ static const struct vordr_rule *rules_best(u32 hash, const char *path,
 	const struct vordr_rule *r, *any = NULL;
 
 	hlist_for_each_entry_rcu(r, rules_bucket(hash), node) {
-		if (!rules_names(r, hash, path, len))
+		if (!rules_names(r, hash, path, len) || rules_expired(r))
 			continue;
 		if (r->prot == prot)
 			return r;
@@ -159,6 +168,8 @@ static void rules_retire(struct vordr_rule *r)
 	hlist_del_rcu(&r->node);
 	RCU_INIT_POINTER(rules_slot[r->slot], NULL);
 	rules_count--;
+	if (r->expires)
+		rules_timed--;
 	if (r->path[r->len - 1] == '/')
 		WRITE_ONCE(rules_ndirs, rules_ndirs - 1);
 	call_rcu(&r->rcu, rules_free_rcu);
@@ -176,7 +187,38 @@ static struct vordr_rule *rules_find(u32 hash, const char *path, u16 len,
 	return NULL;
 }
 
-int vordr_rule_add(u8 prot, const char *path, u8 verdict)
+const char *vordr_rule_path(const struct vordr_rule *r, u8 *prot)
+{
+	*prot = r->prot;
+	return r->path;
+}
+
+/* Retire every expired rule; rules_lock held. */
+static void rules_gc(void)
+{
+	struct vordr_rule *r;
+	u32 i;
+
+	lockdep_assert_held(&rules_lock);
+	if (!rules_timed)
+		return;
+	for (i = 0; i < vordr_rules_max; i++) {
+		r = rcu_dereference_protected(rules_slot[i],
+					      lockdep_is_held(&rules_lock));
+		if (r && rules_expired(r))
+			rules_retire(r);
+	}
+}
+
+/* Drop expired rules now (dumps call this before they start). */
+void vordr_rules_gc(void)
+{
+	mutex_lock(&rules_lock);
+	rules_gc();
+	mutex_unlock(&rules_lock);
+}
+
+int vordr_rule_add(u8 prot, const char *path, u8 verdict, u32 timeout)
 {
 	size_t len = strlen(path);
 	struct vordr_rule *r, *old;
@@ -185,6 +227,8 @@ int vordr_rule_add(u8 prot, const char *path, u8 verdict)
 
 	if (len == 0 || len >= U16_MAX)
 		return -EINVAL;
+	if (timeout > VORDR_TIMEOUT_MAX)
+		return -ERANGE;
 	r = kzalloc(struct_size(r, path, len + 1), GFP_KERNEL);
 	if (!r)
 		return -ENOMEM;
@@ -200,8 +244,11 @@ int vordr_rule_add(u8 prot, const char *path, u8 verdict)
 	r->prot = prot;
 	r->verdict = verdict;
 	r->hash = vordr_hash(path, len);
+	if (timeout)
+		r->expires = (jiffies + (unsigned long)timeout * HZ) | 1;
 
 	mutex_lock(&rules_lock);
+	rules_gc();
 	WRITE_ONCE(rules_gen, rules_gen + 1);
 	old = rules_find(r->hash, path, len, prot);
 	if (old) {
@@ -209,6 +256,7 @@ int vordr_rule_add(u8 prot, const char *path, u8 verdict)
 		r->slot = old->slot;
 		hlist_replace_rcu(&old->node, &r->node);
 		rcu_assign_pointer(rules_slot[r->slot], r);
+		rules_timed += !!r->expires - !!old->expires;
 		call_rcu(&old->rcu, rules_free_rcu);
 		goto out_unlock;
 	}
@@ -224,6 +272,7 @@ int vordr_rule_add(u8 prot, const char *path, u8 verdict)
 	r->slot = slot;
 	rules_cursor = (slot + 1) % vordr_rules_max;
 	rules_count++;
+	rules_timed += !!r->expires;
 	if (path[len - 1] == '/')
 		WRITE_ONCE(rules_ndirs, rules_ndirs + 1);
 	rcu_assign_pointer(rules_slot[slot], r);
@@ -246,6 +295,7 @@ int vordr_rule_del(const char *path, bool any_prot, u8 prot)
 	int removed = 0;
 
 	mutex_lock(&rules_lock);
+	rules_gc();
 	hlist_for_each_entry_safe(r, tmp, rules_bucket(hash), node) {
 		if (!rules_names(r, hash, path, len) ||
 		    (!any_prot && r->prot != prot))
@@ -281,8 +331,10 @@ bool vordr_rule_next(u32 *pos, bool all, u8 verdict, struct vordr_rule_view *v)
 
 	for (; *pos < vordr_rules_max; (*pos)++) {
 		r = rcu_dereference(rules_slot[*pos]);
-		if (!r || (!all && r->verdict != verdict))
+		if (!r || (!all && r->verdict != verdict) || rules_expired(r))
 			continue;
+		v->timeout = r->expires ?
+			DIV_ROUND_UP(r->expires - jiffies, HZ) : 0;
 		v->prot = r->prot;
 		v->verdict = r->verdict;
 		v->len = r->len;
@@ -307,6 +359,89 @@ bool vordr_rule_next(u32 *pos, bool all, u8 verdict, struct vordr_rule_view *v)
 		return true;
 	}
 	return false;
+}
+
+/* An absolute path with no empty, "." or ".." component: what d_path() prints. */
+bool vordr_path_valid(const char *p)
+{
+	size_t n = strlen(p);
+
+	if (p[0] != '/' || strstr(p, "//") || strstr(p, "/./") || strstr(p, "/../"))
+		return false;
+	if ((n >= 2 && !strcmp(p + n - 2, "/.")) ||
+	    (n >= 3 && !strcmp(p + n - 3, "/..")))
+		return false;
+	return true;
+}
+
+/* Decode %XX escapes of @s in place; false on a bad escape or a NUL. */
+static bool rules_unescape(char *s)
+{
+	char *out = s;
+	int hi, lo;
+
+	for (; *s; s++) {
+		if (*s != '%') {
+			*out++ = *s;
+			continue;
+		}
+		hi = hex_to_bin(s[1]);
+		lo = hi < 0 ? -1 : hex_to_bin(s[2]);
+		if (lo < 0 || (hi == 0 && lo == 0))
+			return false;
+		*out++ = hi << 4 | lo;
+		s += 2;
+	}
+	*out = 0;
+	return true;
+}
+
+/*
+ * The boot rules (module parameter "rules"): comma-separated
+ * VERDICT:PROT:PATH with VERDICT allow or block, PROT any, tcp, udp or
+ * icmp, and PATH percent-encoded (%2C for ',', %25 for '%').  All or
+ * nothing: a bad entry fails the load, naming the entry.
+ */
+int vordr_rules_boot(const char *spec)
+{
+	static const struct { const char *name; u8 prot; } prots[] = {
+		{ "any", VORDR_PROT_ANY }, { "tcp", VORDR_PROT_TCP },
+		{ "udp", VORDR_PROT_UDP }, { "icmp", VORDR_PROT_ICMP },
+	};
+	char *copy, *cur, *entry, *verdict, *prot;
+	unsigned int n = 0, i;
+	int err = 0;
+	u8 v;
+
+	copy = kstrdup(spec, GFP_KERNEL);
+	if (!copy)
+		return -ENOMEM;
+	cur = copy;
+	while ((entry = strsep(&cur, ",")) && !err) {
+		n++;
+		if (!*entry)
+			continue;
+		verdict = strsep(&entry, ":");
+		prot = strsep(&entry, ":");
+		err = -EINVAL;
+		if (!strcmp(verdict, "allow"))
+			v = VORDR_VALUE_ALLOW;
+		else if (!strcmp(verdict, "block"))
+			v = VORDR_VALUE_BLOCK;
+		else
+			break;
+		for (i = 0; prot && i < ARRAY_SIZE(prots); i++)
+			if (!strcmp(prot, prots[i].name))
+				break;
+		if (!prot || i == ARRAY_SIZE(prots) || !entry ||
+		    !rules_unescape(entry) || !vordr_path_valid(entry))
+			break;
+		err = vordr_rule_add(prots[i].prot, entry, v, 0);
+	}
+	if (err)
+		pr_err("rules: entry %u is not VERDICT:PROT:/PATH (%d)\n", n, err);
+	kfree(copy);
+	return err;
 }
 
 int vordr_rules_init(void)

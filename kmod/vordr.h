@@ -5,7 +5,11 @@
  *
  * The packet path, in the order a reader should open the files:
  *   hook.c   netfilter entry: mode, protocol, owner, rule, verdict
- *   ksc.c    known-socket cache: socket cookie -> owning executable
+ *   proto_*.c one file per protocol: header parsing
+ *   ksc.c    known-socket cache: socket cookie -> owning task and executable
+ *   asc.c    active-socket cache: finds a socket's owner in the process table
+ *   ident.c  interned executables with their counters
+ *   events.c events to the multicast group, squelch
  *   rules.c  circular rule table with a hash index
  *   netlink.c generic netlink family "vordr"
  *   main.c   flags, module parameters, init and exit
@@ -16,6 +20,8 @@
 #include <linux/types.h>
 #include <linux/rcupdate.h>
 #include <linux/skbuff.h>
+#include <linux/netfilter.h>
+#include <linux/uidgid.h>
 
 /* ---- defs.x, expanded for C -------------------------------------------- */
 
@@ -73,26 +79,34 @@ int vordr_flag_set(enum vordr_flag f, u64 value);
 u64 vordr_flag_get(enum vordr_flag f);
 void vordr_count_packet(void);
 
-/* ---- identity and known-socket cache (ksc.c) ---------------------------- */
+/* ---- identities (ident.c) --------------------------------------------- */
 
 #define VORDR_MAX_DEPTH 32
 
+struct vordr_ident_stats;
+
 /*
- * Who owns a socket: the executable's path as d_path() printed it (a
- * deleted file ends in " (deleted)" and so never matches a rule for its
- * successor), its device and inode, and the hashes of the path and of the
+ * An executable: its path as d_path() printed it (a deleted file ends in
+ * " (deleted)" and so never matches a rule for its successor at that
+ * path), its device and inode, and the hashes of the path and of the
  * deepest VORDR_MAX_DEPTH directory prefixes (ending in '/') so rule
  * lookup hashes nothing on the packet path.  d_path() prints relative to
- * the task's root, which an unprivileged user can change (chroot or a
+ * the task's root, which an unprivileged user can change (chroot, or a
  * bind mount in a user and mount namespace of its own): a path printed
  * under any root but the one the module was loaded in is marked foreign
- * and matches no rule.  Immutable once published.
+ * and matches no rule.
+ *
+ * Interned: one per (device, inode, path, foreign), shared by every
+ * socket it owns, carrying the executable's per-CPU counters (STATS).
+ * Immutable once published but for the counters and @users.
  */
 struct vordr_ident {
+	struct hlist_node node;		/* in the identity index, under RCU */
+	struct rcu_head rcu;
+	atomic_t users;			/* owners (ksc entries) naming it */
+	struct vordr_ident_stats __percpu *stats;
 	dev_t dev;
 	unsigned long ino;
-	pid_t pid;
-	kuid_t uid;
 	u32 hash;
 	u16 len;
 	u8 ndirs;
@@ -102,10 +116,55 @@ struct vordr_ident {
 	char path[];
 };
 
+struct vordr_ident_view {
+	const char *path;
+	u16 len;
+	dev_t dev;
+	unsigned long ino;
+	u64 apackets, abytes, bpackets, bbytes, lasthit;
+};
+
+int vordr_ident_init(void);
+void vordr_ident_exit(void);
+/* The identity of @task's executable, with a user reference; may sleep. */
+struct vordr_ident *vordr_ident_of_task(struct task_struct *task, int *err);
+/* The same for current, from the packet path: never sleeps. */
+struct vordr_ident *vordr_ident_of_current(int *err);
+void vordr_ident_put(struct vordr_ident *id);
+void vordr_ident_get(struct vordr_ident *id);
+void vordr_ident_count(const struct vordr_ident *id, bool allowed,
+		       unsigned int bytes);
+/* Under rcu_read_lock(): the next identity at or after *pos, or false. */
+bool vordr_ident_next(u32 *pos, u32 *skip, struct vordr_ident_view *v);
+/* Whether current runs the executable @id names (device and inode). */
+bool vordr_ident_is_current(const struct vordr_ident *id);
+
+/* ---- known-socket cache (ksc.c) and active-socket cache (asc.c) -------- */
+
+/*
+ * Who owns a socket: the task that sent its first packet (or that the
+ * active-socket cache found holding it), and its executable.  A NULL
+ * @id records that no owner could be found, at @stamp (jiffies).
+ */
+struct vordr_owner {
+	struct vordr_ident *id;
+	pid_t pid;
+	kuid_t uid;
+	unsigned long stamp;
+};
+
 int vordr_ksc_init(void);
 void vordr_ksc_exit(void);
-const struct vordr_ident *vordr_ksc_find(struct sock *sk);
-const struct vordr_ident *vordr_ksc_learn(struct sock *sk, int *err);
+u64 vordr_sk_cookie(struct sock *sk);
+const struct vordr_owner *vordr_ksc_find(u64 cookie);
+/* Record @id (reference taken over, may be NULL) as @cookie's owner. */
+const struct vordr_owner *vordr_ksc_set(u64 cookie, struct vordr_ident *id,
+					pid_t pid, kuid_t uid);
+
+int vordr_asc_init(void);
+void vordr_asc_exit(void);
+/* Ask for the owner of @cookie to be found in the process table. */
+void vordr_asc_request(u64 cookie);
 
 /* ---- rules (rules.c) ---------------------------------------------------- */
 
@@ -113,6 +172,7 @@ struct vordr_rule;
 
 struct vordr_rule_view {
 	u8 prot;
+	u32 timeout;	/* seconds left; 0: never expires */
 	u8 verdict;
 	u16 len;
 	const char *path;
@@ -129,11 +189,61 @@ u32 vordr_hash(const char *s, u16 len);
 const struct vordr_rule *vordr_rule_match(const struct vordr_ident *id, u8 prot);
 u8 vordr_rule_hit(const struct vordr_rule *r, unsigned int bytes);
 u32 vordr_rules_gen(void);
-int vordr_rule_add(u8 prot, const char *path, u8 verdict);
+int vordr_rule_add(u8 prot, const char *path, u8 verdict, u32 timeout);
+const char *vordr_rule_path(const struct vordr_rule *r, u8 *prot);
+int vordr_rules_boot(const char *spec);
+void vordr_rules_gc(void);
+bool vordr_path_valid(const char *p);
+
+/* The longest rule timeout: a year. */
+#define VORDR_TIMEOUT_MAX (366u * 24 * 3600)
 int vordr_rule_del(const char *path, bool any_prot, u8 prot);
 void vordr_rule_clear(bool all, u8 verdict);
 /* Under rcu_read_lock(): the next rule at or after *pos, or false. */
 bool vordr_rule_next(u32 *pos, bool all, u8 verdict, struct vordr_rule_view *v);
+
+/* ---- packets (hook.c) and protocols (proto_*.c) ------------------------ */
+
+/* A packet as the decision sees it. */
+struct vordr_pkt {
+	struct net *net;
+	const struct net_device *indev;
+	unsigned int thoff;		/* transport header offset */
+	unsigned int len;
+	u8 af;				/* AF_INET or AF_INET6 */
+	u8 dir;				/* VORDR_DIR_* */
+	u8 ipproto;			/* the transport's IANA number */
+	u8 prot;			/* VORDR_PROT_*, or ipproto if unknown */
+	u16 sport, dport;		/* host order; ICMP: type and code */
+	union nf_inet_addr saddr, daddr;
+};
+
+/*
+ * A protocol submodule: how to read the transport header, and which of
+ * its packets belong to the network rather than to any application.
+ */
+struct vordr_proto {
+	u8 ipproto;
+	u8 prot;
+	/* Fill sport and dport; false: the header is truncated. */
+	bool (*parse)(const struct sk_buff *skb, struct vordr_pkt *pkt);
+	/* Packets always let through (IPv6 neighbour discovery). */
+	bool (*infrastructure)(const struct vordr_pkt *pkt);
+};
+
+extern const struct vordr_proto vordr_proto_tcp;
+extern const struct vordr_proto vordr_proto_udp;
+extern const struct vordr_proto vordr_proto_icmp;
+extern const struct vordr_proto vordr_proto_icmpv6;
+
+/* ---- events (events.c) --------------------------------------------------- */
+
+int vordr_events_init(void);
+void vordr_event(const struct vordr_pkt *pkt, const struct vordr_owner *owner,
+		 const struct vordr_rule *rule, u8 verdict, u8 reason);
+u64 vordr_events_dropped(void);
+void vordr_events_lost(void);
+u64 vordr_events_squelched(void);
 
 /* ---- netfilter (hook.c) and netlink (netlink.c) ------------------------- */
 
@@ -141,5 +251,9 @@ int vordr_hook_init(void);
 void vordr_hook_exit(void);
 int vordr_netlink_init(void);
 void vordr_netlink_exit(void);
+/* Send @msg (a built event) to the events group; false if undelivered. */
+bool vordr_netlink_event(struct sk_buff *msg);
+void *vordr_netlink_event_put(struct sk_buff *msg);
+bool vordr_netlink_listening(void);
 
 #endif /* VORDR_H */

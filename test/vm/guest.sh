@@ -33,6 +33,11 @@ if [[ -w $kmemleak ]]; then
   echo clear >"$kmemleak" && have_kmemleak=1
 fi
 
+# insmod does not load what the module needs (nf_socket_ipv4/6 on Debian's
+# kernel, built in on the debug one); modprobe does, from /lib/modules.
+for dep in $(modinfo -F depends "$VORDR_KO" 2>/dev/null | tr ',' ' '); do
+  modprobe "$dep" || say "modprobe $dep FAILED"
+done
 insmod_rc=0
 insmod "$VORDR_KO" || insmod_rc=$?
 if [[ $insmod_rc == 0 ]] && ! grep -q "^$VORDR_MODULE " /proc/modules; then

@@ -1,0 +1,415 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * vordr - identities: the executables that own sockets, interned.
+ *
+ * One struct vordr_ident per executable (device, inode, path as printed,
+ * foreign or not), found through a hash index, shared by all the sockets
+ * it owns and holding its per-CPU packet and byte counters.  Identities
+ * stay after their last socket is gone, so STATS still shows them, until
+ * the index holds IDENT_MAX of them; then unused ones make room.
+ *
+ * Built in two places: the packet path (current, first packet of a
+ * socket, task context: never sleeps) and the active-socket cache's work
+ * item (any task, process context).
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/dcache.h>
+#include <linux/file.h>
+#include <linux/fs.h>
+#include <linux/fs_struct.h>
+#include <linux/hash.h>
+#include <linux/limits.h>
+#include <linux/mm.h>
+#include <linux/path.h>
+#include <linux/percpu.h>
+#include <linux/rculist.h>
+#include <linux/sched.h>
+#include <linux/sched/mm.h>
+#include <linux/sched/task.h>
+#include <linux/seqlock.h>
+#include <linux/slab.h>
+#include <linux/spinlock.h>
+#include <linux/string.h>
+#include <linux/timekeeping.h>
+#include <linux/u64_stats_sync.h>
+
+#include "vordr.h"
+
+#define IDENT_BITS 10
+#define IDENT_MAX 4096		/* beyond this, unused identities go */
+
+struct vordr_ident_stats {
+	u64_stats_t apackets, abytes, bpackets, bbytes, lasthit;
+	struct u64_stats_sync syncp;
+};
+
+/* ident_lock serializes writers of the index; readers use RCU. */
+static DEFINE_SPINLOCK(ident_lock);
+static struct hlist_head ident_index[1 << IDENT_BITS];
+static unsigned int ident_count;
+
+/* The root the module was loaded under; rules name paths below it. */
+static struct path ident_root;
+
+static struct hlist_head *ident_bucket(dev_t dev, unsigned long ino)
+{
+	return &ident_index[hash_64(((u64)dev << 32) ^ ino, IDENT_BITS)];
+}
+
+/* Whether @fs's root is ident_root; pointers only, under fs->seq. */
+static bool ident_root_is_ours(struct fs_struct *fs)
+{
+	unsigned int seq;
+	bool same;
+
+	do {
+		seq = read_seqcount_begin(&fs->seq);
+		same = path_equal(&fs->root, &ident_root);
+	} while (read_seqcount_retry(&fs->seq, seq));
+	return same;
+}
+
+static void ident_free(struct vordr_ident *id)
+{
+	free_percpu(id->stats);
+	kfree(id);
+}
+
+static void ident_free_rcu(struct rcu_head *head)
+{
+	ident_free(container_of(head, struct vordr_ident, rcu));
+}
+
+/* Hashes of the path and of its deepest VORDR_MAX_DEPTH directories. */
+static void ident_hash(struct vordr_ident *id)
+{
+	size_t i, skip, n = 0;
+
+	id->hash = vordr_hash(id->path, id->len);
+	id->ndirs = 0;
+	for (i = 0; i < id->len; i++)
+		n += id->path[i] == '/';
+	skip = n > VORDR_MAX_DEPTH ? n - VORDR_MAX_DEPTH : 0;
+	for (i = 0; i < id->len; i++) {
+		if (id->path[i] != '/')
+			continue;
+		if (skip) {
+			skip--;
+			continue;
+		}
+		id->dir_len[id->ndirs] = i + 1;
+		id->dir_hash[id->ndirs] = vordr_hash(id->path, i + 1);
+		id->ndirs++;
+	}
+}
+
+/* Make room: drop one identity no owner names.  ident_lock held. */
+static void ident_evict_one(void)
+{
+	struct vordr_ident *id;
+	size_t i;
+
+	lockdep_assert_held(&ident_lock);
+	for (i = 0; i < ARRAY_SIZE(ident_index); i++)
+		hlist_for_each_entry(id, &ident_index[i], node)
+			if (!atomic_read(&id->users)) {
+				hlist_del_rcu(&id->node);
+				ident_count--;
+				call_rcu(&id->rcu, ident_free_rcu);
+				return;
+			}
+}
+
+/* The interned identity matching @key, with a user reference; ident_lock held. */
+static struct vordr_ident *ident_find(const struct vordr_ident *key,
+				      const char *p)
+{
+	struct vordr_ident *id;
+
+	lockdep_assert_held(&ident_lock);
+	hlist_for_each_entry(id, ident_bucket(key->dev, key->ino), node) {
+		if (id->dev == key->dev && id->ino == key->ino &&
+		    id->foreign == key->foreign && id->hash == key->hash &&
+		    id->len == key->len && !memcmp(id->path, p, key->len)) {
+			atomic_inc(&id->users);
+			return id;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * The identity for @exe printed as @p: the interned one if there is one
+ * (the usual case: nothing is allocated), else a new one built with
+ * @gfp.  Returned with a user reference.
+ */
+static struct vordr_ident *ident_intern(struct file *exe, const char *p,
+					bool foreign, gfp_t gfp, int *err)
+{
+	struct inode *inode = file_inode(exe);
+	struct vordr_ident key, *id, *fresh;
+	unsigned long flags;
+	int cpu;
+
+	size_t len = strlen(p);
+
+	if (len == 0 || len >= U16_MAX) {
+		*err = -ENAMETOOLONG;
+		return NULL;
+	}
+	key.len = len;
+	key.dev = inode->i_sb->s_dev;
+	key.ino = inode->i_ino;
+	key.foreign = foreign;
+	key.hash = vordr_hash(p, key.len);
+
+	spin_lock_irqsave(&ident_lock, flags);
+	id = ident_find(&key, p);
+	spin_unlock_irqrestore(&ident_lock, flags);
+	if (id)
+		return id;
+
+	fresh = kmalloc(struct_size(fresh, path, key.len + 1), gfp);
+	if (!fresh)
+		goto nomem;
+	fresh->stats = alloc_percpu_gfp(struct vordr_ident_stats, gfp | __GFP_ZERO);
+	if (!fresh->stats) {
+		kfree(fresh);
+		goto nomem;
+	}
+	for_each_possible_cpu(cpu)
+		u64_stats_init(&per_cpu_ptr(fresh->stats, cpu)->syncp);
+	memcpy(fresh->path, p, key.len + 1);
+	fresh->len = key.len;
+	fresh->dev = key.dev;
+	fresh->ino = key.ino;
+	fresh->foreign = foreign;
+	atomic_set(&fresh->users, 1);
+	ident_hash(fresh);
+
+	spin_lock_irqsave(&ident_lock, flags);
+	/* Another CPU may have interned it meanwhile. */
+	id = ident_find(&key, p);
+	if (!id) {
+		if (ident_count >= IDENT_MAX)
+			ident_evict_one();
+		hlist_add_head_rcu(&fresh->node, ident_bucket(key.dev, key.ino));
+		ident_count++;
+	}
+	spin_unlock_irqrestore(&ident_lock, flags);
+	if (id) {
+		ident_free(fresh);
+		return id;
+	}
+	return fresh;
+nomem:
+	*err = -ENOMEM;
+	return NULL;
+}
+
+/* Print @exe's path into a buffer of @gfp memory and intern it. */
+static struct vordr_ident *ident_of_file(struct file *exe, bool foreign,
+					 gfp_t gfp, int *err)
+{
+	struct vordr_ident *id = NULL;
+	char *buf, *p;
+
+	buf = kmalloc(PATH_MAX, gfp);
+	if (!buf) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	p = d_path(&exe->f_path, buf, PATH_MAX);
+	if (IS_ERR(p))
+		*err = PTR_ERR(p);
+	else
+		id = ident_intern(exe, p, foreign, gfp, err);
+	kfree(buf);
+	return id;
+}
+
+/* @mm's executable with a reference, or NULL. */
+static struct file *ident_exe(struct mm_struct *mm)
+{
+	struct file *exe;
+
+	rcu_read_lock();
+	exe = rcu_dereference(mm->exe_file);
+	if (exe && !get_file_rcu(exe))
+		exe = NULL;
+	rcu_read_unlock();
+	return exe;
+}
+
+/*
+ * From the packet path: task context, maybe under locks, so no sleeping
+ * and no reserves.  get_task_exe_file() is not exported in 6.1; the
+ * executable is read from current->mm->exe_file under RCU.
+ */
+struct vordr_ident *vordr_ident_of_current(int *err)
+{
+	struct vordr_ident *id;
+	struct file *exe = ident_exe(current->mm);
+
+	if (!exe) {
+		*err = -ENOENT;
+		return NULL;
+	}
+	id = ident_of_file(exe, !ident_root_is_ours(current->fs),
+			   GFP_NOWAIT | __GFP_NOWARN, err);
+	fput(exe);
+	return id;
+}
+
+/* Process context, any task: may sleep. */
+struct vordr_ident *vordr_ident_of_task(struct task_struct *task, int *err)
+{
+	struct vordr_ident *id;
+	struct mm_struct *mm;
+	struct file *exe;
+	bool foreign = true;
+
+	mm = get_task_mm(task);
+	if (!mm) {
+		*err = -ENOENT;
+		return NULL;
+	}
+	exe = ident_exe(mm);
+	mmput(mm);
+	if (!exe) {
+		*err = -ENOENT;
+		return NULL;
+	}
+	task_lock(task);
+	if (task->fs)
+		foreign = !ident_root_is_ours(task->fs);
+	task_unlock(task);
+	id = ident_of_file(exe, foreign, GFP_KERNEL, err);
+	fput(exe);
+	return id;
+}
+
+bool vordr_ident_is_current(const struct vordr_ident *id)
+{
+	struct file *exe;
+	bool same = false;
+
+	rcu_read_lock();
+	exe = rcu_dereference(current->mm->exe_file);
+	/* File and inode are freed after a grace period: reading is safe. */
+	if (exe) {
+		struct inode *inode = file_inode(exe);
+
+		same = inode->i_ino == id->ino && inode->i_sb->s_dev == id->dev;
+	}
+	rcu_read_unlock();
+	return same;
+}
+
+void vordr_ident_get(struct vordr_ident *id)
+{
+	atomic_inc(&id->users);
+}
+
+/* Any context: the identity itself goes only when evicted or at exit. */
+void vordr_ident_put(struct vordr_ident *id)
+{
+	atomic_dec(&id->users);
+}
+
+void vordr_ident_count(const struct vordr_ident *id, bool allowed,
+		       unsigned int bytes)
+{
+	/* The hook may be preempted (PREEMPT_RCU): stay on this CPU. */
+	struct vordr_ident_stats *s = get_cpu_ptr(id->stats);
+	unsigned long flags;
+
+	flags = u64_stats_update_begin_irqsave(&s->syncp);
+	if (allowed) {
+		u64_stats_inc(&s->apackets);
+		u64_stats_add(&s->abytes, bytes);
+	} else {
+		u64_stats_inc(&s->bpackets);
+		u64_stats_add(&s->bbytes, bytes);
+	}
+	u64_stats_set(&s->lasthit, ktime_get_real_seconds());
+	u64_stats_update_end_irqrestore(&s->syncp, flags);
+	put_cpu_ptr(id->stats);
+}
+
+/* *pos is the bucket, *skip the identities of it already reported. */
+bool vordr_ident_next(u32 *pos, u32 *skip, struct vordr_ident_view *v)
+{
+	const struct vordr_ident *id;
+	unsigned int start;
+	u32 n;
+	int cpu;
+
+	for (; *pos < ARRAY_SIZE(ident_index); (*pos)++, *skip = 0) {
+		n = 0;
+		hlist_for_each_entry_rcu(id, &ident_index[*pos], node) {
+			if (n++ < *skip)
+				continue;
+			(*skip)++;
+			memset(v, 0, sizeof(*v));
+			v->path = id->path;
+			v->len = id->len;
+			v->dev = id->dev;
+			v->ino = id->ino;
+			for_each_possible_cpu(cpu) {
+				const struct vordr_ident_stats *s =
+					per_cpu_ptr(id->stats, cpu);
+				u64 ap, ab, bp, bb, last;
+
+				do {
+					start = u64_stats_fetch_begin(&s->syncp);
+					ap = u64_stats_read(&s->apackets);
+					ab = u64_stats_read(&s->abytes);
+					bp = u64_stats_read(&s->bpackets);
+					bb = u64_stats_read(&s->bbytes);
+					last = u64_stats_read(&s->lasthit);
+				} while (u64_stats_fetch_retry(&s->syncp, start));
+				v->apackets += ap;
+				v->abytes += ab;
+				v->bpackets += bp;
+				v->bbytes += bb;
+				v->lasthit = max(v->lasthit, last);
+			}
+			return true;
+		}
+	}
+	return false;
+}
+
+int vordr_ident_init(void)
+{
+	size_t i;
+
+	get_fs_root(current->fs, &ident_root);
+	for (i = 0; i < ARRAY_SIZE(ident_index); i++)
+		INIT_HLIST_HEAD(&ident_index[i]);
+	return 0;
+}
+
+/* After the hooks, the caches and their RCU callbacks are gone. */
+void vordr_ident_exit(void)
+{
+	struct vordr_ident *id;
+	struct hlist_node *tmp;
+	unsigned long flags;
+	size_t i;
+
+	spin_lock_irqsave(&ident_lock, flags);
+	for (i = 0; i < ARRAY_SIZE(ident_index); i++) {
+		hlist_for_each_entry_safe(id, tmp, &ident_index[i], node) {
+			WARN_ON_ONCE(atomic_read(&id->users));
+			hlist_del_rcu(&id->node);
+			call_rcu(&id->rcu, ident_free_rcu);
+		}
+	}
+	ident_count = 0;
+	spin_unlock_irqrestore(&ident_lock, flags);
+	rcu_barrier();
+	path_put(&ident_root);
+}

@@ -1,0 +1,215 @@
+// The engine's paths, each reached with real programs: IPv6, inbound
+// connections decided by the server's rule, ICMP, events, pending prompts
+// answered by a rule, per-application stats, expiring rules, boot rules.
+// Run by test/vm/guest.sh as root with vordr.ko loaded.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, chmodSync, copyFileSync, realpathSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const repo = process.env.VORDR_REPO ?? new URL('../..', import.meta.url).pathname;
+const addon = require(join(repo, 'addon'));
+const cli = join(repo, 'daemon', 'dist', 'cli.js');
+const work = mkdtempSync(join(tmpdir(), 'vordr-kernel-'));
+chmodSync(work, 0o755);
+const curl = realpathSync('/usr/bin/curl');
+const ping = realpathSync('/usr/bin/ping');
+// The servers run from a copy of python, so rules on them touch nothing else.
+const server = join(work, 'server-python');
+copyFileSync(realpathSync('/usr/bin/python3'), server);
+chmodSync(server, 0o755);
+
+const children = [];
+let port4;
+let port6;
+
+function run(cmd, args, opts = {}) {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 30_000, ...opts });
+  return { code: r.status, out: r.stdout ?? '', err: r.stderr ?? '' };
+}
+
+function vordr(...lines) {
+  const file = join(work, `cmds-${Math.random().toString(36).slice(2)}`);
+  writeFileSync(file, lines.join('\n') + '\n');
+  const r = run(process.execPath, [cli, '-f', file]);
+  assert.equal(r.code, 0, `vordr ${lines.join('; ')}: ${r.out}${r.err}`);
+  return r.out;
+}
+
+function get(url, extra = []) {
+  return run(curl, ['-s', '-o', '/dev/null', '--connect-timeout', '3', '--max-time', '6', ...extra, url]);
+}
+
+// A python HTTP server on ADDR; resolves with its port.
+function serve(addr) {
+  const child = spawn(server, ['-c', `
+import http.server, socket, sys
+class S(http.server.HTTPServer):
+    address_family = socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(b'ok')
+    def log_message(self, *a): pass
+s = S((sys.argv[1], 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+`, addr], { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    child.stdout.once('data', (d) => resolve(Number(String(d).trim())));
+    child.once('exit', (c) => reject(new Error(`server on ${addr} exited ${c}`)));
+  });
+}
+
+// Collect events until `pred` matches one, or time out.
+async function eventMatching(conn, pred, ms, what) {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => { conn.unsubscribe(); reject(new Error(`no event: ${what}`)); }, ms);
+    conn.subscribe((e) => {
+      if (!e.lost && pred(e)) {
+        clearTimeout(t);
+        conn.unsubscribe();
+        resolve(e);
+      }
+    });
+  });
+}
+
+before(async () => {
+  port4 = await serve('127.0.0.1');
+  port6 = await serve('::1');
+  vordr('clear all', 'enable', 'set unkrule allow', 'set unkproc allow');
+});
+
+after(() => {
+  for (const c of children) c.kill('SIGKILL');
+  vordr('clear all', 'enable', 'set unkrule allow', 'set unkproc allow', 'set squelch enabled');
+});
+
+test('IPv6: a tcp block on curl stops it over ::1, clearing lets it through', () => {
+  assert.equal(get(`http://[::1]:${port6}/`).code, 0, 'allowed before the rule');
+  vordr(`block tcp ${curl}`);
+  assert.equal(get(`http://[::1]:${port6}/`).code, 28, 'blocked: curl times out');
+  vordr(`clear ${curl}`);
+  assert.equal(get(`http://[::1]:${port6}/`).code, 0);
+});
+
+test('inbound: the server\'s own rule decides connections to it, on IPv4 and IPv6', () => {
+  assert.equal(get(`http://127.0.0.1:${port4}/`).code, 0);
+  vordr(`block tcp ${server}`);
+  assert.equal(get(`http://127.0.0.1:${port4}/`).code, 28, 'v4 server blocked');
+  assert.equal(get(`http://[::1]:${port6}/`).code, 28, 'v6 server blocked');
+  vordr(`allow tcp ${server}`);
+  assert.equal(get(`http://127.0.0.1:${port4}/`).code, 0, 'v4 server allowed');
+  assert.equal(get(`http://[::1]:${port6}/`).code, 0, 'v6 server allowed');
+  vordr(`clear ${server}`);
+});
+
+test('ICMP: ping and ping -6 obey an icmp rule, a tcp rule does not touch them', () => {
+  const p4 = () => run(ping, ['-c', '1', '-W', '2', '127.0.0.1']).code;
+  const p6 = () => run(ping, ['-6', '-c', '1', '-W', '2', '::1']).code;
+  assert.equal(p4(), 0);
+  assert.equal(p6(), 0);
+  vordr(`block tcp ${ping}`);
+  assert.equal(p4(), 0, 'tcp rule leaves icmp alone');
+  vordr(`block icmp ${ping}`);
+  assert.notEqual(p4(), 0, 'ping blocked');
+  assert.notEqual(p6(), 0, 'ping -6 blocked');
+  vordr(`clear ${ping}`);
+  assert.equal(p4(), 0);
+});
+
+test('events: a blocked connection is reported with its application, addresses and rule', async () => {
+  const conn = await addon.open();
+  try {
+    vordr(`block tcp ${curl}`, 'set drops enabled');
+    const ev = eventMatching(conn, (e) => e.path === curl && e.verdict === 3, 8000, 'curl blocked');
+    get(`http://127.0.0.1:${port4}/`, ['--max-time', '2']);
+    const e = await ev;
+    assert.equal(e.reason, 0, 'reason: rule');
+    assert.equal(e.dir, 0, 'outbound');
+    assert.equal(e.prot, 6);
+    assert.equal(e.af, 2);
+    assert.deepEqual([...e.daddr], [127, 0, 0, 1]);
+    assert.equal(e.dport, port4);
+    assert.equal(e.rpath, curl);
+    assert.equal(e.rprot, 6);
+    assert.ok(e.pid > 0 && e.uid === 0);
+  } finally {
+    conn.close();
+    vordr(`clear ${curl}`);
+  }
+});
+
+test('pending: the packet waits for a rule and the application\'s own retry passes', async () => {
+  const conn = await addon.open();
+  try {
+    // The server is unknown too: without its rule its side would wait as well.
+    vordr(`allow tcp ${server}`, 'set unkrule pending');
+    const ev = eventMatching(conn, (e) => e.path === curl && e.verdict === 4, 8000, 'pending curl');
+    const child = spawn(curl, ['-s', '-o', '/dev/null', '--max-time', '15', `http://127.0.0.1:${port4}/`]);
+    const exited = new Promise((r) => child.once('exit', (c) => r(c)));
+    await ev;
+    await conn.request('rule_add', { prot: 6, path: curl, verdict: 2 });
+    assert.equal(await exited, 0, 'curl got through after the rule was added');
+  } finally {
+    conn.close();
+    vordr('set unkrule allow', `clear ${curl}`, `clear ${server}`);
+  }
+});
+
+test('stats: allowed and blocked packets are counted per executable', async () => {
+  vordr(`block tcp ${curl}`);
+  get(`http://127.0.0.1:${port4}/`, ['--max-time', '2']);
+  vordr(`clear ${curl}`);
+  get(`http://127.0.0.1:${port4}/`);
+  const conn = await addon.open();
+  try {
+    // Rows are per executable file: an impostor at the same path (e2e's
+    // bind mount) has a row of its own.
+    const ino = statSync(curl).ino;
+    const rows = (await conn.request('stats')).filter((m) => m.path === curl && Number(m.ino) === ino);
+    assert.equal(rows.length, 1, 'one row for curl');
+    assert.ok(Number(rows[0].bpackets) > 0 && Number(rows[0].apackets) > 0, JSON.stringify(rows[0], (k, v) => typeof v === 'bigint' ? String(v) : v));
+  } finally {
+    conn.close();
+  }
+});
+
+test('a rule with a timeout is listed with its time left and then expires', async () => {
+  const conn = await addon.open();
+  try {
+    // Generous: under emulation a second passes quickly.
+    const added = Date.now();
+    await conn.request('rule_add', { prot: 6, path: curl, verdict: 3, timeout: 20 });
+    const listed = (await conn.request('rule_list')).find((m) => m.path === curl);
+    assert.ok(listed && listed.timeout >= 10 && listed.timeout <= 20, 'listed with its timeout');
+    assert.equal(get(`http://127.0.0.1:${port4}/`, ['--max-time', '2']).code, 28, 'enforced meanwhile');
+    await new Promise((r) => setTimeout(r, Math.max(0, added + 21_000 - Date.now())));
+    assert.equal(get(`http://127.0.0.1:${port4}/`).code, 0, 'expired');
+    assert.equal((await conn.request('rule_list')).find((m) => m.path === curl), undefined);
+  } finally {
+    conn.close();
+  }
+});
+
+test('boot rules: a module loaded with rules= enforces them before any console runs', () => {
+  const ko = process.env.VORDR_KO;
+  const name = process.env.VORDR_MODULE ?? 'vordr';
+  assert.equal(run('rmmod', [name]).code, 0);
+  try {
+    const bad = run('insmod', [ko, 'rules=block:tcp:relative/path']);
+    assert.notEqual(bad.code, 0, 'a bad entry fails the load');
+    const enc = curl.replace(/[^A-Za-z0-9/._+-]/g, (c) => '%' + c.charCodeAt(0).toString(16).padStart(2, '0'));
+    const r = run('insmod', [ko, `rules=allow:udp:/nowhere,block:tcp:${enc}`]);
+    assert.equal(r.code, 0, r.err);
+    assert.equal(get(`http://127.0.0.1:${port4}/`, ['--max-time', '2']).code, 28, 'curl blocked at load');
+  } finally {
+    run('rmmod', [name]);
+    assert.equal(run('insmod', [ko]).code, 0);
+  }
+});
