@@ -282,29 +282,38 @@ test('a forked child sending on an inherited socket gets its executable\'s verdi
   await cli.call('close', { name: 'inh' });
 });
 
-test('a socket passed over SCM_RIGHTS: the first sender owns it, and it keeps that owner', async () => {
+test('a socket passed over SCM_RIGHTS is judged by the program that sends on it', async () => {
   fresh();
   const h = lo[4];
   const p = port.udp[4];
   const qExe = copyExe(bin.python, join(W, 'q', 'py'));
   const q = await agent(qExe);
   await k.add('block', 'udp', qExe);
-  // Never used before it is passed: the receiver is the first sender.
+  const pass = async (name, path) => {
+    assert.ok((await q.call('recv_fd', { name, path })).ok);
+    assert.ok((await cli.call('send_fd', { name, path })).ok);
+    await waitFor(async () => (await q.call('has', { name })).ok, 'the passed socket');
+  };
+  // Never used before it is passed.
   assert.ok((await cli.call('open', { name: 'fresh', kind: 'udp', host: h })).ok);
-  assert.ok((await q.call('recv_fd', { name: 'fresh', path: join(W, 'scm1') })).ok);
-  assert.ok((await cli.call('send_fd', { name: 'fresh', path: join(W, 'scm1') })).ok);
-  await waitFor(async () => (await q.call('has', { name: 'fresh' })).ok, 'the passed socket');
+  await pass('fresh', join(W, 'scm1'));
   const r1 = await q.call('send', { name: 'fresh', host: h, port: p, data: 'scm-fresh' });
   assert.equal(r1.err, 'EPERM', `a blocked receiver sent on a passed, unused socket: ${JSON.stringify(r1)}`);
-  // Used by an allowed sender first: the socket stays that sender's.
+  // Used by an allowed sender first: the blocked receiver is still refused.
   assert.ok((await cli.call('open', { name: 'used', kind: 'udp', host: h })).ok);
   assert.ok((await cli.call('send', { name: 'used', host: h, port: p, data: 'scm-used-0' })).ok);
-  assert.ok((await q.call('recv_fd', { name: 'used', path: join(W, 'scm2') })).ok);
-  assert.ok((await cli.call('send_fd', { name: 'used', path: join(W, 'scm2') })).ok);
-  await waitFor(async () => (await q.call('has', { name: 'used' })).ok, 'the passed socket');
+  await pass('used', join(W, 'scm2'));
   const r2 = await q.call('send', { name: 'used', host: h, port: p, data: 'scm-used-1' });
-  assert.equal(r2.ok, true, `the socket changed owner when passed: ${JSON.stringify(r2)}`);
-  assert.ok(await received(srv, 'udp4', 'scm-used-1', 3000));
+  assert.equal(r2.err, 'EPERM', `a blocked receiver sent on an allowed program's socket: ${JSON.stringify(r2)}`);
+  // And the other way round: the allowed receiver of a blocked program's socket sends.
+  await k.clear();
+  await k.add('block', 'udp', cliExe);
+  assert.equal((await cli.call('send', { name: 'used', host: h, port: p, data: 'scm-used-2' })).err, 'EPERM');
+  const r3 = await q.call('send', { name: 'used', host: h, port: p, data: 'scm-used-3' });
+  assert.equal(r3.ok, true, `an allowed receiver was refused on a blocked program's socket: ${JSON.stringify(r3)}`);
+  assert.ok(await received(srv, 'udp4', 'scm-used-3', 3000));
+  assert.ok((await cli.call('close', { name: 'used' })).ok);
+  assert.ok((await cli.call('close', { name: 'fresh' })).ok);
   q.kill();
 });
 
@@ -364,9 +373,11 @@ test('a binary replaced at the same path: the old running process does not get t
   assert.equal(await neu.udp(h, port.udp[4], 'rp-new-blocked'), 'EPERM', 'the binary now at the path was not blocked');
   assert.equal(await old.udp(h, port.udp[4], 'rp-old-blocked'), 'ok',
     'the replaced binary\'s process got the block rule written for its successor');
+  // A socket the old process used before the replacement: its sends are
+  // the old (now deleted) executable's too.
   const early = await old.call('send', { name: 'early', host: h, port: port.udp[4], data: 'rp-early' });
-  // Not asserted: a socket learnt before the replacement keeps the path it was learnt with.
-  t.diagnostic(`a socket the old process used before the replacement, under block udp PATH: ${early.ok ? 'ok' : early.err}`);
+  t.diagnostic(`the old process's socket from before the replacement, under block udp PATH: ${early.ok ? 'ok' : early.err}`);
+  assert.equal(early.ok, true, 'a socket the old process opened before the replacement got the new binary\'s rule');
   old.kill();
   neu.kill();
 });
