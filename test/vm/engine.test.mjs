@@ -24,6 +24,7 @@ const srvExe = copyExe(bin.python, join(W, 'srv', 'py'));
 const cliExe = copyExe(bin.python, join(W, 'cli', 'py'));
 const port = { tcp: {}, udp: {}, http: 0 };
 let mark;
+let ns;   // a network namespace (ip netns add) with a veth pair to this one
 
 /** A python agent, killed by after() at the latest. */
 const agent = (exe, opts) => Agent.start(exe, opts);
@@ -31,6 +32,8 @@ const agent = (exe, opts) => Agent.start(exe, opts);
 before(async () => {
   k = await Kernel.open();
   await k.reset();
+  delNetns('vordr-e1');
+  ns = makeNetns('vordr-e1', 1);
   srv = await agent(srvExe);
   cli = await agent(cliExe);
   for (const f of [4, 6]) {
@@ -48,6 +51,7 @@ before(async () => {
 
 after(async () => {
   killAll();
+  delNetns('vordr-e1');   // the module's per-namespace exit runs here
   k?.close();
   if (!loaded()) insmod();
   const k2 = await Kernel.open();
@@ -175,21 +179,20 @@ for (const f of [4, 6]) {
 
 test('network namespace over a veth pair: rules apply to traffic into it, inside it and out of it', async (t) => {
   fresh();
-  const ns = makeNetns('vordr-e1', 1);
-  try {
+  {
     const nsExe = copyExe(bin.python, join(W, 'nsrv', 'py'));
     const nsSrv = await agent(nsExe, { netns: ns.name });
     const nsUdp = await nsSrv.listen('udp', '0.0.0.0', 'udp');
     const nsHttp = await nsSrv.listen('http', '::', 'http');
     const probe = async (tag) => {
       patience = tag.endsWith('pass') ? 4 : 1;
-      const [c4, c6, p4, p6, inner, innerPing, outCurl] = await Promise.all([
-        curl(ns.v4ns, nsHttp, tag), curl(ns.v6ns, nsHttp, tag), ping(ns.v4ns), ping(ns.v6ns),
+      const [c4, p4, p6, inner, innerPing, outCurl] = await Promise.all([
+        curl(ns.v4ns, nsHttp, tag), ping(ns.v4ns), ping(ns.v6ns),
         curl('127.0.0.1', nsHttp, tag, { netns: ns.name }), ping('127.0.0.1', { netns: ns.name }),
         curl(ns.v4host, port.http, tag, { netns: ns.name }),
       ]);
       return {
-        'curl to the namespace (IPv4)': ok(c4), 'curl to the namespace (IPv6)': ok(c6),
+        'curl to the namespace': ok(c4),
         'ping to the namespace': ok(p4), 'ping -6 to the namespace': ok(p6),
         'curl inside the namespace': ok(inner), 'ping inside the namespace': ok(innerPing),
         'curl from the namespace out': ok(outCurl),
@@ -213,16 +216,13 @@ test('network namespace over a veth pair: rules apply to traffic into it, inside
     assert.equal(await received(nsSrv, 'udp', 'ns-in-2', 700), false,
       'a datagram reached the namespace\'s server although its rule blocks udp');
     nsSrv.kill();
-  } finally {
-    delNetns(ns.name);
   }
 });
 
 test('a blocked program does not escape its rule in another mount namespace (ip netns exec as root, unshare -rm as a user)', async (t) => {
   fresh();
   await k.add('block', 'udp', bin.socat);
-  const ns = makeNetns('vordr-e3', 3);
-  try {
+  {
     const target = `UDP4-SENDTO:127.0.0.1:${port.udp[4]}`;
     const viaIp = await runAsync('ip', ['netns', 'exec', ns.name, bin.socat, '-u', '-', 'UDP4-SENDTO:127.0.0.1:9'],
       { input: 'x\n' });
@@ -232,8 +232,6 @@ test('a blocked program does not escape its rule in another mount namespace (ip 
     assert.match(viaIp.err, /sendto.*not permitted/i, 'socat under ip netns exec got past block udp socat');
     assert.match(viaUser.err, /sendto.*not permitted/i, 'socat in a user\'s own mount namespace got past block udp socat');
     assert.equal(await received(srv, 'udp4', 'mnt-escape', 500), false);
-  } finally {
-    delNetns(ns.name);
   }
 });
 
@@ -456,9 +454,8 @@ test('1,000 rule changes during traffic: every packet gets the verdict its rules
   assert.deepEqual(Object.fromEntries([...gotMap].sort()), Object.fromEntries([...want].sort()));
 });
 
-test('rmmod under traffic: unloads cleanly while TCP, UDP and ping run in two namespaces, and a reload enforces again', async (t) => {
+test('rmmod under traffic: unloads cleanly while TCP, UDP and ping run in two namespaces, and a reload enforces again, in a namespace older than it too', async (t) => {
   fresh();
-  const ns = makeNetns('vordr-e2', 2);
   const pinger = runAsync('nsenter', [`--net=/run/netns/${ns.name}`, bin.ping, '-q', '-i', '0.01', '-w', '8', '127.0.0.1'], { timeout: 20_000 });
   try {
     const tExe = copyExe(bin.python, join(W, 'rm', 'py'));
@@ -493,7 +490,6 @@ test('rmmod under traffic: unloads cleanly while TCP, UDP and ping run in two na
     assert.equal(ok(await ping('127.0.0.1', { netns: ns.name })), 'ok');
   } finally {
     await pinger;
-    delNetns(ns.name);
     if (!loaded()) reloadDefault();
   }
 });

@@ -34,6 +34,9 @@ before(async () => {
   port.udp4 = await srv.listen('udp', lo4, 'udp4');
   port.udp6 = await srv.listen('udp', lo6, 'udp6');
   port.http = await srv.listen('http', lo4, 'http');
+  // A first connection makes the module look the listener's owner up.
+  const c = await runAsync(bin.curl, ['-s', '-o', '/dev/null', '--connect-timeout', '10', `http://${lo4}:${port.http}/warm`]);
+  assert.equal(c.code, 0, `curl to the http server: ${c.err}`);
 });
 
 after(async () => {
@@ -321,7 +324,7 @@ test('unkrule pending drops the packet and asks; the listener\'s allow rule lets
     }
   });
   try {
-    const c = await runAsync(bin.curl, ['-s', '-o', '/dev/null', '--connect-timeout', '8', `http://${lo4}:${port.http}/pending`]);
+    const c = await runAsync(bin.curl, ['-s', '-o', '/dev/null', '--connect-timeout', '15', `http://${lo4}:${port.http}/pending`]);
     t.diagnostic(`curl exited ${c.code} after ${c.ms} ms`);
     const e = k.events.slice(from).find((x) => x.path === bin.curl && x.verdict === C.value.pending);
     assert.ok(e, 'no pending event for curl');
