@@ -381,3 +381,23 @@ test('stats: per executable, packets and bytes allowed and blocked', async (t) =
   assert.ok(d('abytes') >= 5 * 128 && d('abytes') < 5 * 200, `abytes +${d('abytes')}`);
   assert.ok(d('bbytes') >= 7 * 128 && d('bbytes') < 7 * 200, `bbytes +${d('bbytes')}`);
 });
+
+test('rchngq: when enabled, every rule change is followed on the group by the whole table', async () => {
+  const from = fresh();
+  await k.add('block', 'udp', '/opt/rq/a');
+  await k.set('rchngq', 'enabled');
+  const mark2 = k.events.length;
+  await k.add('allow', 'tcp', '/opt/rq/b');
+  await waitFor(() => k.events.length >= mark2 + 3, 'the table after a change', 5000);
+  const msgs = k.events.slice(mark2, mark2 + 3).map(({ t: _t, ...m }) => m);
+  assert.deepEqual(msgs[0], {}, 'the table does not start with an empty RULE_CLEAR message');
+  assert.deepEqual(msgs.slice(1).map((m) => `${m.verdict} ${m.prot} ${m.path}`).sort(),
+    [`${C.value.allow} ${C.prot.tcp} /opt/rq/b`, `${C.value.block} ${C.prot.udp} /opt/rq/a`]);
+  await k.set('rchngq', 'disabled');
+  const mark3 = k.events.length;
+  await k.add('block', 'tcp', '/opt/rq/c');
+  await sentinel();
+  assert.deepEqual(k.events.slice(mark3).filter((e) => e.verdict === undefined || e.path?.startsWith('/opt/rq/')), [],
+    'a table was sent with rchngq disabled');
+  assert.ok(k.events.length > from);
+});
