@@ -105,8 +105,8 @@ static unsigned int asc_scan_task(struct task_struct *task, unsigned int n,
 static void asc_walk(struct work_struct *work)
 {
 	unsigned int budget = ASC_BUDGET, n, i, left;
+	struct task_struct *g, *p;
 	struct vordr_ident *id;
-	struct task_struct *p;
 	int err;
 
 	spin_lock_irq(&asc_lock);
@@ -119,25 +119,31 @@ static void asc_walk(struct work_struct *work)
 	memset(asc_task, 0, sizeof(asc_task));
 
 	left = n;
+	/*
+	 * Every thread with a file table of its own: a leader that exited
+	 * early has none, and a thread may have unshared its own.
+	 */
 	rcu_read_lock();
-	for_each_process(p) {
-		if (p->flags & PF_KTHREAD)
+	for_each_process_thread(g, p) {
+		if ((p->flags & PF_KTHREAD) ||
+		    (p != g && READ_ONCE(p->files) == READ_ONCE(g->files)))
 			continue;
 		left = asc_scan_task(p, n, left, &budget);
 		if (!left || !budget)
-			break;
+			goto walked;
 	}
+walked:
 	rcu_read_unlock();
 
 	for (i = 0; i < n; i++) {
 		p = asc_task[i];
 		if (!p) {
-			vordr_ksc_set(asc_cookie[i], NULL, 0, INVALID_UID);
+			vordr_ksc_offer(asc_cookie[i], NULL, 0, INVALID_UID);
 			continue;
 		}
 		id = vordr_ident_of_task(p, &err);
-		vordr_ksc_set(asc_cookie[i], id, id ? task_tgid_nr(p) : 0,
-			      id ? asc_uid[i] : INVALID_UID);
+		vordr_ksc_offer(asc_cookie[i], id, id ? task_tgid_nr(p) : 0,
+				id ? asc_uid[i] : INVALID_UID);
 		put_task_struct(p);
 	}
 }

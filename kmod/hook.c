@@ -139,7 +139,8 @@ static const struct vordr_owner *vordr_owner(const struct vordr_pkt *pkt,
 	       !sk->sk_kern_sock && current->mm && !(current->flags & PF_KTHREAD);
 
 	o = vordr_ksc_find(cookie);
-	if (o && !o->id && time_before(jiffies, o->stamp + VORDR_ASC_RETRY))
+	if (o && !o->id && !here &&
+	    time_before(jiffies, o->stamp + VORDR_ASC_RETRY))
 		return o;		/* nobody was found, a moment ago */
 	if (o && o->id && (!here || vordr_ident_is_current(o->id)))
 		return o;
@@ -313,6 +314,13 @@ static unsigned int vordr_ipv6(void *priv, struct sk_buff *skb,
 			       &nexthdr, &frag_off);
 	if (off < 0)
 		return vordr_malformed();
+	/*
+	 * IPv6 reassembles after LOCAL_IN: a fragment after the first has no
+	 * transport header.  The first carries the ports and the verdict;
+	 * without it the datagram is never reassembled.
+	 */
+	if (frag_off & htons(IP6_OFFSET))
+		return NF_ACCEPT;
 	vordr_pkt_init(&pkt, skb, state, AF_INET6);
 	pkt.ipproto = nexthdr;
 	pkt.prot = nexthdr;
@@ -369,7 +377,15 @@ static struct pernet_operations vordr_net_ops = {
 
 int vordr_hook_init(void)
 {
-	return register_pernet_subsys(&vordr_net_ops);
+	int err = register_pernet_subsys(&vordr_net_ops);
+
+	/*
+	 * On failure the namespaces already done were unhooked, but a packet
+	 * may still be inside a hook: wait, as vordr_hook_exit() does.
+	 */
+	if (err)
+		synchronize_net();
+	return err;
 }
 
 void vordr_hook_exit(void)

@@ -21,6 +21,9 @@
 #include <linux/hash.h>
 #include <linux/limits.h>
 #include <linux/mm.h>
+#include <linux/mount.h>
+#include <linux/nsproxy.h>
+#include <linux/user_namespace.h>
 #include <linux/path.h>
 #include <linux/percpu.h>
 #include <linux/rculist.h>
@@ -48,16 +51,29 @@ struct vordr_ident_stats {
 static DEFINE_SPINLOCK(ident_lock);
 static struct hlist_head ident_index[1 << IDENT_BITS];
 static unsigned int ident_count;
+static u32 ident_gen = 1;	/* ident_lock; read locklessly */
+
+u32 vordr_ident_gen(void)
+{
+	return READ_ONCE(ident_gen);
+}
 
 /* The root the module was loaded under; rules name paths below it. */
 static struct path ident_root;
+/* The initial mount namespace; compared, never dereferenced. */
+static struct mnt_namespace *ident_mnt_ns;
 
 static struct hlist_head *ident_bucket(dev_t dev, unsigned long ino)
 {
 	return &ident_index[hash_64(((u64)dev << 32) ^ ino, IDENT_BITS)];
 }
 
-/* Whether @fs's root is ident_root; pointers only, under fs->seq. */
+/*
+ * Whether @fs's root is ident_root's directory; pointers only, under
+ * fs->seq.  Dentries, not mounts: a copied mount namespace (ip netns
+ * exec, unshare -m) has its own root mount over the same directory; a
+ * chroot or pivot_root has another directory.
+ */
 static bool ident_root_is_ours(struct fs_struct *fs)
 {
 	unsigned int seq;
@@ -65,9 +81,37 @@ static bool ident_root_is_ours(struct fs_struct *fs)
 
 	do {
 		seq = read_seqcount_begin(&fs->seq);
-		same = path_equal(&fs->root, &ident_root);
+		same = fs->root.dentry == ident_root.dentry;
 	} while (read_seqcount_retry(&fs->seq, seq));
 	return same;
+}
+
+/*
+ * Whether the path @exe prints as may name another file for the module's
+ * loader: under another root directory; or, in another mount namespace,
+ * for a task in a user namespace, or reached through a bind mount (its
+ * mount's root is not its filesystem's root), or on a filesystem a user
+ * namespace mounted.  Such a path matches
+ * no rule: an unprivileged user could otherwise dress any program up as
+ * an allowed one.
+ */
+static bool ident_foreign(struct fs_struct *fs, struct nsproxy *ns,
+			  struct user_namespace *user_ns, struct file *exe)
+{
+	struct vfsmount *mnt = exe->f_path.mnt;
+
+	if (!fs || !ns || !ident_root_is_ours(fs))
+		return true;
+	if (ns->mnt_ns == ident_mnt_ns)
+		return false;
+	/*
+	 * A task in a user namespace of its own may have shaped its mount
+	 * namespace itself (any bind mount, e.g. of a world-writable tmpfs
+	 * over /usr/bin): nothing it prints can be trusted.
+	 */
+	return user_ns != &init_user_ns ||
+	       mnt->mnt_root != mnt->mnt_sb->s_root ||
+	       mnt->mnt_sb->s_user_ns != &init_user_ns;
 }
 
 static void ident_free(struct vordr_ident *id)
@@ -81,23 +125,20 @@ static void ident_free_rcu(struct rcu_head *head)
 	ident_free(container_of(head, struct vordr_ident, rcu));
 }
 
-/* Hashes of the path and of its deepest VORDR_MAX_DEPTH directories. */
+/*
+ * Hashes of the path and of its shallowest VORDR_MAX_DEPTH directories:
+ * a directory rule names at most that many (rules.c refuses deeper ones),
+ * so burying a program deep cannot escape "block /home/".
+ */
 static void ident_hash(struct vordr_ident *id)
 {
-	size_t i, skip, n = 0;
+	size_t i;
 
 	id->hash = vordr_hash(id->path, id->len);
 	id->ndirs = 0;
-	for (i = 0; i < id->len; i++)
-		n += id->path[i] == '/';
-	skip = n > VORDR_MAX_DEPTH ? n - VORDR_MAX_DEPTH : 0;
-	for (i = 0; i < id->len; i++) {
+	for (i = 0; i < id->len && id->ndirs < VORDR_MAX_DEPTH; i++) {
 		if (id->path[i] != '/')
 			continue;
-		if (skip) {
-			skip--;
-			continue;
-		}
 		id->dir_len[id->ndirs] = i + 1;
 		id->dir_hash[id->ndirs] = vordr_hash(id->path, i + 1);
 		id->ndirs++;
@@ -116,6 +157,7 @@ static void ident_evict_one(void)
 			if (!atomic_read(&id->users)) {
 				hlist_del_rcu(&id->node);
 				ident_count--;
+				WRITE_ONCE(ident_gen, ident_gen + 1);
 				call_rcu(&id->rcu, ident_free_rcu);
 				return;
 			}
@@ -185,6 +227,8 @@ static struct vordr_ident *ident_intern(struct file *exe, const char *p,
 	fresh->dev = key.dev;
 	fresh->ino = key.ino;
 	fresh->foreign = foreign;
+	fresh->mnt_key = exe->f_path.mnt;
+	fresh->dentry_key = exe->f_path.dentry;
 	atomic_set(&fresh->users, 1);
 	ident_hash(fresh);
 
@@ -196,6 +240,7 @@ static struct vordr_ident *ident_intern(struct file *exe, const char *p,
 			ident_evict_one();
 		hlist_add_head_rcu(&fresh->node, ident_bucket(key.dev, key.ino));
 		ident_count++;
+		WRITE_ONCE(ident_gen, ident_gen + 1);
 	}
 	spin_unlock_irqrestore(&ident_lock, flags);
 	if (id) {
@@ -208,19 +253,55 @@ nomem:
 	return NULL;
 }
 
+/*
+ * The identity already interned for @exe reached the same way (same
+ * mount and dentry, device, inode, foreignness), with a user reference:
+ * no path printing, no allocation.  NULL if there is none.
+ */
+static struct vordr_ident *ident_known(struct file *exe, bool foreign)
+{
+	struct inode *inode = file_inode(exe);
+	dev_t dev = inode->i_sb->s_dev;
+	struct vordr_ident *id, *found = NULL;
+	unsigned long flags;
+
+	spin_lock_irqsave(&ident_lock, flags);
+	hlist_for_each_entry(id, ident_bucket(dev, inode->i_ino), node) {
+		if (id->dentry_key == exe->f_path.dentry &&
+		    id->mnt_key == exe->f_path.mnt && id->dev == dev &&
+		    id->ino == inode->i_ino && id->foreign == foreign) {
+			atomic_inc(&id->users);
+			found = id;
+			break;
+		}
+	}
+	spin_unlock_irqrestore(&ident_lock, flags);
+	return found;
+}
+
 /* Print @exe's path into a buffer of @gfp memory and intern it. */
 static struct vordr_ident *ident_of_file(struct file *exe, bool foreign,
 					 gfp_t gfp, int *err)
 {
-	struct vordr_ident *id = NULL;
+	struct vordr_ident *id = ident_known(exe, foreign);
 	char *buf, *p;
 
+	if (id)
+		return id;
 	buf = kmalloc(PATH_MAX, gfp);
 	if (!buf) {
 		*err = -ENOMEM;
 		return NULL;
 	}
 	p = d_path(&exe->f_path, buf, PATH_MAX);
+	/*
+	 * A path too long to print is still a program: it gets a name no
+	 * rule can have (and is foreign), so it follows unkrule, not unkproc.
+	 */
+	if (p == ERR_PTR(-ENAMETOOLONG)) {
+		p = "(path too long)";
+		foreign = true;
+	}
 	if (IS_ERR(p))
 		*err = PTR_ERR(p);
 	else
@@ -256,7 +337,8 @@ struct vordr_ident *vordr_ident_of_current(int *err)
 		*err = -ENOENT;
 		return NULL;
 	}
-	id = ident_of_file(exe, !ident_root_is_ours(current->fs),
+	id = ident_of_file(exe, ident_foreign(current->fs, current->nsproxy,
+					      current_user_ns(), exe),
 			   GFP_NOWAIT | __GFP_NOWARN, err);
 	fput(exe);
 	return id;
@@ -267,8 +349,9 @@ struct vordr_ident *vordr_ident_of_task(struct task_struct *task, int *err)
 {
 	struct vordr_ident *id;
 	struct mm_struct *mm;
+	struct user_namespace *user_ns;
 	struct file *exe;
-	bool foreign = true;
+	bool foreign;
 
 	mm = get_task_mm(task);
 	if (!mm) {
@@ -281,10 +364,13 @@ struct vordr_ident *vordr_ident_of_task(struct task_struct *task, int *err)
 		*err = -ENOENT;
 		return NULL;
 	}
+	rcu_read_lock();
+	user_ns = get_user_ns(task_cred_xxx(task, user_ns));
+	rcu_read_unlock();
 	task_lock(task);
-	if (task->fs)
-		foreign = !ident_root_is_ours(task->fs);
+	foreign = ident_foreign(task->fs, task->nsproxy, user_ns, exe);
 	task_unlock(task);
+	put_user_ns(user_ns);
 	id = ident_of_file(exe, foreign, GFP_KERNEL, err);
 	fput(exe);
 	return id;
@@ -387,6 +473,7 @@ int vordr_ident_init(void)
 	size_t i;
 
 	get_fs_root(current->fs, &ident_root);
+	ident_mnt_ns = init_task.nsproxy->mnt_ns;
 	for (i = 0; i < ARRAY_SIZE(ident_index); i++)
 		INIT_HLIST_HEAD(&ident_index[i]);
 	return 0;

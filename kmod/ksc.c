@@ -98,8 +98,8 @@ static void ksc_free_rcu(struct rcu_head *head)
  * Any context.  Replaces an entry already there for @cookie.  Returns the
  * new owner, or NULL (and @id's reference dropped) if memory ran out.
  */
-const struct vordr_owner *vordr_ksc_set(u64 cookie, struct vordr_ident *id,
-					pid_t pid, kuid_t uid)
+static const struct vordr_owner *ksc_set(u64 cookie, struct vordr_ident *id,
+					 pid_t pid, kuid_t uid, bool weak)
 {
 	struct vordr_ksc_bucket *b = ksc_bucket(cookie);
 	struct vordr_ksc_entry *e, *old, *victim = NULL;
@@ -118,8 +118,16 @@ const struct vordr_owner *vordr_ksc_set(u64 cookie, struct vordr_ident *id,
 	e->owner.stamp = jiffies;
 
 	spin_lock_irqsave(&ksc_lock, flags);
-	e->nr = b->next_nr++;
 	old = ksc_lookup(b, cookie);
+	if (old && weak && old->owner.id) {
+		/* Learnt from its sender while the offer was made: keep that. */
+		spin_unlock_irqrestore(&ksc_lock, flags);
+		if (id)
+			vordr_ident_put(id);
+		kmem_cache_free(ksc_cache, e);
+		return NULL;
+	}
+	e->nr = b->next_nr++;
 	if (old) {
 		hlist_replace_rcu(&old->node, &e->node);
 		victim = old;
@@ -143,6 +151,18 @@ const struct vordr_owner *vordr_ksc_set(u64 cookie, struct vordr_ident *id,
 	if (victim)
 		call_rcu(&victim->rcu, ksc_free_rcu);
 	return &e->owner;
+}
+
+const struct vordr_owner *vordr_ksc_set(u64 cookie, struct vordr_ident *id,
+					pid_t pid, kuid_t uid)
+{
+	return ksc_set(cookie, id, pid, uid, false);
+}
+
+/* From the process table (asc): never overrides an owner learnt since. */
+void vordr_ksc_offer(u64 cookie, struct vordr_ident *id, pid_t pid, kuid_t uid)
+{
+	ksc_set(cookie, id, pid, uid, true);
 }
 
 int vordr_ksc_init(void)

@@ -168,6 +168,11 @@ static int vordr_nl_rule_add(struct sk_buff *skb, struct genl_info *info)
 	if (err == -ERANGE)
 		NL_SET_ERR_MSG_ATTR(info->extack, a[VORDR_A_TIMEOUT],
 				    "timeout longer than a year");
+	if (err == -EDOM) {
+		NL_SET_ERR_MSG_ATTR(info->extack, a[VORDR_A_PATH],
+				    "directory rule deeper than 32 levels");
+		err = -EINVAL;
+	}
 	if (!err)
 		vordr_rules_changed();
 	return err;
@@ -206,7 +211,6 @@ static int vordr_nl_rule_list_start(struct netlink_callback *cb)
 			     nla_total_size(PATH_MAX) + 3 * nla_total_size_64bit(8) +
 			     nla_total_size(4);
 	cb->args[0] = 0;
-	vordr_rules_gc();
 	return 0;
 }
 
@@ -262,6 +266,8 @@ static int vordr_nl_stats(struct sk_buff *skb, struct netlink_callback *cb)
 	bool more = false;
 	void *hdr;
 
+	/* Identities come and go from the packet path: flag a torn dump. */
+	cb->seq = vordr_ident_gen();
 	rcu_read_lock();
 	for (;;) {
 		npos = pos;
@@ -274,6 +280,7 @@ static int vordr_nl_stats(struct sk_buff *skb, struct netlink_callback *cb)
 				  VORDR_CMD_STATS);
 		if (!hdr)
 			break;
+		genl_dump_check_consistent(cb, hdr);
 		if (nla_put(skb, VORDR_A_PATH, v.len + 1, v.path) ||
 		    nla_put_u32(skb, VORDR_A_DEV, v.dev) ||
 		    nla_put_u64_64bit(skb, VORDR_A_INO, v.ino, VORDR_A_PAD) ||

@@ -210,14 +210,6 @@ static void rules_gc(void)
 	}
 }
 
-/* Drop expired rules now (dumps call this before they start). */
-void vordr_rules_gc(void)
-{
-	mutex_lock(&rules_lock);
-	rules_gc();
-	mutex_unlock(&rules_lock);
-}
-
 int vordr_rule_add(u8 prot, const char *path, u8 verdict, u32 timeout)
 {
 	size_t len = strlen(path);
@@ -229,6 +221,15 @@ int vordr_rule_add(u8 prot, const char *path, u8 verdict, u32 timeout)
 		return -EINVAL;
 	if (timeout > VORDR_TIMEOUT_MAX)
 		return -ERANGE;
+	/* Identities hash only their shallowest VORDR_MAX_DEPTH directories. */
+	if (path[len - 1] == '/') {
+		size_t i, n = 0;
+
+		for (i = 0; i < len; i++)
+			n += path[i] == '/';
+		if (n > VORDR_MAX_DEPTH)
+			return -EDOM;
+	}
 	r = kzalloc(struct_size(r, path, len + 1), GFP_KERNEL);
 	if (!r)
 		return -ENOMEM;
@@ -333,8 +334,13 @@ bool vordr_rule_next(u32 *pos, bool all, u8 verdict, struct vordr_rule_view *v)
 		r = rcu_dereference(rules_slot[*pos]);
 		if (!r || (!all && r->verdict != verdict) || rules_expired(r))
 			continue;
-		v->timeout = r->expires ?
-			DIV_ROUND_UP(r->expires - jiffies, HZ) : 0;
+		if (r->expires) {
+			long left = (long)(r->expires - jiffies);
+
+			v->timeout = left > 0 ? DIV_ROUND_UP(left, HZ) : 1;
+		} else {
+			v->timeout = 0;
+		}
 		v->prot = r->prot;
 		v->verdict = r->verdict;
 		v->len = r->len;

@@ -104,6 +104,9 @@ struct vordr_ident {
 	struct hlist_node node;		/* in the identity index, under RCU */
 	struct rcu_head rcu;
 	atomic_t users;			/* owners (ksc entries) naming it */
+	/* Where the file was reached, compared (never dereferenced) to find
+	 * an interned identity without printing the path again. */
+	const void *mnt_key, *dentry_key;
 	struct vordr_ident_stats __percpu *stats;
 	dev_t dev;
 	unsigned long ino;
@@ -136,6 +139,8 @@ void vordr_ident_count(const struct vordr_ident *id, bool allowed,
 		       unsigned int bytes);
 /* Under rcu_read_lock(): the next identity at or after *pos, or false. */
 bool vordr_ident_next(u32 *pos, u32 *skip, struct vordr_ident_view *v);
+/* Changes when an identity is added or evicted (STATS dump consistency). */
+u32 vordr_ident_gen(void);
 /* Whether current runs the executable @id names (device and inode). */
 bool vordr_ident_is_current(const struct vordr_ident *id);
 
@@ -160,6 +165,8 @@ const struct vordr_owner *vordr_ksc_find(u64 cookie);
 /* Record @id (reference taken over, may be NULL) as @cookie's owner. */
 const struct vordr_owner *vordr_ksc_set(u64 cookie, struct vordr_ident *id,
 					pid_t pid, kuid_t uid);
+/* The same, but an owner learnt meanwhile (a known identity) is kept. */
+void vordr_ksc_offer(u64 cookie, struct vordr_ident *id, pid_t pid, kuid_t uid);
 
 int vordr_asc_init(void);
 void vordr_asc_exit(void);
@@ -192,7 +199,6 @@ u32 vordr_rules_gen(void);
 int vordr_rule_add(u8 prot, const char *path, u8 verdict, u32 timeout);
 const char *vordr_rule_path(const struct vordr_rule *r, u8 *prot);
 int vordr_rules_boot(const char *spec);
-void vordr_rules_gc(void);
 bool vordr_path_valid(const char *p);
 
 /* The longest rule timeout: a year. */

@@ -57,7 +57,7 @@ function pythonSend(msg) {
     `import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b'${msg}\\n', ('127.0.0.1', ${udpPort}))`]);
 }
 
-async function waitFor(pred, what, ms = 10_000) {
+async function waitFor(pred, what, ms = 30_000) {
   const end = Date.now() + ms;
   while (Date.now() < end) {
     if (pred()) return;
@@ -96,7 +96,7 @@ with open(${JSON.stringify(portFile)}, 'w') as f:
 tcp.serve_forever()
 `], { cwd: work, stdio: 'ignore' });
   children.push(server);
-  await waitFor(() => existsSync(portFile) && readFileSync(portFile, 'utf8').includes(' '), 'the test server');
+  await waitFor(() => existsSync(portFile) && readFileSync(portFile, 'utf8').includes(' '), 'the test server', 120_000);
   [tcpPort, udpPort] = readFileSync(portFile, 'utf8').split(' ').map(Number);
   const clear = vordr(['clear all', 'enable']);
   assert.equal(clear.code, 0, clear.err);

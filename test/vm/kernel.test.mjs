@@ -127,9 +127,12 @@ test('events: a blocked connection is reported with its application, addresses a
   const conn = await addon.open();
   try {
     vordr(`block tcp ${curl}`, 'set drops enabled');
-    const ev = eventMatching(conn, (e) => e.path === curl && e.verdict === 3, 8000, 'curl blocked');
-    get(`http://127.0.0.1:${port4}/`, ['--max-time', '2']);
+    const ev = eventMatching(conn, (e) => e.path === curl && e.verdict === 3, 30_000, 'curl blocked');
+    // Asynchronously: a synchronous spawn would hold the event loop, and
+    // the timer would fire before the waiting event is read.
+    const child = spawn(curl, ['-s', '-o', '/dev/null', '--max-time', '2', `http://127.0.0.1:${port4}/`]);
     const e = await ev;
+    await new Promise((r) => child.once('exit', r));
     assert.equal(e.reason, 0, 'reason: rule');
     assert.equal(e.dir, 0, 'outbound');
     assert.equal(e.prot, 6);
@@ -150,8 +153,8 @@ test('pending: the packet waits for a rule and the application\'s own retry pass
   try {
     // The server is unknown too: without its rule its side would wait as well.
     vordr(`allow tcp ${server}`, 'set unkrule pending');
-    const ev = eventMatching(conn, (e) => e.path === curl && e.verdict === 4, 8000, 'pending curl');
-    const child = spawn(curl, ['-s', '-o', '/dev/null', '--max-time', '15', `http://127.0.0.1:${port4}/`]);
+    const ev = eventMatching(conn, (e) => e.path === curl && e.verdict === 4, 30_000, 'pending curl');
+    const child = spawn(curl, ['-s', '-o', '/dev/null', '--max-time', '30', `http://127.0.0.1:${port4}/`]);
     const exited = new Promise((r) => child.once('exit', (c) => r(c)));
     await ev;
     await conn.request('rule_add', { prot: 6, path: curl, verdict: 2 });
@@ -212,4 +215,38 @@ test('boot rules: a module loaded with rules= enforces them before any console r
     run('rmmod', [name]);
     assert.equal(run('insmod', [ko]).code, 0);
   }
+});
+
+test('an unprivileged user in a user namespace cannot dress a program up as an allowed one', () => {
+  // The reviewer's attack: a world-writable tmpfs from the initial
+  // namespace, bind-mounted whole (mount root = filesystem root) over
+  // curl's directory inside `unshare -Urm`, with python copied in as curl.
+  const shm = join(work, 'shm');
+  run('mkdir', ['-p', shm]);
+  assert.equal(run('mount', ['-t', 'tmpfs', '-o', 'mode=1777', 'tmpfs', shm]).code, 0);
+  try {
+    copyFileSync(realpathSync('/usr/bin/python3'), join(shm, 'curl'));
+    chmodSync(join(shm, 'curl'), 0o755);
+    vordr('set unkrule block', `allow tcp ${curl}`, `allow tcp ${server}`);
+    assert.equal(get(`http://127.0.0.1:${port4}/`).code, 0, 'the real curl is allowed');
+    const dir = curl.slice(0, curl.lastIndexOf('/'));
+    const code = `import urllib.request; urllib.request.urlopen('http://127.0.0.1:${port4}/', timeout=3).read()`;
+    const r = run('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups',
+      'unshare', '-Urm', 'sh', '-c', `mount --bind ${shm} ${dir} && exec ${curl} -c "${code}"`]);
+    assert.notEqual(r.code, 0, `the impostor connected: ${r.err}`);
+    assert.match(r.err, /timed out|URLError/i, `the impostor did not run as planned: ${r.err}`);
+  } finally {
+    vordr('set unkrule allow', `clear ${curl}`, `clear ${server}`);
+    run('umount', [shm]);
+  }
+});
+
+test('a directory rule deeper than 32 levels is refused with a message, and changes nothing', () => {
+  const deep = '/' + Array.from({ length: 33 }, (_, i) => `d${i}`).join('/') + '/';
+  const file = join(work, 'deep');
+  writeFileSync(file, `block tcp ${deep}\n`);
+  const r = run(process.execPath, [cli, '-f', file]);
+  assert.equal(r.code, 1);
+  assert.match(r.out + r.err, /deeper than 32 levels/);
+  assert.doesNotMatch(vordr('query'), /d32/);
 });
