@@ -120,6 +120,9 @@ async function programs(f, tag) {
 
 async function blockEachProgram(t, f) {
   fresh();
+  for (const name of ['curl', 'nc', 'ping', 'socat']) {
+    assert.ok(bin[name], `${name} is not installed (Debian: curl, netcat-openbsd, iputils-ping, socat)`);
+  }
   const all = { curl: 'ok', nc: 'ok', ping: 'ok', socat: 'ok', python: 'ok' };
   assert.deepEqual(await programs(f, 'pass1'), all, 'with no rule');
   await k.add('block', 'tcp', bin.curl);
