@@ -227,6 +227,7 @@ static struct vordr_ident *ident_intern(struct file *exe, const char *p,
 	fresh->dev = key.dev;
 	fresh->ino = key.ino;
 	fresh->foreign = foreign;
+	fresh->unlinked = d_unlinked(exe->f_path.dentry);
 	fresh->mnt_key = exe->f_path.mnt;
 	fresh->dentry_key = exe->f_path.dentry;
 	atomic_set(&fresh->users, 1);
@@ -255,7 +256,8 @@ nomem:
 
 /*
  * The identity already interned for @exe reached the same way (same
- * mount and dentry, device, inode, foreignness), with a user reference:
+ * mount and dentry, device, inode, foreignness, still linked or not),
+ * with a user reference:
  * no path printing, no allocation.  NULL if there is none.
  */
 static struct vordr_ident *ident_known(struct file *exe, bool foreign)
@@ -269,7 +271,8 @@ static struct vordr_ident *ident_known(struct file *exe, bool foreign)
 	hlist_for_each_entry(id, ident_bucket(dev, inode->i_ino), node) {
 		if (id->dentry_key == exe->f_path.dentry &&
 		    id->mnt_key == exe->f_path.mnt && id->dev == dev &&
-		    id->ino == inode->i_ino && id->foreign == foreign) {
+		    id->ino == inode->i_ino && id->foreign == foreign &&
+		    id->unlinked == d_unlinked(exe->f_path.dentry)) {
 			atomic_inc(&id->users);
 			found = id;
 			break;
@@ -387,7 +390,12 @@ bool vordr_ident_is_current(const struct vordr_ident *id)
 	if (exe) {
 		struct inode *inode = file_inode(exe);
 
-		same = inode->i_ino == id->ino && inode->i_sb->s_dev == id->dev;
+		/*
+		 * A binary deleted or replaced since is another identity: its
+		 * path now prints as "PATH (deleted)".
+		 */
+		same = inode->i_ino == id->ino && inode->i_sb->s_dev == id->dev &&
+		       d_unlinked(exe->f_path.dentry) == id->unlinked;
 	}
 	rcu_read_unlock();
 	return same;

@@ -114,6 +114,7 @@ struct vordr_ident {
 	u16 len;
 	u8 ndirs;
 	bool foreign;	/* path printed under another root: matches no rule */
+	bool unlinked;	/* the file was deleted or replaced when interned */
 	u16 dir_len[VORDR_MAX_DEPTH];
 	u32 dir_hash[VORDR_MAX_DEPTH];
 	char path[];

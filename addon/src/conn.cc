@@ -731,6 +731,15 @@ Napi::Value Connection::Subscribe(const Napi::CallbackInfo &info)
 			int r = nl_socket_add_membership(ev_.sock, static_cast<int>(group_id_));
 			if (r < 0)
 				err = nle_to_errno(r);
+			/*
+			 * An event this socket had no room for then counts in the
+			 * kernel's evdrops: without it a full listener's losses are
+			 * invisible to the sender (netlink_broadcast_deliver()).
+			 */
+			int one = 1;
+			if (!err)
+				setsockopt(nl_socket_get_fd(ev_.sock), SOL_NETLINK,
+					   NETLINK_BROADCAST_ERROR, &one, sizeof(one));
 		}
 		if (err) {
 			CloseSocket(&ev_);
