@@ -16,7 +16,7 @@
 # Environment:
 #   VORDR_KO=path.ko, VORDR_KO_stock=..., VORDR_KO_debug=...
 #       test this prebuilt module instead of building kmod/
-#   VORDR_TIMEOUT_stock (1200), VORDR_TIMEOUT_debug (2400), VORDR_TIMEOUT
+#   VORDR_TIMEOUT_stock (1800), VORDR_TIMEOUT_debug (3600), VORDR_TIMEOUT
 #       seconds before the VM is killed
 #   VORDR_DEBUG_KERNEL_DIR   use this kernel-* dir instead of debug-kernel.sh's
 #   VORDR_APPEND   extra kernel command line
@@ -72,7 +72,7 @@ run_flavor() {
 
   local tvar="VORDR_TIMEOUT_$flavor" tmo
   tmo=${!tvar:-${VORDR_TIMEOUT:-}}
-  [[ -n "$tmo" ]] || { [[ $flavor == debug ]] && tmo=2400 || tmo=1200; }
+  [[ -n "$tmo" ]] || { [[ $flavor == debug ]] && tmo=3600 || tmo=1800; }
 
   vm_log "booting (timeout ${tmo}s): ${QEMU_CMD[*]} -serial stdio"
   echo "===== vm[$flavor] console begin ====="
