@@ -155,7 +155,7 @@ void vordr_event(const struct vordr_pkt *pkt, const struct vordr_owner *owner,
 	if (vordr_netlink_event(msg))
 		return;
 dropped:
-	atomic64_inc(&ev_dropped);
+	vordr_events_lost();
 }
 
 int vordr_events_init(void)

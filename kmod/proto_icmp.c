@@ -47,14 +47,12 @@ static bool vordr_icmpv6_infrastructure(const struct vordr_pkt *pkt)
 }
 
 const struct vordr_proto vordr_proto_icmp = {
-	.ipproto = IPPROTO_ICMP,
 	.prot = VORDR_PROT_ICMP,
 	.parse = vordr_icmp_parse,
 	.lookup_in = vordr_lookup_slow,	/* errors: the quoted packet's socket */
 };
 
 const struct vordr_proto vordr_proto_icmpv6 = {
-	.ipproto = IPPROTO_ICMPV6,
 	.prot = VORDR_PROT_ICMP,
 	.parse = vordr_icmp_parse,
 	.infrastructure = vordr_icmpv6_infrastructure,

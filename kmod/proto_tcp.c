@@ -23,7 +23,6 @@ static bool vordr_tcp_parse(const struct sk_buff *skb, struct vordr_pkt *pkt)
 }
 
 const struct vordr_proto vordr_proto_tcp = {
-	.ipproto = IPPROTO_TCP,
 	.prot = VORDR_PROT_TCP,
 	.parse = vordr_tcp_parse,
 	.lookup_in = vordr_lookup_slow,

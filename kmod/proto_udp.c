@@ -46,7 +46,6 @@ static struct sock *vordr_udp_lookup(struct sk_buff *skb,
 }
 
 const struct vordr_proto vordr_proto_udp = {
-	.ipproto = IPPROTO_UDP,
 	.prot = VORDR_PROT_UDP,
 	.parse = vordr_udp_parse,
 	.lookup_in = vordr_udp_lookup,

@@ -64,6 +64,8 @@ static u32 rules_cursor;	/* where the search for a free slot starts */
 static u32 rules_ndirs;		/* directory rules; read locklessly */
 static u32 rules_timed;		/* rules that expire */
 static u32 rules_nverdict[2];	/* allow rules, block rules; read locklessly */
+static u32 rules_seed;
+static u32 rules_gen = 1;	/* bumped by every change; 0 means "none" to dumps */
 
 static void rules_tally(const struct vordr_rule *r, int delta)
 {
@@ -90,8 +92,6 @@ bool vordr_rules_uniform(u8 unkrule, u8 *verdict)
 	}
 	return false;
 }
-static u32 rules_seed;
-static u32 rules_gen = 1;	/* bumped by every change; 0 means "none" to dumps */
 
 u32 vordr_hash(const char *s, u16 len)
 {
@@ -439,16 +439,55 @@ static bool rules_unescape(char *s)
  * icmp, and PATH percent-encoded (%2C for ',', %25 for '%').  All or
  * nothing: a bad entry fails the load, naming the entry.
  */
+struct rules_name {
+	const char *name;
+	u8 value;
+};
+
+/* Canonical names from defs.x: the grammar's words for verdicts and protocols. */
+static const struct rules_name rules_values[] = {
+#define VORDR_CONST(group, id, value, name, ...) VORDR_BOOT_##group(value, name)
+#define VORDR_BOOT_VALUE(value, name) { name, value },
+#define VORDR_BOOT_PROT(value, name)
+#define VORDR_BOOT_REASON(value, name)
+#define VORDR_BOOT_DIR(value, name)
+#include "defs.x"
+#undef VORDR_BOOT_VALUE
+#undef VORDR_BOOT_PROT
+};
+
+static const struct rules_name rules_prots[] = {
+#define VORDR_CONST(group, id, value, name, ...) VORDR_BOOT_##group(value, name)
+#define VORDR_BOOT_VALUE(value, name)
+#define VORDR_BOOT_PROT(value, name) { name, value },
+#include "defs.x"
+#undef VORDR_BOOT_VALUE
+#undef VORDR_BOOT_PROT
+#undef VORDR_BOOT_REASON
+#undef VORDR_BOOT_DIR
+};
+
+/* The value named @name in @t[0..n), or false. */
+static bool rules_lookup(const struct rules_name *t, size_t n,
+			 const char *name, u8 *value)
+{
+	size_t i;
+
+	for (i = 0; name && i < n; i++) {
+		if (!strcmp(name, t[i].name)) {
+			*value = t[i].value;
+			return true;
+		}
+	}
+	return false;
+}
+
 int vordr_rules_boot(const char *spec)
 {
-	static const struct { const char *name; u8 prot; } prots[] = {
-		{ "any", VORDR_PROT_ANY }, { "tcp", VORDR_PROT_TCP },
-		{ "udp", VORDR_PROT_UDP }, { "icmp", VORDR_PROT_ICMP },
-	};
 	char *copy, *cur, *entry, *verdict, *prot;
-	unsigned int n = 0, i;
+	unsigned int n = 0;
 	int err = 0;
-	u8 v;
+	u8 v, p;
 
 	copy = kstrdup(spec, GFP_KERNEL);
 	if (!copy)
@@ -461,19 +500,12 @@ int vordr_rules_boot(const char *spec)
 		verdict = strsep(&entry, ":");
 		prot = strsep(&entry, ":");
 		err = -EINVAL;
-		if (!strcmp(verdict, "allow"))
-			v = VORDR_VALUE_ALLOW;
-		else if (!strcmp(verdict, "block"))
-			v = VORDR_VALUE_BLOCK;
-		else
+		if (!rules_lookup(rules_values, ARRAY_SIZE(rules_values), verdict, &v) ||
+		    (v != VORDR_VALUE_ALLOW && v != VORDR_VALUE_BLOCK) ||
+		    !rules_lookup(rules_prots, ARRAY_SIZE(rules_prots), prot, &p) ||
+		    !entry || !rules_unescape(entry) || !vordr_path_valid(entry))
 			break;
-		for (i = 0; prot && i < ARRAY_SIZE(prots); i++)
-			if (!strcmp(prot, prots[i].name))
-				break;
-		if (!prot || i == ARRAY_SIZE(prots) || !entry ||
-		    !rules_unescape(entry) || !vordr_path_valid(entry))
-			break;
-		err = vordr_rule_add(prots[i].prot, entry, v, 0);
+		err = vordr_rule_add(p, entry, v, 0);
 	}
 	if (err)
 		pr_err("rules: entry %u is not VERDICT:PROT:/PATH (%d)\n", n, err);

@@ -231,7 +231,6 @@ struct vordr_pkt {
  * its packets belong to the network rather than to any application.
  */
 struct vordr_proto {
-	u8 ipproto;
 	u8 prot;
 	/* Fill sport and dport; false: the header is truncated. */
 	bool (*parse)(const struct sk_buff *skb, struct vordr_pkt *pkt);
