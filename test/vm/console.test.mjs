@@ -5,13 +5,13 @@
 // as root with vordr.ko loaded.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync, readFileSync, existsSync, chmodSync, copyFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 
-const repo = process.env.VORDR_REPO ?? new URL('../..', import.meta.url).pathname;
-const cli = join(repo, 'daemon', 'dist', 'cli.js');
+import { cli, run, vordrOk } from './util.mjs';
+
 const work = mkdtempSync(join(tmpdir(), 'vordr-console-'));
 chmodSync(work, 0o755);
 const rulesFile = join(work, 'etc', 'rules');
@@ -31,17 +31,8 @@ const SLOW = process.env.VORDR_FLAVOR === 'debug' ? 3 : 1;
 const children = [];
 let port;
 
-function run(cmd, args, opts = {}) {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 30_000, ...opts });
-  return { code: r.status, out: r.stdout ?? '', err: r.stderr ?? '' };
-}
-
 function vordr(...lines) {
-  const file = join(work, `cmds-${Math.random().toString(36).slice(2)}`);
-  writeFileSync(file, lines.join('\n') + '\n');
-  const r = run(process.execPath, [cli, '-f', file]);
-  assert.equal(r.code, 0, `vordr ${lines.join('; ')}: ${r.out}${r.err}`);
-  return r.out;
+  return vordrOk(lines, { dir: work });
 }
 
 function tmux(...args) {

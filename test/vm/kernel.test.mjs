@@ -4,16 +4,12 @@
 // Run by test/vm/guest.sh as root with vordr.ko loaded.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync, chmodSync, copyFileSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { createRequire } from 'node:module';
+import { addon, cli, run, vordrOk } from './util.mjs';
 
-const require = createRequire(import.meta.url);
-const repo = process.env.VORDR_REPO ?? new URL('../..', import.meta.url).pathname;
-const addon = require(join(repo, 'addon'));
-const cli = join(repo, 'daemon', 'dist', 'cli.js');
 const work = mkdtempSync(join(tmpdir(), 'vordr-kernel-'));
 chmodSync(work, 0o755);
 const curl = realpathSync('/usr/bin/curl');
@@ -27,17 +23,8 @@ const children = [];
 let port4;
 let port6;
 
-function run(cmd, args, opts = {}) {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 30_000, ...opts });
-  return { code: r.status, out: r.stdout ?? '', err: r.stderr ?? '' };
-}
-
 function vordr(...lines) {
-  const file = join(work, `cmds-${Math.random().toString(36).slice(2)}`);
-  writeFileSync(file, lines.join('\n') + '\n');
-  const r = run(process.execPath, [cli, '-f', file]);
-  assert.equal(r.code, 0, `vordr ${lines.join('; ')}: ${r.out}${r.err}`);
-  return r.out;
+  return vordrOk(lines, { dir: work });
 }
 
 function get(url, extra = []) {

@@ -138,6 +138,13 @@ export function vordr(lines, { user, dir = tmpdir() } = {}) {
   return asUser(user, process.execPath, argv);
 }
 
+/** Runs lines through `vordr -f` as root and asserts they all succeeded; returns its output. */
+export function vordrOk(lines, opts) {
+  const r = vordr(lines, opts);
+  assert.equal(r.code, 0, `vordr ${lines.join('; ')}: ${r.out}${r.err}`);
+  return r.out;
+}
+
 /** Runs a command as an unprivileged uid/gid with no groups and no capabilities. */
 export function asUser(uid, cmd, args, opts = {}) {
   return run('setpriv', [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups',
