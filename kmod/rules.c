@@ -44,6 +44,7 @@ struct vordr_rule {
 	struct rcu_head rcu;
 	struct vordr_rule_stats __percpu *stats;
 	unsigned long expires;		/* jiffies; 0: never */
+	u32 timeout;			/* seconds it was given, for dumps */
 	u32 hash;
 	u32 slot;
 	u8 prot;
@@ -273,8 +274,11 @@ int vordr_rule_add(u8 prot, const char *path, u8 verdict, u32 timeout)
 	r->prot = prot;
 	r->verdict = verdict;
 	r->hash = vordr_hash(path, len);
-	if (timeout)
+	if (timeout) {
+		/* Never 0 (never expires); may be one jiffy late. */
 		r->expires = (jiffies + (unsigned long)timeout * HZ) | 1;
+		r->timeout = timeout;
+	}
 
 	mutex_lock(&rules_lock);
 	rules_gc();
@@ -368,7 +372,8 @@ bool vordr_rule_next(u32 *pos, bool all, u8 verdict, struct vordr_rule_view *v)
 		if (r->expires) {
 			long left = (long)(r->expires - jiffies);
 
-			v->timeout = left > 0 ? DIV_ROUND_UP(left, HZ) : 1;
+			/* Rounded up, but never more than it was given. */
+			v->timeout = left > 0 ? min_t(u32, DIV_ROUND_UP(left, HZ), r->timeout) : 1;
 		} else {
 			v->timeout = 0;
 		}
