@@ -93,11 +93,13 @@ static struct sock *vordr_socket(struct sk_buff *skb, const struct vordr_pkt *pk
 
 /*
  * A TCP socket accepted from a listener (or not yet accepted) belongs to
- * whoever owns the listener: find it by the socket's local address.
+ * whoever owns the listener: find it by the socket's local address.  A
+ * listener whose owner is not known yet sets *pending to its cookie.
  */
 static const struct vordr_owner *vordr_listener_owner(const struct vordr_pkt *pkt,
-						      struct sock *sk)
+						      struct sock *sk, u64 *pending)
 {
+	const struct vordr_owner *o;
 	int dif = pkt->indev ? pkt->indev->ifindex : sk->sk_bound_dev_if;
 	struct inet_hashinfo *h = pkt->net->ipv4.tcp_death_row.hashinfo;
 	struct sock *l = NULL;
@@ -116,7 +118,13 @@ static const struct vordr_owner *vordr_listener_owner(const struct vordr_pkt *pk
 					  &sk->sk_v6_rcv_saddr, sk->sk_num, dif, 0);
 #endif
 	/* Listeners are freed after a grace period: no reference needed. */
-	return !IS_ERR_OR_NULL(l) ? vordr_ksc_find(vordr_sk_cookie(l)) : NULL;
+	if (IS_ERR_OR_NULL(l))
+		return NULL;
+	*pending = vordr_sk_cookie(l);
+	o = vordr_ksc_find(*pending);
+	if (o)
+		*pending = 0;
+	return o;
 }
 
 /*
@@ -132,7 +140,7 @@ static const struct vordr_owner *vordr_owner(const struct vordr_pkt *pkt,
 {
 	const struct vordr_owner *o, *l;
 	struct vordr_ident *id;
-	u64 cookie = vordr_sk_cookie(sk);
+	u64 cookie = vordr_sk_cookie(sk), listener = 0;
 	bool here;
 	int err = 0;
 
@@ -155,10 +163,19 @@ static const struct vordr_owner *vordr_owner(const struct vordr_pkt *pkt,
 	if (!here) {
 		if (sk->sk_kern_sock)
 			return o;
-		l = vordr_listener_owner(pkt, sk);
+		l = vordr_listener_owner(pkt, sk, &listener);
 		if (l && l->id) {
 			vordr_ident_get(l->id);
 			return vordr_ksc_set(cookie, l->id, l->pid, l->uid);
+		}
+		/*
+		 * Not accepted yet (no file), or its listener is being looked
+		 * up: the listener's owner decides, so wait for it.
+		 */
+		if (listener) {
+			vordr_asc_request(listener);
+			*wait = !o;
+			return o;
 		}
 		if (!READ_ONCE(sk->sk_socket))
 			return o;	/* orphaned: nobody holds it */
@@ -242,6 +259,17 @@ static unsigned int vordr_decide(struct sk_buff *skb, struct vordr_pkt *pkt)
 						       &verdict)) {
 			/* Whoever the owner is, the rules say the same. */
 			reason = VORDR_REASON_NORULE;
+		} else if (wait && pkt->bare && sk->sk_state == TCP_LISTEN) {
+			/*
+			 * A listener's handshake (SYN in, SYN-ACK out, ACK
+			 * in) while its owner is looked up: it carries no
+			 * data, and the first data, on the new socket, waits
+			 * for the listener's owner.  Holding it back instead
+			 * would stall every new server's first client for a
+			 * SYN retransmission (a second).
+			 */
+			verdict = VORDR_VALUE_ALLOW;
+			reason = VORDR_REASON_UNKPROC;
 		} else {
 			/* Being looked up: dropped, the retransmission passes. */
 			verdict = wait ? VORDR_VALUE_BLOCK : vordr_flag(VORDR_FLAG_UNKPROC);

@@ -19,6 +19,7 @@ static bool vordr_tcp_parse(const struct sk_buff *skb, struct vordr_pkt *pkt)
 		return false;
 	pkt->sport = ntohs(th->source);
 	pkt->dport = ntohs(th->dest);
+	pkt->bare = skb->len <= pkt->thoff + th->doff * 4;
 	return true;
 }
 

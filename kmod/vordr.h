@@ -223,6 +223,7 @@ struct vordr_pkt {
 	u8 ipproto;			/* the transport's IANA number */
 	u8 prot;			/* VORDR_PROT_*, or ipproto if unknown */
 	u16 sport, dport;		/* host order; ICMP: type and code */
+	bool bare;			/* TCP: a segment without payload */
 	union nf_inet_addr saddr, daddr;
 };
 
