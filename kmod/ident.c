@@ -192,7 +192,7 @@ static struct vordr_ident *ident_intern(struct file *exe, const char *p,
 	struct inode *inode = file_inode(exe);
 	struct vordr_ident key, *id, *fresh;
 	unsigned long flags;
-	int cpu;
+	int cpu, i;
 
 	size_t len = strlen(p);
 
@@ -230,6 +230,8 @@ static struct vordr_ident *ident_intern(struct file *exe, const char *p,
 	fresh->unlinked = d_unlinked(exe->f_path.dentry);
 	fresh->mnt_key = exe->f_path.mnt;
 	fresh->dentry_key = exe->f_path.dentry;
+	for (i = 0; i < VORDR_RULE_CACHE; i++)
+		atomic64_set(&fresh->rule_cache[i], 0);
 	atomic_set(&fresh->users, 1);
 	ident_hash(fresh);
 

@@ -67,6 +67,26 @@ static u32 rules_timed;		/* rules that expire */
 static u32 rules_nverdict[2];	/* allow rules, block rules; read locklessly */
 static u32 rules_seed;
 static u32 rules_gen = 1;	/* bumped by every change; 0 means "none" to dumps */
+/*
+ * A sequence count for the identities' rule caches: odd while rules_lock's
+ * holder changes the table, bumped before and after.  64 bits, so that an
+ * identity's cached match (which keeps its low 43) could only be taken
+ * for a later one after 2^42 changes of the table.
+ */
+static atomic64_t rules_seq = ATOMIC64_INIT(0);
+
+static void rules_write_begin(void)
+{
+	lockdep_assert_held(&rules_lock);
+	atomic64_inc(&rules_seq);
+	smp_wmb();	/* odd before any change is seen */
+}
+
+static void rules_write_end(void)
+{
+	smp_wmb();	/* every change seen before even */
+	atomic64_inc(&rules_seq);
+}
 
 static void rules_tally(const struct vordr_rule *r, int delta)
 {
@@ -140,13 +160,11 @@ static const struct vordr_rule *rules_best(u32 hash, const char *path,
  * The most specific rule for @id and @prot: the exact path, then the
  * deepest directory holding it.  Under rcu_read_lock().
  */
-const struct vordr_rule *vordr_rule_match(const struct vordr_ident *id, u8 prot)
+static const struct vordr_rule *rules_match(const struct vordr_ident *id, u8 prot)
 {
 	const struct vordr_rule *r;
 	int i;
 
-	if (id->foreign)
-		return NULL;
 	r = rules_best(id->hash, id->path, id->len, prot);
 	if (r || !READ_ONCE(rules_ndirs))
 		return r;
@@ -156,6 +174,58 @@ const struct vordr_rule *vordr_rule_match(const struct vordr_ident *id, u8 prot)
 			return r;
 	}
 	return NULL;
+}
+
+#define RULES_CACHE_SLOT_BITS 21	/* slot + 1 <= 2^20 (rules_max) */
+#define RULES_CACHE_SEQ_MASK (U64_MAX >> RULES_CACHE_SLOT_BITS)
+
+static int rules_cache_index(u8 prot)
+{
+	switch (prot) {
+	case VORDR_PROT_TCP:
+		return 0;
+	case VORDR_PROT_UDP:
+		return 1;
+	case VORDR_PROT_ICMP:
+		return 2;
+	}
+	return -1;
+}
+
+/*
+ * rules_match() remembered per identity and protocol: the table's sequence
+ * count and the slot of the rule matched (0: none).  While the count has
+ * not moved, nothing in the table has, and the slot holds that very rule;
+ * a packet then costs no path comparison and no directory walk.  Readers
+ * never wait: while a writer is at work (odd count) they look up.
+ */
+const struct vordr_rule *vordr_rule_match(struct vordr_ident *id, u8 prot)
+{
+	int c = rules_cache_index(prot);
+	const struct vordr_rule *r;
+	u64 seq, e;
+	u32 slot;
+
+	if (id->foreign)
+		return NULL;
+	if (c < 0)
+		return rules_match(id, prot);
+	seq = atomic64_read(&rules_seq);
+	smp_rmb();	/* the count before the table */
+	e = atomic64_read(&id->rule_cache[c]);
+	if (!(seq & 1) && e >> RULES_CACHE_SLOT_BITS == (seq & RULES_CACHE_SEQ_MASK)) {
+		slot = e & ((1u << RULES_CACHE_SLOT_BITS) - 1);
+		r = slot ? rcu_dereference(rules_slot[slot - 1]) : NULL;
+		smp_rmb();	/* the table before the count */
+		if (atomic64_read(&rules_seq) == seq && (!r || !rules_expired(r)))
+			return r;
+	}
+	r = rules_match(id, prot);
+	smp_rmb();
+	if (!(seq & 1) && atomic64_read(&rules_seq) == seq)
+		atomic64_set(&id->rule_cache[c], (seq & RULES_CACHE_SEQ_MASK) << RULES_CACHE_SLOT_BITS |
+			     (r ? r->slot + 1 : 0));
+	return r;
 }
 
 /* Count a packet against @r and return its verdict. */
@@ -281,6 +351,7 @@ int vordr_rule_add(u8 prot, const char *path, u8 verdict, u32 timeout)
 	}
 
 	mutex_lock(&rules_lock);
+	rules_write_begin();
 	rules_gc();
 	WRITE_ONCE(rules_gen, rules_gen + 1);
 	old = rules_find(r->hash, path, len, prot);
@@ -314,6 +385,7 @@ int vordr_rule_add(u8 prot, const char *path, u8 verdict, u32 timeout)
 	rcu_assign_pointer(rules_slot[slot], r);
 	hlist_add_head_rcu(&r->node, rules_bucket(r->hash));
 out_unlock:
+	rules_write_end();
 	mutex_unlock(&rules_lock);
 	if (err) {
 		free_percpu(r->stats);
@@ -331,6 +403,7 @@ int vordr_rule_del(const char *path, bool any_prot, u8 prot)
 	int removed = 0;
 
 	mutex_lock(&rules_lock);
+	rules_write_begin();
 	rules_gc();
 	hlist_for_each_entry_safe(r, tmp, rules_bucket(hash), node) {
 		if (!rules_names(r, hash, path, len) ||
@@ -339,6 +412,7 @@ int vordr_rule_del(const char *path, bool any_prot, u8 prot)
 		rules_retire(r);
 		removed++;
 	}
+	rules_write_end();
 	mutex_unlock(&rules_lock);
 	return removed ? 0 : -ENOENT;
 }
@@ -350,12 +424,14 @@ void vordr_rule_clear(bool all, u8 verdict)
 	u32 i;
 
 	mutex_lock(&rules_lock);
+	rules_write_begin();
 	for (i = 0; i < vordr_rules_max; i++) {
 		r = rcu_dereference_protected(rules_slot[i],
 					      lockdep_is_held(&rules_lock));
 		if (r && (all || r->verdict == verdict))
 			rules_retire(r);
 	}
+	rules_write_end();
 	mutex_unlock(&rules_lock);
 }
 

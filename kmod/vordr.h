@@ -82,6 +82,7 @@ void vordr_count_packet(void);
 /* ---- identities (ident.c) --------------------------------------------- */
 
 #define VORDR_MAX_DEPTH 32
+#define VORDR_RULE_CACHE 3		/* tcp, udp, icmp */
 
 struct vordr_ident_stats;
 
@@ -115,6 +116,8 @@ struct vordr_ident {
 	u8 ndirs;
 	bool foreign;	/* path printed under another root: matches no rule */
 	bool unlinked;	/* the file was deleted or replaced when interned */
+	/* The rule last matched per protocol (rules.c: vordr_rule_match). */
+	atomic64_t rule_cache[VORDR_RULE_CACHE];
 	u16 dir_len[VORDR_MAX_DEPTH];
 	u32 dir_hash[VORDR_MAX_DEPTH];
 	char path[];
@@ -194,7 +197,7 @@ extern unsigned int vordr_rules_max;
 int vordr_rules_init(void);
 void vordr_rules_exit(void);
 u32 vordr_hash(const char *s, u16 len);
-const struct vordr_rule *vordr_rule_match(const struct vordr_ident *id, u8 prot);
+const struct vordr_rule *vordr_rule_match(struct vordr_ident *id, u8 prot);
 u8 vordr_rule_hit(const struct vordr_rule *r, unsigned int bytes);
 bool vordr_rules_uniform(u8 unkrule, u8 *verdict);
 u32 vordr_rules_gen(void);
