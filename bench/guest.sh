@@ -31,6 +31,7 @@ ip link set lo up
 cd "$VORDR_REPO" || exit 1
 
 read -r -a configs <<<"$BENCH_CONFIGS"
+[[ -n ${BENCH_PROFILE:-} ]] && grep -v '\[' /proc/kallsyms >"$out/kallsyms.txt"
 # What vordr.ko needs and insmod does not load (nf_socket_ipv4/6): loaded
 # once, for every configuration alike.
 for dep in $(modinfo -F depends "$VORDR_KO" 2>/dev/null | tr ',' ' '); do
@@ -59,6 +60,8 @@ setup() {
     v[0-9]*)
       n=${c#v}
       insmod "$VORDR_KO" || { bad "insmod for $c failed"; return 1; }
+      # Where the module's code is, for an instruction profile (bench/profile.py).
+      [[ -n ${BENCH_PROFILE:-} ]] && grep -F "[$VORDR_MODULE]" /proc/kallsyms >"$out/kallsyms-$c-$r.txt"
       if ((n > 0)); then
         local t0=$EPOCHREALTIME
         vordr -f "$out/rules-$n.vordr" >"$out/load.log" 2>&1 || { bad "loading rules-$n failed: $(tail -n3 "$out/load.log")"; return 1; }

@@ -12,7 +12,11 @@
 # firewall did not see the traffic, a dirty kernel log); the full form also
 # fails when a target is missed, the short form only reports it.
 #
-# Environment: BENCH_CONNS, BENCH_PAR, BENCH_DGRAMS, BENCH_SIZE, BENCH_ROUNDS,
+#   BENCH_CLOCK=icount bash bench/run.sh
+#                                # the same, timed in instructions (see README)
+#
+# Environment: BENCH_CLOCK (wall or icount), BENCH_ICOUNT_SHIFT (2),
+# BENCH_CONNS, BENCH_PAR, BENCH_DGRAMS, BENCH_SIZE, BENCH_ROUNDS,
 # BENCH_OSNITCH_SECS, BENCH_CONFIGS override the form's values; VORDR_KO_stock / VORDR_KO, VORDR_QUIET,
 # VORDR_VM_MEM and VORDR_APPEND work as in test/vm/run.sh.
 set -uo pipefail
@@ -35,6 +39,15 @@ else
   : "${BENCH_CONNS:=3000}" "${BENCH_DGRAMS:=50000}" "${BENCH_ROUNDS:=2}" "${BENCH_OSNITCH_SECS:=10}"
 fi
 : "${BENCH_PAR:=2}" "${BENCH_SIZE:=64}" "${BENCH_CONFIGS:=none v0 v100 v10000 osnitch}"
+: "${BENCH_CLOCK:=wall}" "${BENCH_ICOUNT_SHIFT:=2}"
+case $BENCH_CLOCK in
+  wall) clock="2 vCPUs, wall clock" ;;
+  # The guest's clock counts instructions (2^shift ns each) and jumps over
+  # idle time: the host's load no longer reaches the figures, and every
+  # instruction the hook costs does.  Cache and memory effects do not show.
+  icount) clock="1 vCPU, instruction clock (-icount shift=$BENCH_ICOUNT_SHIFT,sleep=off: 2^$BENCH_ICOUNT_SHIFT ns per guest instruction)" ;;
+  *) echo "BENCH_CLOCK: wall or icount" >&2; exit 2 ;;
+esac
 
 fail() { vm_log "$*"; exit 1; }
 
@@ -58,7 +71,8 @@ build_module stock || fail "module build failed"
 build_initramfs stock || fail "initramfs failed"
 prepare_share stock BENCH_CONNS="$BENCH_CONNS" BENCH_PAR="$BENCH_PAR" BENCH_DGRAMS="$BENCH_DGRAMS" \
   BENCH_SIZE="$BENCH_SIZE" BENCH_ROUNDS="$BENCH_ROUNDS" BENCH_CONFIGS="$BENCH_CONFIGS" \
-  BENCH_OSNITCH_SECS="$BENCH_OSNITCH_SECS" BENCH_VBENCH="$BENCH_DIR/out/vbench"
+  BENCH_OSNITCH_SECS="$BENCH_OSNITCH_SECS" BENCH_VBENCH="$BENCH_DIR/out/vbench" \
+  BENCH_PROFILE="${BENCH_PROFILE:-}"
 
 # Rules for executables that never run, spread like a real table: exact
 # paths and directories, tcp, udp and any, allow and block; plus the allow
@@ -79,6 +93,16 @@ for c in $BENCH_CONFIGS; do
 done
 
 qemu_cmd stock
+if [[ $BENCH_CLOCK == icount ]]; then
+  # One vCPU: QEMU 7.2 under -icount sleep=off hangs bringing up a second.
+  for i in "${!QEMU_CMD[@]}"; do [[ ${QEMU_CMD[i]} == -smp ]] && QEMU_CMD[i + 1]=1; done
+  QEMU_CMD+=(-icount "shift=$BENCH_ICOUNT_SHIFT,sleep=off")
+fi
+if [[ -n ${BENCH_PROFILE:-} ]]; then
+  # An instruction profile of the guest kernel (bench/tbprof.c).
+  gcc -O2 -Wall -shared -fPIC -o "$BENCH_DIR/out/tbprof.so" "$BENCH_DIR/tbprof.c" || fail "building tbprof failed"
+  QEMU_CMD+=(-plugin "$BENCH_DIR/out/tbprof.so,out=$SHARE/tbprof.txt")
+fi
 tmo=${VORDR_TIMEOUT:-$([[ $form == full ]] && echo 5400 || echo 1200)}
 log=$OUT/console.log
 vm_log "$form form: ${BENCH_CONNS} connections (${BENCH_PAR} clients), ${BENCH_DGRAMS} datagrams of ${BENCH_SIZE} B, ${BENCH_ROUNDS} rounds of: ${BENCH_CONFIGS} (OpenSnitch cut after ${BENCH_OSNITCH_SECS} s)"
@@ -96,4 +120,4 @@ python3 "$BENCH_DIR/table.py" --form "$form" --share "$SHARE" --qemu-rc "$qrc" \
   --conns "$BENCH_CONNS" --par "$BENCH_PAR" --dgrams "$BENCH_DGRAMS" --size "$BENCH_SIZE" \
   --rounds "$BENCH_ROUNDS" --configs "$BENCH_CONFIGS" --osnitch-secs "$BENCH_OSNITCH_SECS" \
   --kernel "$KERNEL_VERSION" --commit "$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
-  --out "$BENCH_DIR/out/results.md" --console "$log"
+  --clock "$clock" --out "$BENCH_DIR/out/results.md" --console "$log"

@@ -26,7 +26,7 @@ def config_name(c):
 def main():
     ap = argparse.ArgumentParser()
     for a in ("--form", "--share", "--qemu-rc", "--kernel", "--commit", "--out", "--console",
-              "--conns", "--par", "--dgrams", "--size", "--rounds", "--configs", "--osnitch-secs"):
+              "--conns", "--par", "--dgrams", "--size", "--rounds", "--configs", "--osnitch-secs", "--clock"):
         ap.add_argument(a, required=True)
     o = ap.parse_args()
     broken = []
@@ -82,7 +82,7 @@ def main():
 
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"{'Full' if o.form == 'full' else 'Short'} form, {date}: Debian kernel {o.kernel} in QEMU "
-             f"(TCG, 2 vCPUs), vordr at {o.commit}; storm {int(o.conns):,} connections "
+             f"(TCG, {o.clock}), vordr at {o.commit}; storm {int(o.conns):,} connections "
              f"({o.par} clients), UDP flood {int(o.dgrams):,} datagrams of {o.size} B, "
              f"{rounds} interleaved rounds. Throughput: median [min-max] of the rounds; "
              f"ratio: median of each round's ratio to the no-firewall run of that round.", "",
@@ -107,6 +107,16 @@ def main():
     if synre:
         lines += ["", "SYNs sent again (TCPSynRetrans) during the storms, all rounds: " +
                   ", ".join(f"{config_name(c)} {synre.get(c, 0)}" for c in configs) + "."]
+
+    if "v10000" in configs and "v0" in configs:
+        per = []
+        for w, _ in WORKLOADS:
+            rs = [byround[("v10000", w, r)] / byround[("v0", w, r)] for r in map(str, range(1, rounds + 1))
+                  if ("v10000", w, r) in byround and byround.get(("v0", w, r))]
+            if rs:
+                per.append(f"{w} " + ", ".join(f"{x:.3f}" for x in rs))
+        if per:
+            lines += ["", "10,000 rules over 0 rules, round by round: " + "; ".join(per) + "."]
 
     targets = []
     if "v10000" in configs and "v0" in configs:
