@@ -102,10 +102,11 @@ static const struct vordr_owner *vordr_listener_owner(const struct vordr_pkt *pk
 	const struct vordr_owner *o;
 	int dif = pkt->indev ? pkt->indev->ifindex : sk->sk_bound_dev_if;
 	struct inet_hashinfo *h = pkt->net->ipv4.tcp_death_row.hashinfo;
+	u8 state = READ_ONCE(sk->sk_state);
 	struct sock *l = NULL;
 
-	if (sk->sk_protocol != IPPROTO_TCP || sk->sk_state == TCP_LISTEN ||
-	    sk->sk_state == TCP_SYN_SENT)
+	if (sk->sk_protocol != IPPROTO_TCP || state == TCP_LISTEN ||
+	    state == TCP_SYN_SENT)
 		return NULL;
 	if (sk->sk_family == AF_INET)
 		l = __inet_lookup_listener(pkt->net, h, NULL, 0,
@@ -259,7 +260,7 @@ static unsigned int vordr_decide(struct sk_buff *skb, struct vordr_pkt *pkt)
 						       &verdict)) {
 			/* Whoever the owner is, the rules say the same. */
 			reason = VORDR_REASON_NORULE;
-		} else if (wait && pkt->bare && sk->sk_state == TCP_LISTEN) {
+		} else if (wait && pkt->bare && READ_ONCE(sk->sk_state) == TCP_LISTEN) {
 			/*
 			 * A listener's handshake (SYN in, SYN-ACK out, ACK
 			 * in) while its owner is looked up: it carries no
@@ -362,6 +363,7 @@ static unsigned int vordr_ipv6(void *priv, struct sk_buff *skb,
 	if (frag_off & htons(IP6_OFFSET))
 		return NF_ACCEPT;
 	vordr_pkt_init(&pkt, skb, state, AF_INET6);
+	pkt.frag = !!(frag_off & htons(IP6_MF));
 	pkt.ipproto = nexthdr;
 	pkt.prot = nexthdr;
 	pkt.thoff = off;

@@ -19,7 +19,8 @@ static bool vordr_tcp_parse(const struct sk_buff *skb, struct vordr_pkt *pkt)
 		return false;
 	pkt->sport = ntohs(th->source);
 	pkt->dport = ntohs(th->dest);
-	pkt->bare = skb->len <= pkt->thoff + th->doff * 4;
+	/* A first IPv6 fragment's length says nothing of the segment's. */
+	pkt->bare = !pkt->frag && skb->len <= pkt->thoff + th->doff * 4;
 	return true;
 }
 

@@ -84,6 +84,7 @@ static void rules_write_begin(void)
 
 static void rules_write_end(void)
 {
+	lockdep_assert_held(&rules_lock);
 	smp_wmb();	/* every change seen before even */
 	atomic64_inc(&rules_seq);
 }
@@ -221,7 +222,7 @@ const struct vordr_rule *vordr_rule_match(struct vordr_ident *id, u8 prot)
 			return r;
 	}
 	r = rules_match(id, prot);
-	smp_rmb();
+	smp_rmb();	/* the table before the count: a change meanwhile, no tag */
 	if (!(seq & 1) && atomic64_read(&rules_seq) == seq)
 		atomic64_set(&id->rule_cache[c], (seq & RULES_CACHE_SEQ_MASK) << RULES_CACHE_SLOT_BITS |
 			     (r ? r->slot + 1 : 0));

@@ -99,7 +99,8 @@ struct vordr_ident_stats;
  *
  * Interned: one per (device, inode, path, foreign), shared by every
  * socket it owns, carrying the executable's per-CPU counters (STATS).
- * Immutable once published but for the counters and @users.
+ * Immutable once published but for the counters, @users and the
+ * rule cache (rules.c).
  */
 struct vordr_ident {
 	struct hlist_node node;		/* in the identity index, under RCU */
@@ -227,6 +228,7 @@ struct vordr_pkt {
 	u8 prot;			/* VORDR_PROT_*, or ipproto if unknown */
 	u16 sport, dport;		/* host order; ICMP: type and code */
 	bool bare;			/* TCP: a segment without payload */
+	bool frag;			/* IPv6: a first fragment, not the whole */
 	union nf_inet_addr saddr, daddr;
 };
 
