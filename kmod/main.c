@@ -37,6 +37,26 @@ static const char *const vordr_value_names[] = {
 #undef VORDR_CONST_DIR
 };
 
+/* The index of @name in @names[0..n) (names by value), or false. */
+bool vordr_named(const char *const *names, size_t n, const char *name, u8 *value)
+{
+	size_t i;
+
+	for (i = 0; name && i < n; i++) {
+		if (names[i] && !strcmp(name, names[i])) {
+			*value = i;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* The flag value or verdict canonically named @name (defs.x), or false. */
+bool vordr_value_named(const char *name, u8 *value)
+{
+	return vordr_named(vordr_value_names, ARRAY_SIZE(vordr_value_names), name, value);
+}
+
 static time64_t vordr_loaded_at;
 static DEFINE_PER_CPU(u64, vordr_qpackets);
 

@@ -521,48 +521,19 @@ static bool rules_unescape(char *s)
  * icmp, and PATH percent-encoded (%2C for ',', %25 for '%').  All or
  * nothing: a bad entry fails the load, naming the entry.
  */
-struct rules_name {
-	const char *name;
-	u8 value;
-};
-
-/* Canonical names from defs.x: the grammar's words for verdicts and protocols. */
-static const struct rules_name rules_values[] = {
-#define VORDR_CONST(group, id, value, name, ...) VORDR_BOOT_##group(value, name)
-#define VORDR_BOOT_VALUE(value, name) { name, value },
-#define VORDR_BOOT_PROT(value, name)
-#define VORDR_BOOT_REASON(value, name)
-#define VORDR_BOOT_DIR(value, name)
-#include "defs.x"
-#undef VORDR_BOOT_VALUE
-#undef VORDR_BOOT_PROT
-};
-
-static const struct rules_name rules_prots[] = {
+/* Protocols by value, as defs.x names them (verdicts: main.c). */
+static const char *const rules_prot_names[] = {
 #define VORDR_CONST(group, id, value, name, ...) VORDR_BOOT_##group(value, name)
 #define VORDR_BOOT_VALUE(value, name)
-#define VORDR_BOOT_PROT(value, name) { name, value },
+#define VORDR_BOOT_PROT(value, name) [value] = name,
+#define VORDR_BOOT_REASON(value, name)
+#define VORDR_BOOT_DIR(value, name)
 #include "defs.x"
 #undef VORDR_BOOT_VALUE
 #undef VORDR_BOOT_PROT
 #undef VORDR_BOOT_REASON
 #undef VORDR_BOOT_DIR
 };
-
-/* The value named @name in @t[0..n), or false. */
-static bool rules_lookup(const struct rules_name *t, size_t n,
-			 const char *name, u8 *value)
-{
-	size_t i;
-
-	for (i = 0; name && i < n; i++) {
-		if (!strcmp(name, t[i].name)) {
-			*value = t[i].value;
-			return true;
-		}
-	}
-	return false;
-}
 
 int vordr_rules_boot(const char *spec)
 {
@@ -582,9 +553,9 @@ int vordr_rules_boot(const char *spec)
 		verdict = strsep(&entry, ":");
 		prot = strsep(&entry, ":");
 		err = -EINVAL;
-		if (!rules_lookup(rules_values, ARRAY_SIZE(rules_values), verdict, &v) ||
+		if (!vordr_value_named(verdict, &v) ||
 		    (v != VORDR_VALUE_ALLOW && v != VORDR_VALUE_BLOCK) ||
-		    !rules_lookup(rules_prots, ARRAY_SIZE(rules_prots), prot, &p) ||
+		    !vordr_named(rules_prot_names, ARRAY_SIZE(rules_prot_names), prot, &p) ||
 		    !entry || !rules_unescape(entry) || !vordr_path_valid(entry))
 			break;
 		err = vordr_rule_add(p, entry, v, 0);

@@ -76,6 +76,8 @@ static inline u32 vordr_flag(enum vordr_flag f)
 }
 
 int vordr_flag_set(enum vordr_flag f, u64 value);
+bool vordr_named(const char *const *names, size_t n, const char *name, u8 *value);
+bool vordr_value_named(const char *name, u8 *value);
 u64 vordr_flag_get(enum vordr_flag f);
 void vordr_count_packet(void);
 
