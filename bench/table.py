@@ -73,11 +73,15 @@ def main():
 
     med = {k: statistics.median(v) for k, v in runs.items() if v}
 
+    # Each round's throughput of c over that of base, round by round.
+    def per_round(c, w, base="none"):
+        return [byround[(c, w, r)] / byround[(base, w, r)] for r in map(str, range(1, rounds + 1))
+                if (c, w, r) in byround and byround.get((base, w, r))]
+
     # A round's ratio compares runs minutes apart in the same boot; the
     # median over rounds shrugs off the host's bursts of load.
     def ratio(c, w):
-        rs = [byround[(c, w, r)] / byround[("none", w, r)] for r in map(str, range(1, rounds + 1))
-              if (c, w, r) in byround and byround.get(("none", w, r))]
+        rs = per_round(c, w)
         return statistics.median(rs) if rs else None
 
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -111,8 +115,7 @@ def main():
     if "v10000" in configs and "v0" in configs:
         per = []
         for w, _ in WORKLOADS:
-            rs = [byround[("v10000", w, r)] / byround[("v0", w, r)] for r in map(str, range(1, rounds + 1))
-                  if ("v10000", w, r) in byround and byround.get(("v0", w, r))]
+            rs = per_round("v10000", w, "v0")
             if rs:
                 per.append(f"{w} " + ", ".join(f"{x:.3f}" for x in rs))
         if per:

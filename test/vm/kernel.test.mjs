@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync, chmodSync, copyFileSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { addon, cli, run, vordrOk } from './util.mjs';
+import { addon, bigintJson, cli, run, vordrOk } from './util.mjs';
 
 const work = mkdtempSync(join(tmpdir(), 'vordr-kernel-'));
 chmodSync(work, 0o755);
@@ -179,7 +179,7 @@ test('a rule with a timeout is listed with its time left and then expires', asyn
     const rules = (await conn.request('rule_list')).filter((m) => m.path === curl);
     const listed = rules.length === 1 ? rules[0] : undefined;
     assert.ok(listed && listed.prot === 6 && listed.timeout >= 10 && listed.timeout <= 20,
-      `listed with its timeout: ${JSON.stringify(rules, (k, v) => typeof v === 'bigint' ? String(v) : v)}`);
+      `listed with its timeout: ${JSON.stringify(rules, bigintJson)}`);
     assert.equal(get(`http://127.0.0.1:${port4}/`, ['--max-time', '2']).code, 28, 'enforced meanwhile');
     await new Promise((r) => setTimeout(r, Math.max(0, added + 21_000 - Date.now())));
     assert.equal(get(`http://127.0.0.1:${port4}/`).code, 0, 'expired');
