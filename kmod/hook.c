@@ -16,6 +16,7 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/in.h>
+#include <linux/indirect_call_wrapper.h>
 #include <linux/ip.h>
 #include <linux/ipv6.h>
 #include <linux/jiffies.h>
@@ -54,10 +55,9 @@ static const struct vordr_proto *vordr_proto_of(u8 af, u8 ipproto)
 	return NULL;
 }
 
-struct sock *vordr_lookup_slow(struct sk_buff *skb, const struct vordr_pkt *pkt,
-			       bool *ref)
+struct sock *vordr_lookup_slow(struct sk_buff *skb, struct vordr_pkt *pkt)
 {
-	*ref = true;
+	pkt->sk_ref = true;
 	if (pkt->af == AF_INET)
 		return nf_sk_lookup_slow_v4(pkt->net, skb, pkt->indev);
 #if IS_ENABLED(CONFIG_IPV6)
@@ -71,24 +71,45 @@ struct sock *vordr_lookup_slow(struct sk_buff *skb, const struct vordr_pkt *pkt,
  * The full socket a packet belongs to, or NULL.  Outbound packets carry
  * it; inbound ones carry it only when early demux found a connected
  * socket, else the protocol looks it up (*ref: with a reference the
- * caller drops).  A request socket stands for its listener; a time-wait
- * one for nobody.
+ * caller drops; *hand: one that may be handed to the stack, see
+ * vordr_hand_over()).  A request socket stands for its listener; a
+ * time-wait one for nobody.
  */
-static struct sock *vordr_socket(struct sk_buff *skb, const struct vordr_pkt *pkt,
-				 const struct vordr_proto *proto, struct sock **ref)
+static struct sock *vordr_socket(struct sk_buff *skb, struct vordr_pkt *pkt,
+				 const struct vordr_proto *proto, struct sock **ref,
+				 struct sock **hand)
 {
 	struct sock *sk = skb->sk;
-	bool counted = false;
 
 	if (!sk && pkt->dir == VORDR_DIR_IN && pkt->indev && proto->lookup_in) {
-		sk = proto->lookup_in(skb, pkt, &counted);
-		if (counted)
+		sk = INDIRECT_CALL_2(proto->lookup_in, vordr_udp_lookup,
+				     vordr_lookup_slow, skb, pkt);
+		if (pkt->sk_ref)
 			*ref = sk;
+		else if (pkt->sk_hand)
+			*hand = sk;
 	}
 	if (!sk)
 		return NULL;
 	sk = sk_to_full_sk(sk);
 	return sk && sk_fullsock(sk) ? sk : NULL;
+}
+
+/*
+ * An accepted inbound packet keeps the socket its decision was made for,
+ * as early demux and bpf_sk_assign() leave it: the protocol's receive
+ * function takes it from skb->sk (skb_steal_sock()) instead of looking
+ * it up again, which also delivers it to the very socket whose owner's
+ * rule let it in.  No reference is taken: the socket is freed only after
+ * a grace period, and the skb leaves softirq (bottom halves off, an RCU
+ * read-side section) only through a queue that takes one (nf_queue) or
+ * orphans it (reassembly).  The protocol decides where this is safe.
+ */
+static void vordr_hand_over(struct sk_buff *skb, struct sock *sk)
+{
+	skb_orphan(skb);
+	skb->sk = sk;
+	skb->destructor = sock_pfree;
 }
 
 /*
@@ -129,38 +150,21 @@ static const struct vordr_owner *vordr_listener_owner(const struct vordr_pkt *pk
 }
 
 /*
- * The owner of @sk.  Learnt from current on a socket's first packet sent
- * in process context, and again when another executable sends on it.
- * Elsewhere (softirq, inbound) a miss on a user's socket asks the
- * active-socket cache; for TCP it sets *wait: the packet is dropped until
- * the owner is known, and the sender's retransmission finds it.
+ * vordr_owner() when the known-socket cache has no identity for @cookie
+ * (@o: its entry, if any) or another executable sends on it.
  */
-static const struct vordr_owner *vordr_owner(const struct vordr_pkt *pkt,
-					     struct sock *sk, bool *failed,
-					     bool *wait)
+static noinline const struct vordr_owner *
+vordr_owner_slow(struct vordr_pkt *pkt, struct sock *sk, u64 cookie,
+		 const struct vordr_owner *o, bool here)
 {
-	const struct vordr_owner *o, *l;
+	const struct vordr_owner *l;
 	struct vordr_ident *id;
-	u64 cookie = vordr_sk_cookie(sk), listener = 0;
-	bool here;
+	u64 listener = 0;
 	int err = 0;
 
-	/*
-	 * current is the sender only in process context with bottom halves
-	 * enabled, and only on a socket a user made: in softirq current is
-	 * whoever was interrupted; with BHs off it may be sending for others
-	 * (tun, busy polling); a kernel socket (TCP's per-CPU control socket)
-	 * has no owner.  Only a user task has an executable.
-	 */
-	here = pkt->dir == VORDR_DIR_OUT && in_task() && !in_softirq() &&
-	       !sk->sk_kern_sock && current->mm && !(current->flags & PF_KTHREAD);
-
-	o = vordr_ksc_find(cookie);
 	if (o && !o->id && !here &&
 	    time_before(jiffies, o->stamp + VORDR_ASC_RETRY))
 		return o;		/* nobody was found, a moment ago */
-	if (o && o->id && (!here || vordr_ident_is_current(o->id)))
-		return o;
 	if (!here) {
 		if (sk->sk_kern_sock)
 			return o;
@@ -175,7 +179,7 @@ static const struct vordr_owner *vordr_owner(const struct vordr_pkt *pkt,
 		 */
 		if (listener) {
 			vordr_asc_request(listener);
-			*wait = !o;
+			pkt->wait = !o;
 			return o;
 		}
 		if (!READ_ONCE(sk->sk_socket))
@@ -186,13 +190,13 @@ static const struct vordr_owner *vordr_owner(const struct vordr_pkt *pkt,
 		 * can wait for the owner; a datagram would be lost for good
 		 * and follows unkproc instead.
 		 */
-		*wait = !o && sk->sk_protocol == IPPROTO_TCP;
+		pkt->wait = !o && sk->sk_protocol == IPPROTO_TCP;
 		return o;
 	}
 	id = vordr_ident_of_current(&err);
 	if (!id) {
 		if (err == -ENOMEM) {
-			*failed = true;
+			pkt->failed = true;
 			return NULL;
 		}
 		/* Not retried on every packet: remembered as unknown. */
@@ -200,8 +204,39 @@ static const struct vordr_owner *vordr_owner(const struct vordr_pkt *pkt,
 	}
 	o = vordr_ksc_set(cookie, id, task_tgid_nr(current), current_euid());
 	if (!o)
-		*failed = true;
+		pkt->failed = true;
 	return o;
+}
+
+/*
+ * The owner of @sk.  Learnt from current on a socket's first packet sent
+ * in process context, and again when another executable sends on it.
+ * Elsewhere (softirq, inbound) a miss on a user's socket asks the
+ * active-socket cache; for TCP it sets pkt->wait: the packet is dropped
+ * until the owner is known, and the sender's retransmission finds it.
+ * pkt->failed: memory ran out.
+ */
+static const struct vordr_owner *vordr_owner(struct vordr_pkt *pkt,
+					     struct sock *sk)
+{
+	const struct vordr_owner *o;
+	u64 cookie = vordr_sk_cookie(sk);
+	bool here;
+
+	/*
+	 * current is the sender only in process context with bottom halves
+	 * enabled, and only on a socket a user made: in softirq current is
+	 * whoever was interrupted; with BHs off it may be sending for others
+	 * (tun, busy polling); a kernel socket (TCP's per-CPU control socket)
+	 * has no owner.  Only a user task has an executable.
+	 */
+	here = pkt->dir == VORDR_DIR_OUT && in_task() && !in_softirq() &&
+	       !sk->sk_kern_sock && current->mm && !(current->flags & PF_KTHREAD);
+
+	o = vordr_ksc_find(cookie);
+	if (likely(o && o->id && (!here || vordr_ident_is_current(o->id))))
+		return o;
+	return vordr_owner_slow(pkt, sk, cookie, o, here);
 }
 
 static bool vordr_event_wanted(u8 verdict, u8 reason)
@@ -220,9 +255,10 @@ static unsigned int vordr_decide(struct sk_buff *skb, struct vordr_pkt *pkt)
 	const struct vordr_owner *owner = NULL;
 	const struct vordr_rule *rule = NULL;
 	const struct vordr_proto *proto;
-	bool failed = false, wait = false;
-	struct sock *sk, *ref = NULL;
+	struct sock *sk, *ref = NULL, *hand = NULL;
 	u8 verdict, reason;
+	time64_t now;
+	int uniform;
 
 	vordr_count_packet();
 	switch (vordr_flag(VORDR_FLAG_MODE)) {
@@ -241,7 +277,7 @@ static unsigned int vordr_decide(struct sk_buff *skb, struct vordr_pkt *pkt)
 		goto out;
 	}
 	pkt->prot = proto->prot;
-	if (!proto->parse(skb, pkt)) {
+	if (!INDIRECT_CALL_2(proto->parse, vordr_udp_parse, vordr_tcp_parse, skb, pkt)) {
 		verdict = vordr_flag(VORDR_FLAG_FAIL);
 		reason = VORDR_REASON_FAIL;
 		goto out;
@@ -249,18 +285,19 @@ static unsigned int vordr_decide(struct sk_buff *skb, struct vordr_pkt *pkt)
 	if (proto->infrastructure && proto->infrastructure(pkt))
 		return NF_ACCEPT;
 
-	sk = vordr_socket(skb, pkt, proto, &ref);
+	sk = vordr_socket(skb, pkt, proto, &ref, &hand);
 	if (sk)
-		owner = vordr_owner(pkt, sk, &failed, &wait);
+		owner = vordr_owner(pkt, sk);
 	if (!owner || !owner->id) {
-		if (failed) {
+		uniform = pkt->wait ? vordr_rules_uniform(vordr_flag(VORDR_FLAG_UNKRULE)) : -1;
+		if (pkt->failed) {
 			verdict = vordr_flag(VORDR_FLAG_FAIL);
 			reason = VORDR_REASON_FAIL;
-		} else if (wait && vordr_rules_uniform(vordr_flag(VORDR_FLAG_UNKRULE),
-						       &verdict)) {
+		} else if (uniform >= 0) {
 			/* Whoever the owner is, the rules say the same. */
+			verdict = uniform;
 			reason = VORDR_REASON_NORULE;
-		} else if (wait && pkt->bare && READ_ONCE(sk->sk_state) == TCP_LISTEN) {
+		} else if (pkt->wait && pkt->bare && READ_ONCE(sk->sk_state) == TCP_LISTEN) {
 			/*
 			 * A listener's handshake (SYN in, SYN-ACK out, ACK
 			 * in) while its owner is looked up: it carries no
@@ -273,38 +310,55 @@ static unsigned int vordr_decide(struct sk_buff *skb, struct vordr_pkt *pkt)
 			reason = VORDR_REASON_UNKPROC;
 		} else {
 			/* Being looked up: dropped, the retransmission passes. */
-			verdict = wait ? VORDR_VALUE_BLOCK : vordr_flag(VORDR_FLAG_UNKPROC);
+			verdict = pkt->wait ? VORDR_VALUE_BLOCK : vordr_flag(VORDR_FLAG_UNKPROC);
 			reason = VORDR_REASON_UNKPROC;
 		}
 		goto out;
 	}
 
+	now = ktime_get_real_seconds();
 	rule = vordr_rule_match(owner->id, pkt->prot);
 	if (rule) {
-		verdict = vordr_rule_hit(rule, pkt->len);
+		verdict = vordr_rule_hit(rule, pkt->len, now);
 		reason = VORDR_REASON_RULE;
 	} else {
 		verdict = vordr_flag(VORDR_FLAG_UNKRULE);
 		reason = VORDR_REASON_NORULE;
 	}
-	vordr_ident_count(owner->id, verdict == VORDR_VALUE_ALLOW, pkt->len);
+	vordr_ident_count(owner->id, verdict == VORDR_VALUE_ALLOW, pkt->len, now);
 out:
 	if (vordr_event_wanted(verdict, reason))
 		vordr_event(pkt, owner, rule, verdict, reason);
 	if (ref)
 		sock_gen_put(ref);
-	return verdict == VORDR_VALUE_ALLOW ? NF_ACCEPT : NF_DROP;
+	if (verdict != VORDR_VALUE_ALLOW)
+		return NF_DROP;
+	if (hand)
+		vordr_hand_over(skb, hand);
+	return NF_ACCEPT;
 }
 
+/* Every field but the addresses, which the caller writes. */
 static void vordr_pkt_init(struct vordr_pkt *pkt, const struct sk_buff *skb,
-			   const struct nf_hook_state *state, u8 af)
+			   const struct nf_hook_state *state, u8 af, u8 ipproto,
+			   unsigned int thoff)
 {
-	memset(pkt, 0, sizeof(*pkt));
 	pkt->net = state->net;
 	pkt->indev = state->in;
+	pkt->thoff = thoff;
+	pkt->len = skb->len;
 	pkt->af = af;
 	pkt->dir = state->hook == NF_INET_LOCAL_IN ? VORDR_DIR_IN : VORDR_DIR_OUT;
-	pkt->len = skb->len;
+	pkt->ipproto = ipproto;
+	pkt->prot = ipproto;
+	pkt->sport = 0;
+	pkt->dport = 0;
+	pkt->bare = false;
+	pkt->frag = false;
+	pkt->sk_ref = false;
+	pkt->sk_hand = false;
+	pkt->failed = false;
+	pkt->wait = false;
 }
 
 static unsigned int vordr_malformed(void)
@@ -316,17 +370,16 @@ static unsigned int vordr_malformed(void)
 static unsigned int vordr_ipv4(void *priv, struct sk_buff *skb,
 			       const struct nf_hook_state *state)
 {
+	struct vordr_pkt pkt vordr_noinit;
+	struct iphdr _iph vordr_noinit;
 	const struct iphdr *iph;
-	struct vordr_pkt pkt;
-	struct iphdr _iph;
 
 	iph = skb_header_pointer(skb, skb_network_offset(skb), sizeof(_iph), &_iph);
 	if (!iph || iph->ihl < 5)
 		return vordr_malformed();
-	vordr_pkt_init(&pkt, skb, state, AF_INET);
-	pkt.ipproto = iph->protocol;
-	pkt.prot = iph->protocol;
-	pkt.thoff = skb_network_offset(skb) + iph->ihl * 4;
+	vordr_pkt_init(&pkt, skb, state, AF_INET, iph->protocol,
+		       skb_network_offset(skb) + iph->ihl * 4);
+	/* Events send only the first 4 bytes of an IPv4 address. */
 	pkt.saddr.ip = iph->saddr;
 	pkt.daddr.ip = iph->daddr;
 	/*
@@ -340,9 +393,9 @@ static unsigned int vordr_ipv4(void *priv, struct sk_buff *skb,
 static unsigned int vordr_ipv6(void *priv, struct sk_buff *skb,
 			       const struct nf_hook_state *state)
 {
+	struct ipv6hdr _ip6h vordr_noinit;
+	struct vordr_pkt pkt vordr_noinit;
 	const struct ipv6hdr *ip6h;
-	struct ipv6hdr _ip6h;
-	struct vordr_pkt pkt;
 	__be16 frag_off;
 	u8 nexthdr;
 	int off;
@@ -362,11 +415,8 @@ static unsigned int vordr_ipv6(void *priv, struct sk_buff *skb,
 	 */
 	if (frag_off & htons(IP6_OFFSET))
 		return NF_ACCEPT;
-	vordr_pkt_init(&pkt, skb, state, AF_INET6);
+	vordr_pkt_init(&pkt, skb, state, AF_INET6, nexthdr, off);
 	pkt.frag = !!(frag_off & htons(IP6_MF));
-	pkt.ipproto = nexthdr;
-	pkt.prot = nexthdr;
-	pkt.thoff = off;
 	pkt.saddr.in6 = ip6h->saddr;
 	pkt.daddr.in6 = ip6h->daddr;
 	return vordr_decide(skb, &pkt);

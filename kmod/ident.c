@@ -386,7 +386,6 @@ bool vordr_ident_is_current(const struct vordr_ident *id)
 	struct file *exe;
 	bool same = false;
 
-	rcu_read_lock();
 	exe = rcu_dereference(current->mm->exe_file);
 	/* File and inode are freed after a grace period: reading is safe. */
 	if (exe) {
@@ -399,7 +398,6 @@ bool vordr_ident_is_current(const struct vordr_ident *id)
 		same = inode->i_ino == id->ino && inode->i_sb->s_dev == id->dev &&
 		       d_unlinked(exe->f_path.dentry) == id->unlinked;
 	}
-	rcu_read_unlock();
 	return same;
 }
 
@@ -415,7 +413,7 @@ void vordr_ident_put(struct vordr_ident *id)
 }
 
 void vordr_ident_count(const struct vordr_ident *id, bool allowed,
-		       unsigned int bytes)
+		       unsigned int bytes, time64_t now)
 {
 	/* The hook may be preempted (PREEMPT_RCU): stay on this CPU. */
 	struct vordr_ident_stats *s = get_cpu_ptr(id->stats);
@@ -429,7 +427,7 @@ void vordr_ident_count(const struct vordr_ident *id, bool allowed,
 		u64_stats_inc(&s->bpackets);
 		u64_stats_add(&s->bbytes, bytes);
 	}
-	u64_stats_set(&s->lasthit, ktime_get_real_seconds());
+	u64_stats_set(&s->lasthit, now);
 	u64_stats_update_end_irqrestore(&s->syncp, flags);
 	put_cpu_ptr(id->stats);
 }

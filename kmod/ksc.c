@@ -48,14 +48,11 @@ static DEFINE_SPINLOCK(ksc_lock);
 static struct vordr_ksc_bucket ksc_table[1 << KSC_BITS];
 static struct kmem_cache *ksc_cache;
 
-u64 vordr_sk_cookie(struct sock *sk)
+/* vordr_sk_cookie() of a socket that has none yet: hands one out. */
+u64 vordr_sk_cookie_new(struct sock *sk)
 {
-	u64 cookie = atomic64_read(&sk->sk_cookie);
 	u32 c[2];
 
-	if (likely(cookie))
-		return cookie;
-	/* Hands out a cookie if the socket has none yet. */
 	sock_diag_save_cookie(sk, c);
 	return ((u64)c[1] << 32) | c[0];
 }

@@ -58,7 +58,7 @@ bool vordr_value_named(const char *name, u8 *value)
 }
 
 static time64_t vordr_loaded_at;
-static DEFINE_PER_CPU(u64, vordr_qpackets);
+DEFINE_PER_CPU(u64, vordr_qpackets);
 
 /* -EROFS: a read-only flag; -EINVAL: a value the flag does not take. */
 int vordr_flag_set(enum vordr_flag f, u64 value)
@@ -71,11 +71,6 @@ int vordr_flag_set(enum vordr_flag f, u64 value)
 		return -EINVAL;
 	WRITE_ONCE(vordr_flags[f], (u32)value);
 	return 0;
-}
-
-void vordr_count_packet(void)
-{
-	this_cpu_inc(vordr_qpackets);
 }
 
 u64 vordr_flag_get(enum vordr_flag f)

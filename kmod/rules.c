@@ -101,18 +101,15 @@ static void rules_tally(const struct vordr_rule *r, int delta)
  * with no block rule and unkrule allow, everything is allowed; with no
  * allow rule and unkrule block, everything is blocked.  Lets a packet
  * whose owner is still being looked up pass or go without waiting.
+ * -1: the rules tell owners apart.
  */
-bool vordr_rules_uniform(u8 unkrule, u8 *verdict)
+int vordr_rules_uniform(u8 unkrule)
 {
-	if (unkrule == VORDR_VALUE_ALLOW && !READ_ONCE(rules_nverdict[1])) {
-		*verdict = VORDR_VALUE_ALLOW;
-		return true;
-	}
-	if (unkrule == VORDR_VALUE_BLOCK && !READ_ONCE(rules_nverdict[0])) {
-		*verdict = VORDR_VALUE_BLOCK;
-		return true;
-	}
-	return false;
+	if (unkrule == VORDR_VALUE_ALLOW && !READ_ONCE(rules_nverdict[1]))
+		return VORDR_VALUE_ALLOW;
+	if (unkrule == VORDR_VALUE_BLOCK && !READ_ONCE(rules_nverdict[0]))
+		return VORDR_VALUE_BLOCK;
+	return -1;
 }
 
 u32 vordr_hash(const char *s, u16 len)
@@ -230,7 +227,7 @@ const struct vordr_rule *vordr_rule_match(struct vordr_ident *id, u8 prot)
 }
 
 /* Count a packet against @r and return its verdict. */
-u8 vordr_rule_hit(const struct vordr_rule *r, unsigned int bytes)
+u8 vordr_rule_hit(const struct vordr_rule *r, unsigned int bytes, time64_t now)
 {
 	/* The hook may be preempted (PREEMPT_RCU): stay on this CPU. */
 	struct vordr_rule_stats *s = get_cpu_ptr(r->stats);
@@ -239,7 +236,7 @@ u8 vordr_rule_hit(const struct vordr_rule *r, unsigned int bytes)
 	flags = u64_stats_update_begin_irqsave(&s->syncp);
 	u64_stats_inc(&s->packets);
 	u64_stats_add(&s->bytes, bytes);
-	u64_stats_set(&s->lasthit, ktime_get_real_seconds());
+	u64_stats_set(&s->lasthit, now);
 	u64_stats_update_end_irqrestore(&s->syncp, flags);
 	put_cpu_ptr(r->stats);
 	return r->verdict;

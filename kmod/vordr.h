@@ -21,7 +21,20 @@
 #include <linux/rcupdate.h>
 #include <linux/skbuff.h>
 #include <linux/netfilter.h>
+#include <linux/percpu.h>
 #include <linux/uidgid.h>
+#include <net/sock.h>
+
+/*
+ * A packet-path local that is written before it is read: not zeroed at
+ * every call (CONFIG_INIT_STACK_ALL_ZERO), which on a datagram flood costs
+ * more than the decision it serves.
+ */
+#if __has_attribute(__uninitialized__)
+#define vordr_noinit __attribute__((__uninitialized__))
+#else
+#define vordr_noinit
+#endif
 
 /* ---- defs.x, expanded for C -------------------------------------------- */
 
@@ -79,7 +92,14 @@ int vordr_flag_set(enum vordr_flag f, u64 value);
 bool vordr_named(const char *const *names, size_t n, const char *name, u8 *value);
 bool vordr_value_named(const char *name, u8 *value);
 u64 vordr_flag_get(enum vordr_flag f);
-void vordr_count_packet(void);
+
+DECLARE_PER_CPU(u64, vordr_qpackets);
+
+/* One more packet seen (qpackets). */
+static inline void vordr_count_packet(void)
+{
+	this_cpu_inc(vordr_qpackets);
+}
 
 /* ---- identities (ident.c) --------------------------------------------- */
 
@@ -142,13 +162,17 @@ struct vordr_ident *vordr_ident_of_task(struct task_struct *task, int *err);
 struct vordr_ident *vordr_ident_of_current(int *err);
 void vordr_ident_put(struct vordr_ident *id);
 void vordr_ident_get(struct vordr_ident *id);
+/* Count a packet of @bytes against @id, at @now (real-time seconds). */
 void vordr_ident_count(const struct vordr_ident *id, bool allowed,
-		       unsigned int bytes);
+		       unsigned int bytes, time64_t now);
 /* Under rcu_read_lock(): the next identity at or after *pos, or false. */
 bool vordr_ident_next(u32 *pos, u32 *skip, struct vordr_ident_view *v);
 /* Changes when an identity is added or evicted (STATS dump consistency). */
 u32 vordr_ident_gen(void);
-/* Whether current runs the executable @id names (device and inode). */
+/*
+ * Whether current runs the executable @id names (device and inode).
+ * Caller in an RCU read-side section (netfilter hooks are).
+ */
 bool vordr_ident_is_current(const struct vordr_ident *id);
 
 /* ---- known-socket cache (ksc.c) and active-socket cache (asc.c) -------- */
@@ -167,7 +191,15 @@ struct vordr_owner {
 
 int vordr_ksc_init(void);
 void vordr_ksc_exit(void);
-u64 vordr_sk_cookie(struct sock *sk);
+u64 vordr_sk_cookie_new(struct sock *sk);
+
+/* @sk's cookie: one handed out on first use, never to another socket. */
+static inline u64 vordr_sk_cookie(struct sock *sk)
+{
+	u64 cookie = atomic64_read(&sk->sk_cookie);
+
+	return likely(cookie) ? cookie : vordr_sk_cookie_new(sk);
+}
 const struct vordr_owner *vordr_ksc_find(u64 cookie);
 /* Record @id (reference taken over, may be NULL) as @cookie's owner. */
 const struct vordr_owner *vordr_ksc_set(u64 cookie, struct vordr_ident *id,
@@ -201,8 +233,8 @@ int vordr_rules_init(void);
 void vordr_rules_exit(void);
 u32 vordr_hash(const char *s, u16 len);
 const struct vordr_rule *vordr_rule_match(struct vordr_ident *id, u8 prot);
-u8 vordr_rule_hit(const struct vordr_rule *r, unsigned int bytes);
-bool vordr_rules_uniform(u8 unkrule, u8 *verdict);
+u8 vordr_rule_hit(const struct vordr_rule *r, unsigned int bytes, time64_t now);
+int vordr_rules_uniform(u8 unkrule);
 u32 vordr_rules_gen(void);
 int vordr_rule_add(u8 prot, const char *path, u8 verdict, u32 timeout);
 const char *vordr_rule_path(const struct vordr_rule *r, u8 *prot);
@@ -231,6 +263,10 @@ struct vordr_pkt {
 	u16 sport, dport;		/* host order; ICMP: type and code */
 	bool bare;			/* TCP: a segment without payload */
 	bool frag;			/* IPv6: a first fragment, not the whole */
+	bool sk_ref;			/* lookup_in took a reference */
+	bool sk_hand;			/* lookup_in: may be handed over */
+	bool failed;			/* finding the owner ran out of memory */
+	bool wait;			/* drop until the owner is found */
 	union nf_inet_addr saddr, daddr;
 };
 
@@ -245,16 +281,22 @@ struct vordr_proto {
 	/* Packets always let through (IPv6 neighbour discovery). */
 	bool (*infrastructure)(const struct vordr_pkt *pkt);
 	/*
-	 * The socket an inbound packet without skb->sk is for, or NULL;
-	 * *ref says whether the caller must drop a reference.
+	 * The socket an inbound packet without skb->sk is for, or NULL.
+	 * Sets pkt->sk_ref if the caller must drop a reference, and
+	 * pkt->sk_hand if the protocol's receive function would find the
+	 * same socket again and may take it from skb->sk instead (no
+	 * reference: freed after a grace period).
 	 */
-	struct sock *(*lookup_in)(struct sk_buff *skb, const struct vordr_pkt *pkt,
-				  bool *ref);
+	struct sock *(*lookup_in)(struct sk_buff *skb, struct vordr_pkt *pkt);
 };
 
 /* nf_sk_lookup_slow for @pkt's family: established, then listening; ICMP errors. */
-struct sock *vordr_lookup_slow(struct sk_buff *skb, const struct vordr_pkt *pkt,
-			       bool *ref);
+struct sock *vordr_lookup_slow(struct sk_buff *skb, struct vordr_pkt *pkt);
+
+/* Called directly for the common protocols (INDIRECT_CALL_*). */
+bool vordr_tcp_parse(const struct sk_buff *skb, struct vordr_pkt *pkt);
+bool vordr_udp_parse(const struct sk_buff *skb, struct vordr_pkt *pkt);
+struct sock *vordr_udp_lookup(struct sk_buff *skb, struct vordr_pkt *pkt);
 
 extern const struct vordr_proto vordr_proto_tcp;
 extern const struct vordr_proto vordr_proto_udp;

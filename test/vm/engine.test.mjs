@@ -180,6 +180,74 @@ for (const f of [4, 6]) {
   });
 }
 
+// An accepted inbound IPv4 datagram to a socket bound to one address
+// carries the socket the module looked up on to udp_rcv() (skb->sk, as
+// early demux does), which then looks up nothing: it must be the socket
+// the stack itself would have chosen, and broadcasts and reuseport groups,
+// which the stack spreads, are not handed over.  Every delivery below is
+// the stack's own choice.
+const deliveryScript = `
+import json, socket, sys
+f = int(sys.argv[1])
+fam, lo, anyh = (socket.AF_INET, '127.0.0.1', '0.0.0.0') if f == 4 else (socket.AF_INET6, '::1', '::')
+def sock(bind, reuse='addr'):
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT if reuse == 'port' else socket.SO_REUSEADDR, 1)
+    if f == 6: s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    s.bind(bind); s.settimeout(0.5); return s
+def drain(s):
+    got = []
+    try:
+        while True: got.append(s.recv(100).decode())
+    except OSError: pass
+    return sorted(got)
+out = {}
+# On one port: a socket bound to the loopback address, a wildcard one,
+# and one connected to a peer.
+spec = sock((lo, 0)); p = spec.getsockname()[1]
+wild = sock((anyh, p))
+peer = sock((lo, 0)); q = peer.getsockname()[1]
+conn = sock((lo, p)); conn.connect((lo, q))
+other = sock((lo, 0))
+peer.sendto(b'from-peer', (lo, p)); other.sendto(b'from-other', (lo, p))
+if f == 4: other.sendto(b'to-127.0.0.2', ('127.0.0.2', p))
+out['connected'] = drain(conn); out['bound'] = drain(spec); out['wildcard'] = drain(wild)
+# A reuseport group: every datagram reaches exactly one member.
+g1 = sock((lo, 0), 'port'); r = g1.getsockname()[1]; g2 = sock((lo, r), 'port')
+for i in range(40): sock((lo, 0)).sendto(b'%d' % i, (lo, r))
+a, b = drain(g1), drain(g2)
+out['reuseport'] = sorted(a + b, key=int) == [str(i) for i in range(40)]
+if f == 4:
+    # A broadcast reaches every socket bound to its port.
+    b1 = sock((anyh, 0)); t = b1.getsockname()[1]; b2 = sock((anyh, t))
+    s = sock((lo, 0)); s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+    s.sendto(b'bcast', ('127.255.255.255', t))
+    out['broadcast'] = [drain(b1), drain(b2)]
+print(json.dumps(out))
+`;
+
+for (const f of [4, 6]) {
+  test(`IPv${f}: datagrams go to the socket the stack chooses (connected, bound, wildcard, reuseport groups${f === 4 ? ', broadcast' : ''})`, async () => {
+    fresh();
+    const want = {
+      connected: ['from-peer'], bound: ['from-other'], wildcard: f === 4 ? ['to-127.0.0.2'] : [],
+      reuseport: true,
+      ...(f === 4 ? { broadcast: [['bcast'], ['bcast']] } : {}),
+    };
+    for (const unkrule of ['allow', 'block']) {
+      await k.set('unkrule', unkrule);
+      if (unkrule === 'block') await k.add('allow', 'udp', cliExe);
+      // The first datagram to a socket that never sent waits for no
+      // owner (unkproc allow): twice, the second with every owner known.
+      for (const round of [1, 2]) {
+        const r = run(cliExe, ['-c', deliveryScript, String(f)]);
+        assert.equal(r.code, 0, r.err);
+        assert.deepEqual(JSON.parse(r.out), want, `unkrule ${unkrule}, round ${round}`);
+      }
+    }
+  });
+}
+
 // A listener that has never sent is found by the active-socket cache, in
 // process context, after its first SYN.  Its handshake is let through
 // meanwhile (it carries no data); the data after it waits for the owner.
