@@ -292,6 +292,69 @@ test('a new server\'s first client is not held back while its owner is looked up
   }
 });
 
+// IPv6 reassembles after LOCAL_IN, so the hook sees a first fragment,
+// whose length says nothing of the segment's: a SYN carrying data, split
+// so that its first fragment holds only the TCP header, must wait for the
+// listener's owner like the whole SYN would, not pass as a bare handshake
+// segment.  Crafted on a raw socket in a namespace of the test's own, and
+// counted there: a datagram is reassembled (Ip6ReasmOKs) only if its first
+// fragment passed the hook.  The same fragments to a listener under rules
+// that allow everyone show the count moves.
+const fragScript = `
+import socket, struct, sys
+port = int(sys.argv[1])
+src = dst = socket.inet_pton(socket.AF_INET6, '::1')
+def csum(d):
+    d += b'\\0' * (len(d) % 2)
+    s = sum(struct.unpack('!%dH' % (len(d) // 2), d))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+# A SYN with an MSS option (a 24-byte header: the first fragment's payload
+# is a multiple of 8) and data.
+seg = struct.pack('!HHIIBBHHH', 40002, port, 1000, 0, 6 << 4, 0x02, 65535, 0, 0) + struct.pack('!BBH', 2, 4, 1220) + b'data after the header'
+c = csum(src + dst + struct.pack('!I3xB', len(seg), 6) + seg)
+seg = seg[:16] + struct.pack('!H', c) + seg[18:]
+ip6 = lambda payload: struct.pack('!IHBB', 6 << 28, len(payload), 44, 64) + src + dst + payload
+frag = lambda off, more: struct.pack('!BBHI', 6, 0, off << 3 | more, port)
+tx = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
+tx.sendto(ip6(frag(0, 1) + seg[:24]), ('::1', 0))
+tx.sendto(ip6(frag(3, 0) + seg[24:]), ('::1', 0))
+`;
+
+test('IPv6: a data-carrying SYN whose first fragment holds only the TCP header waits for a new listener\'s owner', async () => {
+  fresh();
+  const name = 'vordr-e5';
+  const nsrun = (...argv) => run('nsenter', [`--net=/run/netns/${name}`, ...argv]);
+  const reassembled = () => {
+    const m = /^Ip6ReasmOKs\s+(\d+)$/m.exec(nsrun('cat', '/proc/net/snmp6').out);
+    assert.ok(m, 'Ip6ReasmOKs in /proc/net/snmp6');
+    return Number(m[1]);
+  };
+  const send = async (port) => {
+    const before = reassembled();
+    const r = nsrun(bin.python, '-c', fragScript, String(port));
+    assert.equal(r.code, 0, r.err);
+    await sleep(500);
+    return reassembled() - before;
+  };
+  delNetns(name);
+  assert.equal(run('ip', ['netns', 'add', name]).code, 0);
+  try {
+    assert.equal(run('ip', ['-n', name, 'link', 'set', 'lo', 'up']).code, 0);
+    const exe = copyExe(bin.python, join(W, 'srv5', 'py'));
+    const server = await agent(exe, { netns: name });
+    const open = await server.listen('tcp', '::1', 'open');
+    const fresh6 = await server.listen('tcp', '::1', 'fresh');
+    assert.equal(await send(open), 1, 'with no rule the fragments were not reassembled: the test sees nothing');
+    await k.add('block', 'tcp', bin.socat);   // the verdict depends on the owner
+    await k.add('block', 'tcp', exe);
+    assert.equal(await send(fresh6), 0,
+      'the first fragment of a SYN with data passed to a new listener whose owner was not known yet');
+  } finally {
+    delNetns(name);
+  }
+});
+
 test('network namespace over a veth pair: rules apply to traffic into it, inside it and out of it', async (t) => {
   fresh();
   {
