@@ -19,7 +19,7 @@
 static bool vordr_icmp_parse(const struct sk_buff *skb, struct vordr_pkt *pkt)
 {
 	const u8 *tc;
-	u8 _tc[2];
+	u8 _tc[2] __uninitialized;
 
 	tc = skb_header_pointer(skb, pkt->thoff, sizeof(_tc), _tc);
 	if (!tc)

@@ -12,7 +12,7 @@
 bool vordr_tcp_parse(const struct sk_buff *skb, struct vordr_pkt *pkt)
 {
 	const struct tcphdr *th;
-	struct tcphdr _th vordr_noinit;
+	struct tcphdr _th __uninitialized;
 
 	th = skb_header_pointer(skb, pkt->thoff, sizeof(_th), &_th);
 	if (!th || th->doff < sizeof(_th) / 4)

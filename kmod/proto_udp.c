@@ -22,7 +22,7 @@
 bool vordr_udp_parse(const struct sk_buff *skb, struct vordr_pkt *pkt)
 {
 	const struct udphdr *uh;
-	struct udphdr _uh vordr_noinit;
+	struct udphdr _uh __uninitialized;
 
 	uh = skb_header_pointer(skb, pkt->thoff, sizeof(_uh), &_uh);
 	if (!uh)

@@ -25,17 +25,6 @@
 #include <linux/uidgid.h>
 #include <net/sock.h>
 
-/*
- * A packet-path local that is written before it is read: not zeroed at
- * every call (CONFIG_INIT_STACK_ALL_ZERO), which on a datagram flood costs
- * more than the decision it serves.
- */
-#if __has_attribute(__uninitialized__)
-#define vordr_noinit __attribute__((__uninitialized__))
-#else
-#define vordr_noinit
-#endif
-
 /* ---- defs.x, expanded for C -------------------------------------------- */
 
 #define VORDR_VAL(x) VORDR_VALUE_##x
