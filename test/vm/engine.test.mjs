@@ -10,7 +10,7 @@ import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   killAll, Agent, Kernel, Traffic, assertKlogClean, bin, copyExe, delNetns, insmod, klogMark, loaded,
-  makeNetns, reloadDefault, rmmod, run, runAsync, sleep, waitFor, workdir,
+  loopbackNetns, makeNetns, reloadDefault, rmmod, run, runAsync, sleep, waitFor, workdir,
 } from './util.mjs';
 
 const W = workdir('engine');
@@ -255,7 +255,7 @@ for (const f of [4, 6]) {
 test('a new server\'s first client is not held back while its owner is looked up; a new blocked server gets no data', async (t) => {
   fresh();
   const name = 'vordr-e3';
-  const nsrun = (...argv) => run('nsenter', [`--net=/run/netns/${name}`, ...argv]);
+  const nsrun = loopbackNetns(name);
   const synRetrans = () => {
     const lines = nsrun('cat', '/proc/net/netstat').out.split('\n').filter((l) => l.startsWith('TcpExt:'));
     const [keys, vals] = lines.map((l) => l.trim().split(/\s+/));
@@ -263,10 +263,7 @@ test('a new server\'s first client is not held back while its owner is looked up
     assert.ok(i > 0 && vals, `TCPSynRetrans in /proc/net/netstat: ${lines.join(' / ')}`);
     return Number(vals[i]);
   };
-  delNetns(name);
-  assert.equal(run('ip', ['netns', 'add', name]).code, 0);
   try {
-    assert.equal(run('ip', ['-n', name, 'link', 'set', 'lo', 'up']).code, 0);
     // Another program's block rule: the verdict depends on the owner.
     await k.add('block', 'tcp', bin.socat);
     const freshSrv = await agent(copyExe(bin.python, join(W, 'srv3', 'py')), { netns: name });
@@ -324,7 +321,7 @@ tx.sendto(ip6(frag(3, 0) + seg[24:]), ('::1', 0))
 test('IPv6: a data-carrying SYN whose first fragment holds only the TCP header waits for a new listener\'s owner', async () => {
   fresh();
   const name = 'vordr-e5';
-  const nsrun = (...argv) => run('nsenter', [`--net=/run/netns/${name}`, ...argv]);
+  const nsrun = loopbackNetns(name);
   const reassembled = () => {
     const m = /^Ip6ReasmOKs\s+(\d+)$/m.exec(nsrun('cat', '/proc/net/snmp6').out);
     assert.ok(m, 'Ip6ReasmOKs in /proc/net/snmp6');
@@ -337,10 +334,7 @@ test('IPv6: a data-carrying SYN whose first fragment holds only the TCP header w
     await sleep(500);
     return reassembled() - before;
   };
-  delNetns(name);
-  assert.equal(run('ip', ['netns', 'add', name]).code, 0);
   try {
-    assert.equal(run('ip', ['-n', name, 'link', 'set', 'lo', 'up']).code, 0);
     const exe = copyExe(bin.python, join(W, 'srv5', 'py'));
     const server = await agent(exe, { netns: name });
     const open = await server.listen('tcp', '::1', 'open');

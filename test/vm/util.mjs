@@ -366,6 +366,19 @@ export function delNetns(name) {
   run('ip', ['netns', 'del', name]);
 }
 
+/**
+ * A fresh `ip netns add NAME` with only its loopback, up (one left from an
+ * earlier run is removed first). Returns a run() that runs a command in it.
+ */
+export function loopbackNetns(name) {
+  delNetns(name);
+  for (const c of [['netns', 'add', name], ['-n', name, 'link', 'set', 'lo', 'up']]) {
+    const r = run('ip', c);
+    assert.equal(r.code, 0, `ip ${c.join(' ')}: ${r.err}`);
+  }
+  return (...argv) => run('nsenter', [`--net=/run/netns/${name}`, ...argv]);
+}
+
 // ---- python agent ----------------------------------------------------------------------
 
 // A probe and server in one python process, driven by JSON lines on stdin:
