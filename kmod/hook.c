@@ -25,6 +25,7 @@
 #include <linux/netfilter_ipv6.h>
 #include <linux/preempt.h>
 #include <linux/sched.h>
+#include <linux/sched/task_stack.h>
 #include <linux/cred.h>
 #include <net/inet_hashtables.h>
 #include <net/inet6_hashtables.h>
@@ -229,10 +230,17 @@ static const struct vordr_owner *vordr_owner(struct vordr_pkt *pkt,
 	 * enabled, and only on a socket a user made: in softirq current is
 	 * whoever was interrupted; with BHs off it may be sending for others
 	 * (tun, busy polling); a kernel socket (TCP's per-CPU control socket)
-	 * has no owner.  Only a user task has an executable.
+	 * has no owner.  Only a user task has an executable.  And only while
+	 * the packet is still on its way down from the sender's system call:
+	 * netfilter keeps the hook state on that task's stack (nf_hook()).  A
+	 * packet a hook ahead of vordr's queued to user space (NFQUEUE) comes
+	 * back through nf_reinject() with the state in the queue's entry, in
+	 * the process context of the program that gave the verdict: that
+	 * program is not the sender.
 	 */
 	here = pkt->dir == VORDR_DIR_OUT && in_task() && !in_softirq() &&
-	       !sk->sk_kern_sock && current->mm && !(current->flags & PF_KTHREAD);
+	       !sk->sk_kern_sock && current->mm && !(current->flags & PF_KTHREAD) &&
+	       object_is_on_stack(pkt->state);
 
 	o = vordr_ksc_find(cookie);
 	if (likely(o && o->id && (!here || vordr_ident_is_current(o->id))))
@@ -353,6 +361,7 @@ static void vordr_pkt_init(struct vordr_pkt *pkt, const struct sk_buff *skb,
 {
 	pkt->net = state->net;
 	pkt->indev = state->in;
+	pkt->state = state;
 	pkt->thoff = thoff;
 	pkt->len = skb->len;
 	pkt->af = af;

@@ -6,11 +6,12 @@
 // ends with the module's defaults and a clean kernel log.
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  killAll, Agent, Kernel, Traffic, assertKlogClean, bin, copyExe, delNetns, insmod, klogMark, loaded,
-  loopbackNetns, makeNetns, reloadDefault, rmmod, run, runAsync, sleep, waitFor, workdir,
+  C, bigintJson, cname, killAll, Agent, Kernel, Traffic, assertKlogClean, bin, copyExe, delNetns, insmod, klogMark, loaded,
+  loopbackNetns, makeNetns, reloadDefault, rmmod, run, runAsync, sleep, track, waitFor, workdir,
 } from './util.mjs';
 
 const W = workdir('engine');
@@ -569,6 +570,113 @@ test('a binary replaced at the same path: the old running process does not get t
   assert.equal(early.ok, true, 'a socket the old process opened before the replacement got the new binary\'s rule');
   old.kill();
   neu.kill();
+});
+
+// A program that takes outbound packets to user space (NFQUEUE, as
+// OpenSnitch and IPS daemons do) in a hook ahead of vordr's and gives its
+// verdict from its own sendmsg(): nf_reinject() then runs vordr's hook in
+// that program's process context.  It is not the sender.  A minimal queue
+// daemon on raw netlink, accepting every packet and printing a line for
+// each.
+const nfqScript = `
+import socket, struct, sys
+NFNL_SUBSYS_QUEUE, MSG_PACKET, MSG_VERDICT, MSG_CONFIG = 3, 0, 1, 2
+REQ, ACK = 1, 4
+num = int(sys.argv[1])
+s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 12)   # NETLINK_NETFILTER
+s.bind((0, 0))
+def attr(t, v):
+    a = struct.pack('=HH', 4 + len(v), t) + v
+    return a + b'\\0' * (-len(a) % 4)
+def send(msg, attrs, flags=REQ):
+    body = struct.pack('=BBH', socket.AF_UNSPEC, 0, socket.htons(num)) + b''.join(attrs)
+    s.send(struct.pack('=IHHII', 16 + len(body), NFNL_SUBSYS_QUEUE << 8 | msg, flags, 0, 0) + body)
+def acked():
+    d = s.recv(65536)
+    ln, t = struct.unpack_from('=IH', d)
+    err = struct.unpack_from('=i', d, 16)[0] if t == 2 else 0
+    if err: sys.exit('netlink error %d' % err)
+send(MSG_CONFIG, [attr(1, struct.pack('=BxH', 1, 0))], REQ | ACK)       # CMD_BIND
+acked()
+send(MSG_CONFIG, [attr(2, struct.pack('!IB', 0xffff, 1))], REQ | ACK)   # COPY_META
+acked()
+print('ready', flush=True)
+while True:
+    d = s.recv(65536)
+    off = 0
+    while off + 16 <= len(d):
+        ln, t = struct.unpack_from('=IH', d, off)
+        if t == NFNL_SUBSYS_QUEUE << 8 | MSG_PACKET:
+            a = off + 20
+            while a + 4 <= off + ln:
+                al, at = struct.unpack_from('=HH', d, a)
+                if at & 0x7fff == 1:   # NFQA_PACKET_HDR: id
+                    pid = struct.unpack_from('!I', d, a + 4)[0]
+                    send(MSG_VERDICT, [attr(2, struct.pack('!II', 1, pid))])   # NF_ACCEPT
+                    print('queued', pid, flush=True)
+                a += (al + 3) & ~3
+        off += (ln + 3) & ~3
+`;
+
+test('a packet a program ahead of vordr queued (NFQUEUE) and sent on is judged by its sender, not by that program', async (t) => {
+  fresh();
+  const h = lo[4];
+  const p = port.tcp[4];
+  for (const m of ['nfnetlink_queue', 'nft_queue']) {
+    const r = run('modprobe', [m]);
+    assert.equal(r.code, 0, `modprobe ${m}: ${r.err}`);
+  }
+  const qExe = copyExe(bin.python, join(W, 'nfq', 'py'));
+  const q = track(spawn(qExe, ['-c', nfqScript, '7'], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  let qout = '';
+  let qerr = '';
+  q.stdout.on('data', (b) => { qout += b; });
+  q.stderr.on('data', (b) => { qerr += b; });
+  const queued = () => (qout.match(/^queued /gm) ?? []).length;
+  const ev = await Kernel.open();
+  ev.subscribe();
+  try {
+    await waitFor(() => qout.includes('ready') || q.exitCode !== null, 'the queue daemon to bind');
+    assert.ok(qout.includes('ready'), `the queue daemon: ${qerr}`);
+    // Ahead of vordr (priority 0), where OpenSnitch queues: mangle, -150.
+    const nft = run('nft', ['-f', '-'], {
+      input: `table ip vordrq {\n chain out {\n  type filter hook output priority -150\n  tcp dport ${p} queue num 7\n }\n}\n`,
+    });
+    assert.equal(nft.code, 0, `nft: ${nft.err}`);
+
+    await k.add('allow', 'any', qExe);
+    await k.add('block', 'tcp', cliExe);
+    const before = queued();
+    const tried = cli.tcp(h, p, 'nfq-blocked', 5);
+    const mine = (e) => e.dport === p && e.dir === C.dir.out;
+    const seen = () => JSON.stringify(ev.matching(mine).map((e) =>
+      ({ path: e.path, verdict: cname('value', e.verdict), reason: cname('reason', e.reason) })));
+    const dropped = await ev.waitEvent((e) => mine(e) && e.reason === C.reason.rule, 5000,
+      'a drop by a rule for the queued client').catch((e) => assert.fail(`${e.message}; events: ${seen()}`));
+    const blocked = await tried;
+    t.diagnostic(`blocked client: ${blocked}; ${queued() - before} packets queued; events: ${seen()}`);
+    assert.equal(dropped.path, cliExe, `the queued packets were judged as another program's: ${seen()}`);
+    assert.notEqual(blocked, 'ok',
+      'a client whose rule blocks it connected through the queue: its packets were taken for the queue daemon\'s');
+    assert.ok(queued() > before, 'no packet went through the queue: the test saw nothing');
+    const rules = await k.rules();
+    const hits = (path) => rules.filter((r) => r.path === path).reduce((n, r) => n + Number(r.packets), 0);
+    assert.ok(hits(cliExe) > 0, `the client's block rule counted nothing: ${JSON.stringify(rules, bigintJson)}`);
+    assert.equal(hits(qExe), 0, 'the queue daemon\'s rule counted the client\'s packets');
+
+    await k.clear();
+    await k.add('block', 'any', qExe);
+    await k.add('allow', 'tcp', cliExe);
+    // A new connection's owner is found in the process table: its first
+    // SYN waits for that, and the retransmission a second later passes.
+    assert.equal(await cli.tcp(h, p, 'nfq-allowed', 4), 'ok',
+      'a client whose rule allows it could not connect through the queue');
+    t.diagnostic(`${queued()} packets went through the queue`);
+  } finally {
+    run('nft', ['delete', 'table', 'ip', 'vordrq']);
+    q.kill('SIGKILL');
+    ev.close();
+  }
 });
 
 test('1,000 rule changes during traffic: every packet gets the verdict its rules always gave', async (t) => {
