@@ -624,6 +624,11 @@ test('a packet a program ahead of vordr queued (NFQUEUE) and sent on is judged b
   const p = port.tcp[4];
   for (const m of ['nfnetlink_queue', 'nft_queue']) {
     const r = run('modprobe', [m]);
+    // The debug kernel (test/vm/debug.config) is built without them.
+    if (r.code !== 0 && /not found/.test(r.err) && !existsSync(`/sys/module/${m}`)) {
+      t.skip(`this kernel has no ${m}`);
+      return;
+    }
     assert.equal(r.code, 0, `modprobe ${m}: ${r.err}`);
   }
   const qExe = copyExe(bin.python, join(W, 'nfq', 'py'));
