@@ -60,9 +60,9 @@ struct sock *vordr_lookup_slow(struct sk_buff *skb, struct vordr_pkt *pkt)
 {
 	pkt->sk_ref = true;
 	if (pkt->af == AF_INET)
-		return nf_sk_lookup_slow_v4(pkt->net, skb, pkt->indev);
+		return nf_sk_lookup_slow_v4(pkt->state->net, skb, pkt->state->in);
 #if IS_ENABLED(CONFIG_IPV6)
-	return nf_sk_lookup_slow_v6(pkt->net, skb, pkt->indev);
+	return nf_sk_lookup_slow_v6(pkt->state->net, skb, pkt->state->in);
 #else
 	return NULL;
 #endif
@@ -71,24 +71,20 @@ struct sock *vordr_lookup_slow(struct sk_buff *skb, struct vordr_pkt *pkt)
 /*
  * The full socket a packet belongs to, or NULL.  Outbound packets carry
  * it; inbound ones carry it only when early demux found a connected
- * socket, else the protocol looks it up (*ref: with a reference the
- * caller drops; *hand: one that may be handed to the stack, see
- * vordr_hand_over()).  A request socket stands for its listener; a
- * time-wait one for nobody.
+ * socket, else the protocol looks it up (*found: that socket, which the
+ * caller releases if pkt->sk_ref says it holds a reference, and may hand
+ * to the stack if pkt->sk_hand says so, see vordr_hand_over()).  A
+ * request socket stands for its listener; a time-wait one for nobody.
  */
 static struct sock *vordr_socket(struct sk_buff *skb, struct vordr_pkt *pkt,
-				 const struct vordr_proto *proto, struct sock **ref,
-				 struct sock **hand)
+				 const struct vordr_proto *proto, struct sock **found)
 {
 	struct sock *sk = skb->sk;
 
-	if (!sk && pkt->dir == VORDR_DIR_IN && pkt->indev && proto->lookup_in) {
+	if (!sk && pkt->dir == VORDR_DIR_IN && pkt->state->in && proto->lookup_in) {
 		sk = INDIRECT_CALL_2(proto->lookup_in, vordr_udp_lookup,
 				     vordr_lookup_slow, skb, pkt);
-		if (pkt->sk_ref)
-			*ref = sk;
-		else if (pkt->sk_hand)
-			*hand = sk;
+		*found = sk;
 	}
 	if (!sk)
 		return NULL;
@@ -123,8 +119,8 @@ static const struct vordr_owner *vordr_listener_owner(const struct vordr_pkt *pk
 						      struct sock *sk, u64 *pending)
 {
 	const struct vordr_owner *o;
-	int dif = pkt->indev ? pkt->indev->ifindex : sk->sk_bound_dev_if;
-	struct inet_hashinfo *h = pkt->net->ipv4.tcp_death_row.hashinfo;
+	int dif = pkt->state->in ? pkt->state->in->ifindex : sk->sk_bound_dev_if;
+	struct inet_hashinfo *h = pkt->state->net->ipv4.tcp_death_row.hashinfo;
 	u8 state = READ_ONCE(sk->sk_state);
 	struct sock *l = NULL;
 
@@ -132,12 +128,12 @@ static const struct vordr_owner *vordr_listener_owner(const struct vordr_pkt *pk
 	    state == TCP_SYN_SENT)
 		return NULL;
 	if (sk->sk_family == AF_INET)
-		l = __inet_lookup_listener(pkt->net, h, NULL, 0,
+		l = __inet_lookup_listener(pkt->state->net, h, NULL, 0,
 					   sk->sk_daddr, sk->sk_dport,
 					   sk->sk_rcv_saddr, sk->sk_num, dif, 0);
 #if IS_ENABLED(CONFIG_IPV6)
 	else if (sk->sk_family == AF_INET6)
-		l = inet6_lookup_listener(pkt->net, h, NULL, 0,
+		l = inet6_lookup_listener(pkt->state->net, h, NULL, 0,
 					  &sk->sk_v6_daddr, sk->sk_dport,
 					  &sk->sk_v6_rcv_saddr, sk->sk_num, dif, 0);
 #endif
@@ -264,7 +260,7 @@ static unsigned int vordr_decide(struct sk_buff *skb, struct vordr_pkt *pkt)
 	const struct vordr_owner *owner = NULL;
 	const struct vordr_rule *rule = NULL;
 	const struct vordr_proto *proto;
-	struct sock *sk, *ref = NULL, *hand = NULL;
+	struct sock *sk, *found = NULL;
 	u8 verdict, reason;
 	time64_t now;
 	int uniform;
@@ -294,7 +290,7 @@ static unsigned int vordr_decide(struct sk_buff *skb, struct vordr_pkt *pkt)
 	if (proto->infrastructure && proto->infrastructure(pkt))
 		return NF_ACCEPT;
 
-	sk = vordr_socket(skb, pkt, proto, &ref, &hand);
+	sk = vordr_socket(skb, pkt, proto, &found);
 	if (sk)
 		owner = vordr_owner(pkt, sk);
 	if (!owner || !owner->id) {
@@ -340,12 +336,12 @@ static unsigned int vordr_decide(struct sk_buff *skb, struct vordr_pkt *pkt)
 out:
 	if (vordr_event_wanted(verdict, reason))
 		vordr_event(pkt, owner, rule, verdict, reason);
-	if (ref)
-		sock_gen_put(ref);
+	if (found && pkt->sk_ref)
+		sock_gen_put(found);
 	if (verdict != VORDR_VALUE_ALLOW)
 		return NF_DROP;
-	if (hand)
-		vordr_hand_over(skb, hand);
+	if (found && pkt->sk_hand)
+		vordr_hand_over(skb, found);
 	return NF_ACCEPT;
 }
 
@@ -359,8 +355,6 @@ static void vordr_pkt_init(struct vordr_pkt *pkt, const struct sk_buff *skb,
 			   const struct nf_hook_state *state, u8 af, u8 ipproto,
 			   unsigned int thoff)
 {
-	pkt->net = state->net;
-	pkt->indev = state->in;
 	pkt->state = state;
 	pkt->thoff = thoff;
 	pkt->len = skb->len;

@@ -75,7 +75,7 @@ struct sock *vordr_udp_lookup(struct sk_buff *skb, struct vordr_pkt *pkt)
 	struct sock *sk;
 
 	if (pkt->af == AF_INET) {
-		sk = __udp4_lib_lookup(pkt->net, pkt->saddr.ip, htons(pkt->sport),
+		sk = __udp4_lib_lookup(pkt->state->net, pkt->saddr.ip, htons(pkt->sport),
 				       pkt->daddr.ip, htons(pkt->dport),
 				       inet_iif(skb), inet_sdif(skb), &udp_table,
 				       NULL);
@@ -83,7 +83,7 @@ struct sock *vordr_udp_lookup(struct sk_buff *skb, struct vordr_pkt *pkt)
 		return sk;
 	}
 #if IS_ENABLED(CONFIG_IPV6)
-	return __udp6_lib_lookup(pkt->net, &pkt->saddr.in6, htons(pkt->sport),
+	return __udp6_lib_lookup(pkt->state->net, &pkt->saddr.in6, htons(pkt->sport),
 				 &pkt->daddr.in6, htons(pkt->dport),
 				 inet6_iif(skb), inet6_sdif(skb), &udp_table, NULL);
 #else

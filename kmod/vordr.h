@@ -241,9 +241,8 @@ bool vordr_rule_next(u32 *pos, bool all, u8 verdict, struct vordr_rule_view *v);
 
 /* A packet as the decision sees it. */
 struct vordr_pkt {
-	struct net *net;
-	const struct net_device *indev;
-	const struct nf_hook_state *state;	/* the hook's, as netfilter gave it */
+	/* The hook's, as netfilter gave it: its net, in (inbound) and hook. */
+	const struct nf_hook_state *state;
 	unsigned int thoff;		/* transport header offset */
 	unsigned int len;
 	u8 af;				/* AF_INET or AF_INET6 */
