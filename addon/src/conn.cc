@@ -18,6 +18,7 @@
 #include <cstring>
 #include <linux/genetlink.h>
 #include <linux/netlink.h>
+#include <linux/sock_diag.h>
 #include <netlink/genl/genl.h>
 #include <netlink/msg.h>
 #include <netlink/netlink.h>
@@ -84,6 +85,7 @@ Napi::Function Connection::Define(Napi::Env env)
 		InstanceAccessor("familyVersion", &Connection::FamilyVersion, nullptr),
 		InstanceAccessor("groupId", &Connection::GroupId, nullptr),
 		InstanceAccessor("closed", &Connection::Closed, nullptr),
+		InstanceAccessor("eventLoss", &Connection::EventLoss, nullptr),
 	});
 }
 
@@ -494,18 +496,26 @@ int Connection::OnRecv(::nl_sock *sk, ::sockaddr_nl *nla, unsigned char **buf,
 }
 
 // Reads up to `max` datagrams.  An overrun leaves an empty entry in batch_
-// at the point where messages were lost.
+// at the point where messages were lost.  drained_empty_ says whether the
+// socket's queue was found empty.
 int Connection::Drain(Watched *w, size_t max)
 {
 	batch_.clear();
+	drained_empty_ = false;
 	size_t n = 0;
 	for (; n < max && w->sock; n++) {
 		int r = nl_recvmsgs(w->sock, w->cb);
 		if (r > 0)
 			continue;
-		if (r == 0 || r == -NLE_AGAIN)
+		if (r == 0 || r == -NLE_AGAIN) {
+			drained_empty_ = true;
 			break;
+		}
 		if (r == -NLE_NOMEM && last_recv_errno == ENOBUFS) {
+			if (w == &ev_) {
+				overruns_++;
+				congested_ = true;
+			}
 			batch_.emplace_back();
 			continue;
 		}
@@ -568,6 +578,37 @@ void Connection::OnEventReadable(uv_poll_t *h, int status, int)
 	}
 }
 
+int64_t Connection::EventDrops() const
+{
+	uint32_t mem[SK_MEMINFO_VARS] = {};
+	socklen_t len = sizeof(mem);
+
+	if (!ev_.sock ||
+	    getsockopt(nl_socket_get_fd(ev_.sock), SOL_SOCKET, SO_MEMINFO, mem, &len) ||
+	    len <= SK_MEMINFO_DROPS * sizeof(mem[0]))
+		return -1;
+	return mem[SK_MEMINFO_DROPS];
+}
+
+Napi::Object Connection::LossObject(Napi::Env env, bool marker)
+{
+	Napi::Object o = Napi::Object::New(env);
+	if (marker)
+		o.Set("lost", true);
+	o.Set("overruns", Napi::Number::New(env, static_cast<double>(overruns_)));
+	int64_t drops = EventDrops();
+	if (drops >= 0)
+		o.Set("drops", Napi::Number::New(env, static_cast<double>(drops)));
+	if (marker && drops > reported_drops_)
+		reported_drops_ = drops;
+	return o;
+}
+
+Napi::Value Connection::EventLoss(const Napi::CallbackInfo &info)
+{
+	return LossObject(info.Env(), false);
+}
+
 void Connection::DeliverEvents(Napi::Env env, const std::vector<std::vector<uint8_t>> &batch)
 {
 	Connection *c = this;
@@ -577,8 +618,7 @@ void Connection::DeliverEvents(Napi::Env env, const std::vector<std::vector<uint
 		Napi::HandleScope each(env);
 		Napi::Object ev;
 		if (raw.empty()) {
-			ev = Napi::Object::New(env);
-			ev.Set("lost", true);
+			ev = c->LossObject(env, true);
 		} else {
 			Message m;
 			const char *why;
@@ -726,6 +766,9 @@ Napi::Value Connection::Subscribe(const Napi::CallbackInfo &info)
 		throw make_errno_error(env, ENOENT, std::string("family '") + fam_->name +
 				       "' has no multicast group '" + fam_->group + "'");
 	if (!ev_.sock) {
+		overruns_ = 0;
+		congested_ = false;
+		reported_drops_ = 0;
 		int err = OpenSocket(&ev_, true);
 		if (!err) {
 			int r = nl_socket_add_membership(ev_.sock, static_cast<int>(group_id_));
