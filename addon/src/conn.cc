@@ -536,12 +536,16 @@ void Connection::OnRequestReadable(uv_poll_t *h, int status, int)
 	// Closing this scope runs the microtasks our settled promises queued.
 	Napi::CallbackScope cs(env, *c->async_);
 	try {
-		if (status < 0) {
+		// An error (an overrun: see OnEventReadable) stopped the poll;
+		// UpdateActive() starts it again.
+		if (status < 0)
+			c->req_.polling = false;
+		c->Drain(&c->req_, SIZE_MAX);
+		std::vector<std::vector<uint8_t>> batch;
+		batch.swap(c->batch_);
+		if (status < 0 && batch.empty()) {
 			c->FailAll(env, -status, std::string("netlink socket: ") + uv_strerror(status), true);
 		} else {
-			c->Drain(&c->req_, SIZE_MAX);
-			std::vector<std::vector<uint8_t>> batch;
-			batch.swap(c->batch_);
 			for (const auto &raw : batch) {
 				if (c->closed_)
 					break;
@@ -558,24 +562,44 @@ void Connection::OnRequestReadable(uv_poll_t *h, int status, int)
 	}
 }
 
+// An overrun sets the socket's error: epoll reports EPOLLERR, and libuv
+// then stops the poll handle and calls once with UV_EBADF.  That is not
+// the end of the socket: reading it returns ENOBUFS once (clearing the
+// error) and then the events still queued, so the error is drained like
+// any wakeup and the poll started again.
 void Connection::OnEventReadable(uv_poll_t *h, int status, int)
 {
 	Connection *c = static_cast<Connection *>(h->data);
-	if (!c || c->torn_down_ || status < 0)
+	if (!c || c->torn_down_)
 		return;
+	if (status < 0)
+		c->ev_.polling = false;	// libuv stopped it
 	Napi::Env env = c->Env();
 	Napi::HandleScope hs(env);
+	// Keeps this object alive while callbacks may drop the last reference.
+	Napi::Object self = c->Value();
+	(void)self;
 	Napi::CallbackScope cs(env, *c->async_);
 	// Bounded so a flood of events cannot starve the loop; the poll is
 	// level-triggered and calls again.
 	c->Drain(&c->ev_, 256);
+	bool empty = c->drained_empty_;
 	std::vector<std::vector<uint8_t>> batch;
 	batch.swap(c->batch_);
 	try {
 		c->DeliverEvents(env, batch);
+		// While congested the kernel drops without a word; once the
+		// queue has been emptied, one more marker if it did.
+		if (c->ev_.sock && c->congested_ && empty) {
+			c->congested_ = false;
+			if (c->EventDrops() > c->reported_drops_)
+				c->DeliverEvents(env, {{}});
+		}
 	} catch (const Napi::Error &e) {
 		napi_fatal_exception(env, e.Value());
 	}
+	if (!c->torn_down_ && c->ev_.sock && !c->ev_.polling)
+		c->SetPolling(&c->ev_, true, &Connection::OnEventReadable);
 }
 
 int64_t Connection::EventDrops() const
