@@ -58,8 +58,10 @@ struct vordr_rule {
 	u8 verdict;
 	u8 life;			/* VORDR_LIFE_* */
 	u16 len;
-	/* EXIT: in rules_owned, under rules_lock; the owner's socket by its
-	 * namespace (compared, never dereferenced) and port id. */
+	/*
+	 * EXIT: in rules_owned, under rules_lock; the owner's socket by its
+	 * namespace (compared, never dereferenced) and port id.
+	 */
 	struct list_head owned;
 	const struct net *owner_net;
 	u32 owner_portid;
