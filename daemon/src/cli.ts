@@ -232,8 +232,9 @@ export async function main(io: Io): Promise<number> {
       return EXIT.usage;
     }
   }
-  const runnerFor = (out: Output, errOut: Output, autosave: boolean) =>
+  const runnerFor = (out: Output, errOut: Output, autosave: boolean, extra: { confirm?: (question: string) => Promise<boolean> } = {}) =>
     new Runner({
+      ...extra,
       kernel,
       vocab,
       out,
@@ -253,7 +254,7 @@ export async function main(io: Io): Promise<number> {
       if (r.isErr()) errOut.write(`vordr: ${describeRunError(r.error)}\n`);
     }
     if (sets.length > 0) {
-      const saved = await runner.persist();
+      const saved = await runner.saveRulesFile();
       if (saved.isErr()) errOut.write(`vordr: ${describeRunError(saved.error)}\n`);
     }
   };
@@ -276,7 +277,7 @@ export async function main(io: Io): Promise<number> {
       const r = await runUi({
         kernel,
         vocab,
-        runner: (out, errOut) => runnerFor(out, errOut, privileged),
+        runner: (out: Output, errOut: Output, extra?: { confirm?: (question: string) => Promise<boolean> }) => runnerFor(out, errOut, privileged, extra),
         privileged,
         input: io.stdin,
         output: io.stdout,

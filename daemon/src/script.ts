@@ -25,12 +25,15 @@ import {
   type Next,
   type Output,
   type ParseError,
+  type Command,
   type Parsed,
   type RunError,
+  type Lifetime,
+  lifetimeWords,
 } from './grammar';
 import type { Kernel, Rule } from './kernel';
 import { flagValueName } from './grammar';
-import type { Vocab } from './vocab';
+import { GRAMMAR_WORDS, type Vocab } from './vocab';
 
 export const DEFAULT_RULES_FILE = '/etc/vordr/rules';
 export const DEFAULT_MODPROBE_CONF = '/etc/modprobe.d/vordr.conf';
@@ -96,7 +99,40 @@ export interface RunnerOptions {
   readonly autosave?: boolean;
   /** Resolves relative FILEs of save/load. */
   readonly cwd?: string;
+  /**
+   * Asks the interactive console's user a yes/no question (a bare `block`
+   * or `allow` switches the whole machine).  Without it, runLine refuses
+   * those two; scripts never ask.
+   */
+  readonly confirm?: (question: string) => Promise<boolean>;
   readonly now?: () => Date;
+}
+
+/** What a mode means, for the confirmation and its question. */
+function modeMeaning(v: Vocab, value: number): string {
+  if (value === v.value(GRAMMAR_WORDS.modeBlock)) return 'every packet is dropped';
+  if (value === v.value(GRAMMAR_WORDS.modeDisabled)) return 'every packet passes, nothing is enforced';
+  return 'rules are enforced';
+}
+
+/** The one line a console change (other than a rule, see applyRule) prints. */
+function confirmation(cmd: Command, v: Vocab): string {
+  switch (cmd.kind) {
+    case 'mode':
+      return `mode: ${v.valueName(cmd.value) ?? cmd.value} (${modeMeaning(v, cmd.value)})`;
+    case 'clear-rule':
+      return `removed the ${v.protName(cmd.prot)} rule for ${quote(cmd.path)}`;
+    case 'clear-path':
+      return `removed every rule for ${quote(cmd.path)}`;
+    case 'clear-verdict':
+      return cmd.verdict === undefined ? 'removed every rule' : `removed every ${v.valueName(cmd.verdict) ?? cmd.verdict} rule`;
+    case 'set':
+      return `${cmd.flag}: ${flagValueName(v, cmd.flag, BigInt(cmd.value))}`;
+    case 'load':
+      return `loaded ${cmd.file}`;
+    default:
+      return 'done';
+  }
 }
 
 export function describeLineError(e: LineError): string {
@@ -158,10 +194,15 @@ export function writeAtomic(file: string, text: string): ResultAsync<void, RunEr
 export class Runner {
   private readonly loading: string[] = [];
   /**
-   * Rules that last until the console exits (ruleKey): never saved, and
-   * removed by endSession().
+   * Rules this runner made 'until exit' (ruleKey).  The kernel removes them
+   * when this process's socket closes; kept here for the console's display
+   * (and endSession) until it reads Rule.life instead.
    */
   readonly session = new Map<string, { prot: number; path: string }>();
+  /** Confirmation lines go to out when set (a console line); a script stays quiet. */
+  private speaking = false;
+  /** Inside a script (start-up, -f, load): rules are saved once after it, not one by one. */
+  private scriptDepth = 0;
 
   constructor(private readonly opts: RunnerOptions) {}
 
@@ -177,6 +218,10 @@ export class Runner {
       out: this.opts.out,
       save: (file) => this.save(file),
       load: (file) => this.load(file),
+      applyRule: (r) => this.applyRule(r),
+      say: (line) => {
+        if (this.speaking) this.opts.out.write(`${line}\n`);
+      },
     };
   }
 
@@ -206,16 +251,24 @@ export class Runner {
     });
     let stopped = false;
     const ctx = this.context();
-    for (const [i, { line, p }] of parsed.entries()) {
-      const r = await runParsed(p, ctx);
-      if (r.isErr()) {
-        const f: Failure = { source, line, error: { kind: 'run', error: r.error }, message: describeRunError(r.error) };
-        failures.push(f);
-        this.report(f);
-      } else if (r.value === 'stop') {
-        stopped = i < parsed.length - 1;
-        break;
+    const speaking = this.speaking;
+    this.speaking = false;
+    this.scriptDepth++;
+    try {
+      for (const [i, { line, p }] of parsed.entries()) {
+        const r = await runParsed(p, ctx);
+        if (r.isErr()) {
+          const f: Failure = { source, line, error: { kind: 'run', error: r.error }, message: describeRunError(r.error) };
+          failures.push(f);
+          this.report(f);
+        } else if (r.value === 'stop') {
+          stopped = i < parsed.length - 1;
+          break;
+        }
       }
+    } finally {
+      this.speaking = speaking;
+      this.scriptDepth--;
     }
     failures.sort((a, b) => a.line - b.line);
     if (failures.length > 0) {
@@ -225,28 +278,78 @@ export class Runner {
     return { failures, stopped };
   }
 
-  /** One console line: errors are returned for the console to print. */
+  /**
+   * One line typed in the console: errors are returned for the console to
+   * print; a change prints one confirmation line.  A bare `block` or
+   * `allow` (the whole machine drops or passes everything) is asked first.
+   */
   async runLine(text: string): Promise<Result<Next, LineError>> {
     const parsed = parseLine(text, this.opts.vocab);
     if (parsed.isErr()) return err({ kind: 'parse', error: parsed.error });
     if (parsed.value === null) return ok('continue');
     const cmd = parsed.value.command;
-    const r = await runParsed(parsed.value, this.context());
-    if (r.isOk() && CHANGES.has(cmd.kind)) {
-      // A rule typed by hand is the user's own: it outlives the session.
-      if (cmd.kind === 'rule' || cmd.kind === 'clear-rule') this.session.delete(ruleKey(cmd.prot, cmd.path));
+    if (cmd.kind === 'mode' && cmd.value !== this.opts.vocab.value(GRAMMAR_WORDS.modeEnabled)) {
+      const word = text.trim().split(/\s+/)[0] ?? '';
+      const mode = this.opts.vocab.valueName(cmd.value) ?? String(cmd.value);
+      const what = `${word}: mode ${mode} (${modeMeaning(this.opts.vocab, cmd.value)})`;
+      if (!this.opts.confirm)
+        return err({ kind: 'run', error: { kind: 'declined', what: `${what} needs confirmation, which this console cannot ask; type 'set ${GRAMMAR_WORDS.modeFlag} ${mode}' to mean it` } });
+      if (!(await this.opts.confirm(`Switch the whole machine to mode ${mode}: ${modeMeaning(this.opts.vocab, cmd.value)}?`))) {
+        this.opts.out.write(`${word}: cancelled; the mode is unchanged\n`);
+        return ok('continue');
+      }
+    }
+    this.speaking = true;
+    let r: Result<Next, RunError>;
+    try {
+      r = await runParsed(parsed.value, this.context());
+    } finally {
+      this.speaking = false;
+    }
+    if (r.isOk() && CHANGES.has(cmd.kind) && cmd.kind !== 'rule') {
+      if (cmd.kind === 'clear-rule') this.session.delete(ruleKey(cmd.prot, cmd.path));
       if (cmd.kind === 'clear-path' || cmd.kind === 'clear-verdict')
         for (const [k, s] of this.session) if (cmd.kind === 'clear-verdict' || s.path === cmd.path) this.session.delete(k);
+      this.opts.out.write(`${confirmation(cmd, this.opts.vocab)}\n`);
       if (this.opts.autosave) {
-        const saved = await this.persist();
+        const saved = await this.write(undefined, false);
         if (saved.isErr()) return err({ kind: 'run', error: saved.error });
       }
     }
     return r.mapErr((error): LineError => ({ kind: 'run', error }));
   }
 
-  /** Saves the rules file (and the modprobe.d line) without a message. */
-  persist(): ResultAsync<string, RunError> {
+  /**
+   * Adds a rule in the kernel with its lifetime; an 'always' rule of a
+   * console (autosave) is also recorded in the rules file.  Returns the one
+   * line that confirms it.  A rule the kernel took but the file could not is
+   * a 'not-saved' error: the rule is in force.
+   */
+  applyRule(r: { verdict: number; prot: number; path: string; lifetime: Lifetime }): ResultAsync<string, RunError> {
+    const v = this.opts.vocab;
+    const key = ruleKey(r.prot, r.path);
+    const timeout = r.lifetime.kind === 'for' ? r.lifetime.seconds : undefined;
+    const text = [`${v.valueName(r.verdict) ?? r.verdict} ${v.protName(r.prot)} ${quote(r.path)}`, lifetimeWords(r.lifetime)].filter((x) => x).join(' ');
+    return this.opts.kernel
+      .ruleAdd(r.prot, r.path, r.verdict, timeout)
+      .mapErr((e): RunError => (e.kind === 'kernel' && e.code === 'ENOSPC' ? { kind: 'table-full' } : e))
+      .andThen(() => {
+        if (r.lifetime.kind === 'exit') this.session.set(key, { prot: r.prot, path: r.path });
+        else this.session.delete(key);
+        if (r.lifetime.kind === 'reboot') this.untilReboot.add(key);
+        else this.untilReboot.delete(key);
+        if (r.lifetime.kind !== 'always') return okAsync<string, RunError>(`added ${text} (temporary: not saved)`);
+        if (!this.opts.autosave || this.scriptDepth > 0) return okAsync<string, RunError>(`added ${text}`);
+        return this.write(undefined, false)
+          .map((file) => `added ${text} (saved in ${file})`)
+          .mapErr((e): RunError => (e.kind === 'io' ? { kind: 'not-saved', what: `the rule ${text}`, file: e.path, code: e.code, message: e.message } : e));
+      });
+  }
+
+  private readonly untilReboot = new Set<string>();
+
+  /** Writes the rules file (and the modprobe.d line) from the module's state, without a message. */
+  saveRulesFile(): ResultAsync<string, RunError> {
     return this.write(undefined, false);
   }
 
@@ -305,7 +408,7 @@ export class Runner {
       .andThen(({ all, flags }) => {
         // A rule that expires ("once") or lasts until the console exits is
         // not the user's standing policy.
-        const rules = all.filter((r) => r.timeout === 0 && !this.session.has(ruleKey(r.prot, r.path)));
+        const rules = all.filter((r) => r.timeout === 0 && !this.session.has(ruleKey(r.prot, r.path)) && !this.untilReboot.has(ruleKey(r.prot, r.path)));
         const bad = rules.filter((r) => !representable(r.path)).map((r) => r.path);
         if (bad.length > 0) return errAsync<string, RunError>({ kind: 'unrepresentable', paths: bad });
         const now = (this.opts.now ?? (() => new Date()))();
