@@ -241,6 +241,8 @@ export interface Context {
   applyRule(r: { verdict: number; prot: number; path: string; lifetime: Lifetime }): ResultAsync<string, RunError>;
   /** A confirmation line (the console prints it; a script does not). */
   say(line: string): void;
+  /** A rule path as the kernel has it: symbolic links resolved. */
+  resolvePath(path: string): Promise<string>;
 }
 
 /** After a command, go on or stop the script/console. */
@@ -383,6 +385,15 @@ function ruleRun(cmd: Extract<Command, { kind: 'rule' }>, ctx: Context): ResultA
   });
 }
 
+/** Removes the rule by the path it was added with (resolved), or as written. */
+function delResolved(ctx: Context, path: string, prot: number | undefined): ResultAsync<void, KernelError> {
+  return ResultAsync.fromSafePromise(ctx.resolvePath(path)).andThen((real) =>
+    ctx.kernel
+      .ruleDel(real, prot)
+      .orElse((e) => (real !== path && e.kind === 'kernel' && e.code === 'ENOENT' ? ctx.kernel.ruleDel(path, prot) : errAsync(e))),
+  );
+}
+
 function modeRun(cmd: Extract<Command, { kind: 'mode' }>, ctx: Context): ResultAsync<Next, RunError> {
   const f = ctx.vocab.flag(GRAMMAR_WORDS.modeFlag);
   if (!f) return errAsync({ kind: 'unsupported', what: `flag '${GRAMMAR_WORDS.modeFlag}'` });
@@ -453,13 +464,11 @@ export const COMMANDS: readonly Entry[] = [
     run: (cmd, ctx) => {
       switch (cmd.kind) {
         case 'clear-rule':
-          return ctx.kernel
-            .ruleDel(cmd.path, cmd.prot)
+          return delResolved(ctx, cmd.path, cmd.prot)
             .mapErr((e): RunError => (e.kind === 'kernel' && e.code === 'ENOENT' ? { kind: 'no-rule', path: cmd.path, prot: ctx.vocab.protName(cmd.prot) } : e))
             .map(CONTINUE);
         case 'clear-path':
-          return ctx.kernel
-            .ruleDel(cmd.path)
+          return delResolved(ctx, cmd.path, undefined)
             .mapErr((e): RunError => (e.kind === 'kernel' && e.code === 'ENOENT' ? { kind: 'no-rule', path: cmd.path, prot: undefined } : e))
             .map(CONTINUE);
         case 'clear-verdict':
