@@ -215,6 +215,9 @@ export interface LockOptions {
   readonly waitMs?: number;
 }
 
+/** A lock file without a pid older than this is a claim its writer never finished. */
+const STALE_EMPTY_MS = 5000;
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function alive(pid: number): boolean {
@@ -239,14 +242,20 @@ export async function withLock<T>(file: string, fn: () => Promise<T>, opts: Lock
       const fh = await fs.open(lock, 'wx', 0o644);
       try {
         await fh.writeFile(`${process.pid}\n`);
-      } finally {
-        await fh.close();
+      } catch (e) {
+        // A full disk: give the claim back, the save cannot be made.
+        await fh.close().catch(() => undefined);
+        await fs.unlink(lock).catch(() => undefined);
+        throw e;
       }
+      await fh.close();
       break;
     } catch (e) {
       if ((e as { code?: string }).code !== 'EEXIST') throw e;
       const owner = Number((await fs.readFile(lock, 'utf8').catch(() => '')).trim());
-      if (Number.isInteger(owner) && owner > 0 && !alive(owner)) {
+      const age = await fs.stat(lock).then((st) => Date.now() - st.mtimeMs, () => 0);
+      // Dead owner, or a claim never completed (no pid) long ago.
+      if ((Number.isInteger(owner) && owner > 0 && !alive(owner)) || (owner === 0 && age > STALE_EMPTY_MS)) {
         // Take the dead owner's lock over by renaming our claim onto it is
         // not atomic against a third claimant; unlinking only the lock we
         // read (same inode) keeps the window to that one check.

@@ -147,7 +147,7 @@ function ioError(op: string, file: string, e: unknown): RunError {
   const code = typeof x.code === 'string' ? x.code : '';
   const raw = typeof x.message === 'string' ? x.message : String(e);
   // Node's messages repeat the path and syscall: keep the reason only.
-  const message = raw.replace(/^[A-Z]+: /, '').replace(/, \w+ '.*'$/, '');
+  const message = raw.replace(/^[A-Z]+: /, '').replace(/, \w+( '.*')?$/, '');
   return { kind: 'io', op, path: file, code, message };
 }
 
