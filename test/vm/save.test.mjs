@@ -86,7 +86,7 @@ test('two consoles adding always rules to one rules file at once: no false error
   for (const [who, r] of [['a', a], ['b', b]]) {
     assert.equal(r.code, 0, `console ${who} exited ${r.code} ${r.signal ?? ''}: ${r.err}`);
     assert.doesNotMatch(r.err, /error/i, `console ${who} reported an error`);
-    assert.equal((r.out.match(/^added: .*\(saved in /gm) ?? []).length, N, `console ${who}: one confirmation per saved rule\n${r.out}`);
+    assert.equal((r.out.match(/added: .*\(saved in /g) ?? []).length, N, `console ${who}: one confirmation per saved rule\n${r.out}`);
   }
 
   const text = readFileSync(rules, 'utf8');
