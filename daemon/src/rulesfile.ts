@@ -256,9 +256,10 @@ export async function withLock<T>(file: string, fn: () => Promise<T>, opts: Lock
       const age = await fs.stat(lock).then((st) => Date.now() - st.mtimeMs, () => 0);
       // Dead owner, or a claim never completed (no pid) long ago.
       if ((Number.isInteger(owner) && owner > 0 && !alive(owner)) || (owner === 0 && age > STALE_EMPTY_MS)) {
-        // Take the dead owner's lock over by renaming our claim onto it is
-        // not atomic against a third claimant; unlinking only the lock we
-        // read (same inode) keeps the window to that one check.
+        // The owner died mid-save (SIGKILL): remove its lock and claim
+        // again.  Two waiters may both see it dead; the second unlink can
+        // then remove the first one's fresh claim, a window of one check
+        // that only a writer killed mid-save opens.
         await fs.unlink(lock).catch(() => undefined);
         continue;
       }

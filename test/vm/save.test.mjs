@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { killAll, track, Kernel, assertKlogClean, bin, cli, klogMark, workdir } from './util.mjs';
 
 const W = workdir('save');
-const N = 20;
+const N = 15;
 let k;
 let mark;
 
