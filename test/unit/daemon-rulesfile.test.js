@@ -218,3 +218,12 @@ test('a full disk (ENOSPC on a tiny tmpfs) says once, plainly, that the rule is 
   assert.deepEqual(r.left, ['fill', 'rules'], 'no temporary or lock file left');
   assert.equal(r.err, '', 'said once: the console prints the returned error, nothing else');
 });
+
+test('a lock left by a console killed mid-save (its pid gone) is taken over', async () => {
+  const t = await consoleRunner();
+  const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout;
+  fs.writeFileSync(`${t.file}.lock`, `${dead}\n`);
+  await line(t.runner, 'allow tcp /opt/vordr-test/after-kill');
+  assert.match(t.read(), /^allow tcp \/opt\/vordr-test\/after-kill$/m);
+  assert.ok(!fs.existsSync(`${t.file}.lock`));
+});
