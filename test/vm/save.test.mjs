@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { killAll, track, Kernel, assertKlogClean, bin, cli, klogMark, workdir } from './util.mjs';
 
 const W = workdir('save');
-const N = 15;
+const N = 8;
 let k;
 let mark;
 
@@ -60,7 +60,7 @@ function consoleRun(args, lines) {
     let err = '';
     child.stdout.setEncoding('utf8').on('data', (d) => { out += d; });
     child.stderr.setEncoding('utf8').on('data', (d) => { err += d; });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 400_000);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       resolve({ code, signal, out, err });
