@@ -88,13 +88,16 @@ type Options = {
   version?: boolean;
 };
 
-/** CAP_NET_ADMIN in the effective set. */
-export function hasNetAdmin(status = '/proc/self/status'): boolean {
+/**
+ * CAP_NET_ADMIN in the effective set.  capBit: its number, which the addon
+ * takes from <linux/capability.h>; without it, root is assumed privileged.
+ */
+export function hasNetAdmin(capBit: number | undefined, status = '/proc/self/status'): boolean {
   const m = Result.fromThrowable(() => fs.readFileSync(status, 'utf8'), () => undefined)()
     .map((t) => /^CapEff:\s*([0-9a-f]+)/m.exec(t)?.[1])
     .unwrapOr(undefined);
-  if (m === undefined) return process.geteuid?.() === 0;
-  return (BigInt(`0x${m}`) >> 12n) & 1n ? true : false;
+  if (m === undefined || capBit === undefined) return process.geteuid?.() === 0;
+  return (BigInt(`0x${m}`) >> BigInt(capBit)) & 1n ? true : false;
 }
 
 function parseOptions(argv: readonly string[]): Result<Options, string> {
@@ -219,7 +222,7 @@ export async function main(io: Io): Promise<number> {
   const vocab = vocabulary(addon.value.schema);
   const rulesFile = path.resolve(io.cwd ?? process.cwd(), opts.rules ?? io.rulesFile ?? DEFAULT_RULES_FILE);
   const modprobeConf = path.resolve(io.cwd ?? process.cwd(), opts['modprobe-conf'] ?? io.modprobeConf ?? DEFAULT_MODPROBE_CONF);
-  const privileged = io.privileged ?? hasNetAdmin();
+  const privileged = io.privileged ?? hasNetAdmin(addon.value.schema.platform?.cap.net_admin);
   const sets = (opts.set ?? []).map((x) => {
     const at = x.indexOf('=');
     return `set ${x.slice(0, at)} ${x.slice(at + 1)}`;
@@ -232,8 +235,9 @@ export async function main(io: Io): Promise<number> {
       return EXIT.usage;
     }
   }
-  const runnerFor = (out: Output, errOut: Output, autosave: boolean) =>
+  const runnerFor = (out: Output, errOut: Output, autosave: boolean, extra: { confirm?: (question: string) => Promise<boolean> } = {}) =>
     new Runner({
+      ...extra,
       kernel,
       vocab,
       out,
@@ -247,13 +251,14 @@ export async function main(io: Io): Promise<number> {
   // the rules file.  A bad line there is reported and the rest still runs.
   const start = async (runner: Runner, errOut: Output): Promise<void> => {
     if (!privileged) return;
-    if (sets.length > 0) await runner.runLines(sets, '--set');
     if (fs.existsSync(rulesFile)) {
       const r = await runner.runFile(rulesFile);
       if (r.isErr()) errOut.write(`vordr: ${describeRunError(r.error)}\n`);
     }
+    // --set wins over the file and is recorded in it (its own `set` line
+    // replaced, or appended), so the file says what holds.
     if (sets.length > 0) {
-      const saved = await runner.persist();
+      const { saved } = await runner.runAndRecord(sets, '--set');
       if (saved.isErr()) errOut.write(`vordr: ${describeRunError(saved.error)}\n`);
     }
   };
@@ -276,7 +281,7 @@ export async function main(io: Io): Promise<number> {
       const r = await runUi({
         kernel,
         vocab,
-        runner: (out, errOut) => runnerFor(out, errOut, privileged),
+        runner: (out: Output, errOut: Output, extra?: { confirm?: (question: string) => Promise<boolean> }) => runnerFor(out, errOut, privileged, extra),
         privileged,
         input: io.stdin,
         output: io.stdout,

@@ -31,20 +31,20 @@ function fails(line, kind) {
 }
 
 test('allow and block take an optional protocol and an absolute path', () => {
-  assert.deepEqual(cmd('allow tcp /usr/bin/curl'), { kind: 'rule', verdict: VAL('allow'), prot: PROT('tcp'), path: '/usr/bin/curl' });
-  assert.deepEqual(cmd('block udp /usr/bin/socat'), { kind: 'rule', verdict: VAL('block'), prot: PROT('udp'), path: '/usr/bin/socat' });
-  assert.deepEqual(cmd('allow icmp /bin/ping'), { kind: 'rule', verdict: VAL('allow'), prot: PROT('icmp'), path: '/bin/ping' });
-  assert.deepEqual(cmd('block any /bin/x'), { kind: 'rule', verdict: VAL('block'), prot: PROT('any'), path: '/bin/x' });
+  assert.deepEqual(cmd('allow tcp /usr/bin/curl'), { kind: 'rule', verdict: VAL('allow'), prot: PROT('tcp'), path: '/usr/bin/curl', lifetime: { kind: 'always' } });
+  assert.deepEqual(cmd('block udp /usr/bin/socat'), { kind: 'rule', verdict: VAL('block'), prot: PROT('udp'), path: '/usr/bin/socat', lifetime: { kind: 'always' } });
+  assert.deepEqual(cmd('allow icmp /bin/ping'), { kind: 'rule', verdict: VAL('allow'), prot: PROT('icmp'), path: '/bin/ping', lifetime: { kind: 'always' } });
+  assert.deepEqual(cmd('block any /bin/x'), { kind: 'rule', verdict: VAL('block'), prot: PROT('any'), path: '/bin/x', lifetime: { kind: 'always' } });
 });
 
 test('an omitted protocol means any', () => {
-  assert.deepEqual(cmd('allow /usr/lib/firefox/firefox'), { kind: 'rule', verdict: VAL('allow'), prot: PROT('any'), path: '/usr/lib/firefox/firefox' });
-  assert.deepEqual(cmd('block /opt/x'), { kind: 'rule', verdict: VAL('block'), prot: PROT('any'), path: '/opt/x' });
+  assert.deepEqual(cmd('allow /usr/lib/firefox/firefox'), { kind: 'rule', verdict: VAL('allow'), prot: PROT('any'), path: '/usr/lib/firefox/firefox', lifetime: { kind: 'always' } });
+  assert.deepEqual(cmd('block /opt/x'), { kind: 'rule', verdict: VAL('block'), prot: PROT('any'), path: '/opt/x', lifetime: { kind: 'always' } });
 });
 
 test('a path ending in / is a directory rule and keeps its slash', () => {
-  assert.deepEqual(cmd('allow any /bin/'), { kind: 'rule', verdict: VAL('allow'), prot: PROT('any'), path: '/bin/' });
-  assert.deepEqual(cmd('block tcp /usr/bin/'), { kind: 'rule', verdict: VAL('block'), prot: PROT('tcp'), path: '/usr/bin/' });
+  assert.deepEqual(cmd('allow any /bin/'), { kind: 'rule', verdict: VAL('allow'), prot: PROT('any'), path: '/bin/', lifetime: { kind: 'always' } });
+  assert.deepEqual(cmd('block tcp /usr/bin/'), { kind: 'rule', verdict: VAL('block'), prot: PROT('tcp'), path: '/usr/bin/', lifetime: { kind: 'always' } });
 });
 
 test('every protocol name of the schema is accepted', () => {
@@ -123,7 +123,7 @@ test('blank lines and comments parse to nothing, trailing comments are dropped',
   assert.equal(cmd('   \t '), null);
   assert.equal(cmd('# allow /bin/x'), null);
   assert.equal(cmd('   # indented comment'), null);
-  assert.deepEqual(cmd('allow tcp /bin/x # the editor'), { kind: 'rule', verdict: VAL('allow'), prot: PROT('tcp'), path: '/bin/x' });
+  assert.deepEqual(cmd('allow tcp /bin/x # the editor'), { kind: 'rule', verdict: VAL('allow'), prot: PROT('tcp'), path: '/bin/x', lifetime: { kind: 'always' } });
   fails('query#x', 'unknown-command'); // # starts a comment only at the start of a word
 });
 
@@ -238,4 +238,47 @@ test('help lists every command and, for set, every flag with its values', () => 
     assert.match(set, new RegExp(`^  ${name}\\b`, 'm'));
     for (const a of f.allowed) assert.ok(set.includes(a));
   }
+});
+
+// ---------------------------------------------------------------- lifetimes and quoting (issue 12)
+
+test('a rule may end with for TIME, until exit or until reboot', () => {
+  const rule = (l) => cmd(l).lifetime;
+  assert.deepEqual(rule('allow tcp /usr/bin/curl for 30s'), { kind: 'for', seconds: 30 });
+  assert.deepEqual(rule('allow tcp /usr/bin/curl for 5m'), { kind: 'for', seconds: 300 });
+  assert.deepEqual(rule('allow tcp /usr/bin/curl for 1h'), { kind: 'for', seconds: 3600 });
+  assert.deepEqual(rule('block /usr/bin/curl for 2d'), { kind: 'for', seconds: 172800 });
+  assert.deepEqual(rule('allow "/opt/My App/app" until exit'), { kind: 'exit' });
+  assert.deepEqual(rule('block udp /usr/bin/curl until reboot'), { kind: 'reboot' });
+  assert.deepEqual(rule('allow tcp /usr/bin/curl'), { kind: 'always' });
+});
+
+test('a bad duration is a clear error', () => {
+  assert.match(fails('allow /x for 0s', 'bad-duration'), /longer than zero/);
+  assert.match(fails('allow /x for 10', 'bad-duration'), /unit is missing/);
+  assert.match(fails('allow /x for 5y', 'bad-duration'), /unknown unit 'y'/);
+  assert.match(fails('allow /x for soon', 'bad-duration'), /not a number/);
+  const max = 2 ** 32 - 1;
+  assert.deepEqual(cmd(`allow /x for ${max}s`).lifetime, { kind: 'for', seconds: max });
+  assert.match(fails(`allow /x for ${max + 1}s`, 'bad-duration'), /the longest is/);
+  assert.match(fails('allow /x for 99999999d', 'bad-duration'), /the longest is/);
+  fails('allow /x for', 'missing-argument');
+  assert.match(fails('allow /x until never', 'bad-argument'), /'exit' or 'reboot'/);
+  fails('allow /x until', 'missing-argument');
+  fails('allow /x for 5m now', 'extra-arguments');
+  fails('clear tcp /x for 5m', 'extra-arguments');
+});
+
+test('a path with a blank that was not quoted says to quote it', () => {
+  assert.match(fails('allow /opt/My App/app', 'unquoted-blank'), /must be quoted: "\/opt\/My App\/app"/);
+  assert.match(fails('block tcp /opt/My App/app for 5m', 'unquoted-blank'), /"\/opt\/My App\/app"/);
+  assert.match(fails('clear /opt/My App/app', 'unquoted-blank'), /"\/opt\/My App\/app"/);
+});
+
+test('Tab completes the lifetime words after a rule\'s PATH, and the lives after until', () => {
+  const { complete } = require('../../daemon/dist/lineedit.js');
+  const list = () => [];
+  assert.equal(complete('allow tcp /usr/bin/curl f', 25, v, { list }).line, 'allow tcp /usr/bin/curl for ');
+  assert.equal(complete('block /usr/bin/curl un', 22, v, { list }).line, 'block /usr/bin/curl until ');
+  assert.deepEqual([...complete('allow tcp /usr/bin/curl until ', 30, v, { list }).candidates].sort(), ['exit', 'reboot']);
 });
