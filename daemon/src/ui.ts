@@ -18,7 +18,7 @@ import { ruleLine, sortRules, statsLines } from './format';
 import { COMMANDS, describeRunError, flagValueName, help, parseLine, type Output } from './grammar';
 import type { Kernel } from './kernel';
 import { LineEditor } from './lineedit';
-import { describeDecision, ONCE_SECONDS, Prompts, TIMEOUT_DECISION } from './prompts';
+import { describeDecision, ONCE_SECONDS, Prompts, TIMEOUT_DECISION, type Clock } from './prompts';
 import { describeLineError, ruleKey, type Runner } from './script';
 import { PERMISSION_MESSAGE } from './kernel';
 import type { Vocab } from './vocab';
@@ -40,6 +40,16 @@ export interface UiOptions {
   readonly promptTimeoutSeconds?: number;
   /** Run before the console takes input (the rules file, --set); output goes to the pane. */
   readonly start?: (runner: Runner) => Promise<void>;
+  /** The prompts' clock (tests). */
+  readonly clock?: Clock;
+  /** Called once the screen exists, with a way to read it (tests). */
+  readonly attach?: (ui: UiHandle) => void;
+}
+
+/** What a test may see of a running console. */
+export interface UiHandle {
+  /** The screen as drawn, one string per row. */
+  rows(): string[];
 }
 
 /** Exit status of the console. */
@@ -170,6 +180,7 @@ export function runUi(o: UiOptions): Promise<UiExit> {
       runner,
       vocab: o.vocab,
       ...(o.promptTimeoutSeconds !== undefined ? { timeoutSeconds: o.promptTimeoutSeconds } : {}),
+      ...(o.clock ? { clock: o.clock } : {}),
       onChange: render,
       onDecided: (p, d, error, timedOut) => {
         if (error) errOut.write(`error: ${p.path}: ${describeRunError(error)}\n`);
@@ -503,6 +514,9 @@ export function runUi(o: UiOptions): Promise<UiExit> {
     if (!listening) errOut.write('this module sends no events: no events pane and no prompts\n');
     layout();
     draw();
+    o.attach?.({
+      rows: () => ((screen as unknown as { lines: unknown }).lines as [unknown, string][][]).map((l) => l.map((c) => c[1]).join('')),
+    });
     void (async () => {
       if (o.start) await o.start(runner);
       await refresh();
