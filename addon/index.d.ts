@@ -25,8 +25,23 @@ export type AttrInput = number | bigint | string | Buffer | Uint8Array | undefin
 /** One message's attributes, by schema name; unknown ids are skipped. */
 export type Message = Record<string, AttrValue>;
 
-/** A multicast event, or the marker of events lost to a buffer overrun. */
-export type Event = Message | { readonly lost: true };
+/**
+ * What an event socket lost, counted since subscribe().  `overruns`: the
+ * times its receive buffer overflowed (ENOBUFS); `drops`: the messages the
+ * kernel dropped for it (its socket's drop counter, /proc/net/netlink),
+ * absent when that cannot be read.
+ */
+export interface EventLoss {
+  readonly overruns: number;
+  readonly drops?: number;
+}
+
+/**
+ * A multicast event, or the marker of events lost to a buffer overrun,
+ * placed where the loss was noticed, with the totals so far.  Delivery
+ * goes on after it.
+ */
+export type Event = Message | ({ readonly lost: true } & EventLoss);
 
 export interface CommandInfo {
   readonly id: number;
@@ -107,6 +122,8 @@ export interface Connection {
    */
   subscribe(callback: (event: Event) => void): void;
   unsubscribe(): void;
+  /** The event socket's losses so far (zeros when not subscribed). */
+  readonly eventLoss: EventLoss;
   /** Rejects pending requests with code 'ECLOSED'; idempotent. */
   close(): void;
   readonly familyId: number;

@@ -30,11 +30,13 @@ static const char *const vordr_value_names[] = {
 #define VORDR_CONST_PROT(value, name)
 #define VORDR_CONST_REASON(value, name)
 #define VORDR_CONST_DIR(value, name)
+#define VORDR_CONST_LIFE(value, name)
 #include "defs.x"
 #undef VORDR_CONST_VALUE
 #undef VORDR_CONST_PROT
 #undef VORDR_CONST_REASON
 #undef VORDR_CONST_DIR
+#undef VORDR_CONST_LIFE
 };
 
 /* The index of @name in @names[0..n) (names by value), or false. */
@@ -119,6 +121,7 @@ static int vordr_param_set(const char *val, const struct kernel_param *kp)
 #define VORDR_ALIASES_PROT(value, ...)
 #define VORDR_ALIASES_REASON(value, ...)
 #define VORDR_ALIASES_DIR(value, ...)
+#define VORDR_ALIASES_LIFE(value, ...)
 #include "defs.x"
 		};
 		size_t i;

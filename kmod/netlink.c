@@ -59,6 +59,7 @@ static bool vordr_prot_known(u8 prot)
 #define VORDR_PROT_CASE_VALUE(value)
 #define VORDR_PROT_CASE_REASON(value)
 #define VORDR_PROT_CASE_DIR(value)
+#define VORDR_PROT_CASE_LIFE(value)
 #include "defs.x"
 		return true;
 	default:

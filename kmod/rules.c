@@ -525,11 +525,13 @@ static const char *const rules_prot_names[] = {
 #define VORDR_BOOT_PROT(value, name) [value] = name,
 #define VORDR_BOOT_REASON(value, name)
 #define VORDR_BOOT_DIR(value, name)
+#define VORDR_BOOT_LIFE(value, name)
 #include "defs.x"
 #undef VORDR_BOOT_VALUE
 #undef VORDR_BOOT_PROT
 #undef VORDR_BOOT_REASON
 #undef VORDR_BOOT_DIR
+#undef VORDR_BOOT_LIFE
 };
 
 int vordr_rules_boot(const char *spec)

@@ -103,6 +103,7 @@ private:
 	Napi::Value FamilyVersion(const Napi::CallbackInfo &info);
 	Napi::Value GroupId(const Napi::CallbackInfo &info);
 	Napi::Value Closed(const Napi::CallbackInfo &info);
+	Napi::Value EventLoss(const Napi::CallbackInfo &info);
 
 	int OpenSocket(Watched *w, bool events);
 	void CloseSocket(Watched *w);
@@ -126,6 +127,10 @@ private:
 	int Drain(Watched *w, size_t max);
 
 	void DeliverEvents(Napi::Env env, const std::vector<std::vector<uint8_t>> &batch);
+	// The event socket's drop counter (SO_MEMINFO), -1 when unreadable.
+	int64_t EventDrops() const;
+	// {overruns, drops}, with lost: true for a marker.
+	Napi::Object LossObject(Napi::Env env, bool marker);
 	void HandleReply(Napi::Env env, const std::vector<uint8_t> &raw);
 	void Complete(Napi::Env env, uint32_t seq, const ErrorInfo *err);
 	void CompleteOpen(Napi::Env env, Pending &p, const ErrorInfo *err);
@@ -141,7 +146,13 @@ private:
 	std::unique_ptr<Napi::AsyncContext> async_;
 	Napi::FunctionReference ev_cb_;
 	std::vector<std::vector<uint8_t>> batch_;
-	bool overrun_ = false;
+	// The event socket's losses: ENOBUFS seen, and whether the last one
+	// is still being drained (the kernel drops silently until the
+	// receive queue has been emptied once: NETLINK_S_CONGESTED).
+	uint64_t overruns_ = 0;
+	bool congested_ = false;
+	bool drained_empty_ = false;	// the last Drain() emptied the queue
+	int64_t reported_drops_ = 0;	// drops in the last marker delivered
 	bool closed_ = false;
 	bool torn_down_ = false;
 	bool refd_ = false;

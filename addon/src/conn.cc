@@ -18,6 +18,7 @@
 #include <cstring>
 #include <linux/genetlink.h>
 #include <linux/netlink.h>
+#include <linux/sock_diag.h>
 #include <netlink/genl/genl.h>
 #include <netlink/msg.h>
 #include <netlink/netlink.h>
@@ -84,6 +85,7 @@ Napi::Function Connection::Define(Napi::Env env)
 		InstanceAccessor("familyVersion", &Connection::FamilyVersion, nullptr),
 		InstanceAccessor("groupId", &Connection::GroupId, nullptr),
 		InstanceAccessor("closed", &Connection::Closed, nullptr),
+		InstanceAccessor("eventLoss", &Connection::EventLoss, nullptr),
 	});
 }
 
@@ -494,18 +496,26 @@ int Connection::OnRecv(::nl_sock *sk, ::sockaddr_nl *nla, unsigned char **buf,
 }
 
 // Reads up to `max` datagrams.  An overrun leaves an empty entry in batch_
-// at the point where messages were lost.
+// at the point where messages were lost.  drained_empty_ says whether the
+// socket's queue was found empty.
 int Connection::Drain(Watched *w, size_t max)
 {
 	batch_.clear();
+	drained_empty_ = false;
 	size_t n = 0;
 	for (; n < max && w->sock; n++) {
 		int r = nl_recvmsgs(w->sock, w->cb);
 		if (r > 0)
 			continue;
-		if (r == 0 || r == -NLE_AGAIN)
+		if (r == 0 || r == -NLE_AGAIN) {
+			drained_empty_ = true;
 			break;
+		}
 		if (r == -NLE_NOMEM && last_recv_errno == ENOBUFS) {
+			if (w == &ev_) {
+				overruns_++;
+				congested_ = true;
+			}
 			batch_.emplace_back();
 			continue;
 		}
@@ -526,12 +536,16 @@ void Connection::OnRequestReadable(uv_poll_t *h, int status, int)
 	// Closing this scope runs the microtasks our settled promises queued.
 	Napi::CallbackScope cs(env, *c->async_);
 	try {
-		if (status < 0) {
+		// An error (an overrun: see OnEventReadable) stopped the poll;
+		// UpdateActive() starts it again.
+		if (status < 0)
+			c->req_.polling = false;
+		c->Drain(&c->req_, SIZE_MAX);
+		std::vector<std::vector<uint8_t>> batch;
+		batch.swap(c->batch_);
+		if (status < 0 && batch.empty()) {
 			c->FailAll(env, -status, std::string("netlink socket: ") + uv_strerror(status), true);
 		} else {
-			c->Drain(&c->req_, SIZE_MAX);
-			std::vector<std::vector<uint8_t>> batch;
-			batch.swap(c->batch_);
 			for (const auto &raw : batch) {
 				if (c->closed_)
 					break;
@@ -548,24 +562,75 @@ void Connection::OnRequestReadable(uv_poll_t *h, int status, int)
 	}
 }
 
+// An overrun sets the socket's error: epoll reports EPOLLERR, and libuv
+// then stops the poll handle and calls once with UV_EBADF.  That is not
+// the end of the socket: reading it returns ENOBUFS once (clearing the
+// error) and then the events still queued, so the error is drained like
+// any wakeup and the poll started again.
 void Connection::OnEventReadable(uv_poll_t *h, int status, int)
 {
 	Connection *c = static_cast<Connection *>(h->data);
-	if (!c || c->torn_down_ || status < 0)
+	if (!c || c->torn_down_)
 		return;
+	if (status < 0)
+		c->ev_.polling = false;	// libuv stopped it
 	Napi::Env env = c->Env();
 	Napi::HandleScope hs(env);
+	// Keeps this object alive while callbacks may drop the last reference.
+	Napi::Object self = c->Value();
+	(void)self;
 	Napi::CallbackScope cs(env, *c->async_);
 	// Bounded so a flood of events cannot starve the loop; the poll is
 	// level-triggered and calls again.
 	c->Drain(&c->ev_, 256);
+	bool empty = c->drained_empty_;
 	std::vector<std::vector<uint8_t>> batch;
 	batch.swap(c->batch_);
 	try {
 		c->DeliverEvents(env, batch);
+		// While congested the kernel drops without a word; once the
+		// queue has been emptied, one more marker if it did.
+		if (c->ev_.sock && c->congested_ && empty) {
+			c->congested_ = false;
+			if (c->EventDrops() > c->reported_drops_)
+				c->DeliverEvents(env, {{}});
+		}
 	} catch (const Napi::Error &e) {
 		napi_fatal_exception(env, e.Value());
 	}
+	if (!c->torn_down_ && c->ev_.sock && !c->ev_.polling)
+		c->SetPolling(&c->ev_, true, &Connection::OnEventReadable);
+}
+
+int64_t Connection::EventDrops() const
+{
+	uint32_t mem[SK_MEMINFO_VARS] = {};
+	socklen_t len = sizeof(mem);
+
+	if (!ev_.sock ||
+	    getsockopt(nl_socket_get_fd(ev_.sock), SOL_SOCKET, SO_MEMINFO, mem, &len) ||
+	    len <= SK_MEMINFO_DROPS * sizeof(mem[0]))
+		return -1;
+	return mem[SK_MEMINFO_DROPS];
+}
+
+Napi::Object Connection::LossObject(Napi::Env env, bool marker)
+{
+	Napi::Object o = Napi::Object::New(env);
+	if (marker)
+		o.Set("lost", true);
+	o.Set("overruns", Napi::Number::New(env, static_cast<double>(overruns_)));
+	int64_t drops = EventDrops();
+	if (drops >= 0)
+		o.Set("drops", Napi::Number::New(env, static_cast<double>(drops)));
+	if (marker && drops > reported_drops_)
+		reported_drops_ = drops;
+	return o;
+}
+
+Napi::Value Connection::EventLoss(const Napi::CallbackInfo &info)
+{
+	return LossObject(info.Env(), false);
 }
 
 void Connection::DeliverEvents(Napi::Env env, const std::vector<std::vector<uint8_t>> &batch)
@@ -577,8 +642,7 @@ void Connection::DeliverEvents(Napi::Env env, const std::vector<std::vector<uint
 		Napi::HandleScope each(env);
 		Napi::Object ev;
 		if (raw.empty()) {
-			ev = Napi::Object::New(env);
-			ev.Set("lost", true);
+			ev = c->LossObject(env, true);
 		} else {
 			Message m;
 			const char *why;
@@ -726,6 +790,9 @@ Napi::Value Connection::Subscribe(const Napi::CallbackInfo &info)
 		throw make_errno_error(env, ENOENT, std::string("family '") + fam_->name +
 				       "' has no multicast group '" + fam_->group + "'");
 	if (!ev_.sock) {
+		overruns_ = 0;
+		congested_ = false;
+		reported_drops_ = 0;
 		int err = OpenSocket(&ev_, true);
 		if (!err) {
 			int r = nl_socket_add_membership(ev_.sock, static_cast<int>(group_id_));

@@ -14,6 +14,7 @@ export type AttrType = Native.AttrType;
 export type AttrValue = Native.AttrValue;
 export type Message = Native.Message;
 export type Event = Native.Event;
+export type EventLoss = Native.EventLoss;
 export type Constant = Native.Constant;
 export type FlagDef = Native.FlagInfo;
 export type Schema = Native.Schema;

@@ -4,7 +4,7 @@
 // comes from the schema through vocab.ts.
 
 import fs from 'node:fs';
-import type { Event, Message, AttrValue } from './addon';
+import type { Event, EventLoss, Message, AttrValue } from './addon';
 import type { Vocab } from './vocab';
 
 export interface VordrEvent {
@@ -33,8 +33,37 @@ export interface VordrEvent {
 }
 
 /** The addon's marker of events lost to a full receive buffer. */
-export function isLost(e: Event): e is { readonly lost: true } {
+export function isLost(e: Event): e is { readonly lost: true } & EventLoss {
   return (e as { lost?: unknown }).lost === true;
+}
+
+/** A loss as the daemon reports it: the addon's totals and the module's. */
+export interface Loss {
+  /** This listener's receive-buffer overruns, since it subscribed. */
+  readonly overruns: number;
+  /** Events its socket dropped, since it subscribed; undefined when unknown. */
+  readonly drops: number | undefined;
+  /** The module's evdrops counter (every listener, since load); undefined when unread. */
+  readonly evdrops: bigint | undefined;
+}
+
+export function decodeLoss(e: EventLoss, evdrops?: bigint): Loss {
+  return {
+    overruns: typeof e.overruns === 'number' ? e.overruns : 0,
+    drops: typeof e.drops === 'number' ? e.drops : undefined,
+    evdrops,
+  };
+}
+
+/** One line of --service output for a loss. */
+export function lossJson(l: Loss, now: Date = new Date()): string {
+  return JSON.stringify({
+    time: now.toISOString(),
+    lost: true,
+    overruns: l.overruns,
+    ...(l.drops !== undefined ? { drops: l.drops } : {}),
+    ...(l.evdrops !== undefined ? { evdrops: Number(l.evdrops) } : {}),
+  });
 }
 
 function num(v: AttrValue | undefined): number {

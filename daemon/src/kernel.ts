@@ -7,7 +7,7 @@
 
 import os from 'node:os';
 import { ResultAsync, errAsync, okAsync } from 'neverthrow';
-import type { Addon, AttrValue, Connection, Event, Message, Schema } from './addon';
+import type { Addon, AttrValue, Connection, Event, EventLoss, Message, Schema } from './addon';
 
 export type KernelError =
   | { kind: 'not-loaded' }
@@ -33,6 +33,24 @@ export interface Rule {
   lasthit: bigint;
   /** Seconds until the rule expires; 0 for a rule that does not. */
   timeout: number;
+  /**
+   * How long it lasts besides its timeout: a value of the schema's `life`
+   * constants (vocab.life()/lifeName()).  A module that sends no `life`
+   * attribute made a rule that lasts always.
+   */
+  life: number;
+}
+
+export interface RuleAddOptions {
+  /** Seconds until the kernel removes the rule by itself. */
+  readonly timeout?: number;
+  /**
+   * A value of the schema's `life` constants: `exit` makes the rule the
+   * kernel's until this connection's socket closes (the process ends,
+   * SIGKILL included); `reboot` marks it never to be saved.  With timeout
+   * as well, the earlier wins.
+   */
+  readonly life?: number;
 }
 
 /** STATS: one executable's counters. */
@@ -49,8 +67,13 @@ export interface AppStats {
 
 const COMMANDS = ['hello', 'rule_add', 'rule_del', 'rule_clear', 'rule_list', 'flag_set', 'flag_get'] as const;
 const ATTRS = ['version', 'schema', 'prot', 'path', 'verdict', 'flag', 'value', 'packets', 'bytes', 'lasthit'] as const;
+/** The schema's constants for a rule's life, and the one a rule has by default. */
+const LIFE_GROUP = 'life';
+const LIFE_ALWAYS = 'always';
+/** The module's count of undelivered events. */
+const EVDROPS = 'evdrops';
 type CommandName = (typeof COMMANDS)[number];
-type AttrName = (typeof ATTRS)[number] | 'timeout';
+type AttrName = (typeof ATTRS)[number] | 'timeout' | 'life';
 
 export const PERMISSION_MESSAGE = 'changing rules needs root or CAP_NET_ADMIN';
 
@@ -93,16 +116,23 @@ function toKernelError(command: string, e: unknown): KernelError {
 }
 
 export class Kernel {
+  /** The life of a rule whose dump carries none. */
+  private readonly lifeAlways: number;
+
   private constructor(
     private readonly conn: Connection,
     private readonly schema: Schema,
-  ) {}
+  ) {
+    // connect() checked it is there.
+    this.lifeAlways = schema.constants[LIFE_GROUP]?.[LIFE_ALWAYS]?.value ?? Number.NaN;
+  }
 
   /** Opens the family and checks the module was built from our defs.x. */
   static connect(addon: Addon): ResultAsync<Kernel, KernelError> {
     const missing = [
       ...COMMANDS.filter((c) => !(c in addon.schema.commands)).map((c) => `command ${c}`),
       ...ATTRS.filter((a) => !(a in addon.schema.attrs)).map((a) => `attribute ${a}`),
+      ...(addon.schema.constants[LIFE_GROUP]?.[LIFE_ALWAYS] ? [] : [`constant ${LIFE_GROUP} ${LIFE_ALWAYS}`]),
     ];
     if (missing.length > 0) return errAsync({ kind: 'addon-mismatch', missing });
     let opening: Promise<Connection>;
@@ -170,11 +200,15 @@ export class Kernel {
     });
   }
 
-  /** timeout: seconds until the kernel removes the rule by itself. */
-  ruleAdd(prot: number, path: string, verdict: number, timeout?: number): ResultAsync<void, KernelError> {
-    if (timeout !== undefined && !('timeout' in this.schema.attrs))
-      return errAsync({ kind: 'addon-mismatch', missing: ['attribute timeout'] });
-    return this.call('rule_add', timeout === undefined ? { prot, path, verdict } : { prot, path, verdict, timeout }).map(() => undefined);
+  /** Adds or replaces a rule; see RuleAddOptions for timeout and life. */
+  ruleAdd(prot: number, path: string, verdict: number, opts: RuleAddOptions = {}): ResultAsync<void, KernelError> {
+    const { timeout, life } = opts;
+    const missing = [
+      ...(timeout !== undefined && !('timeout' in this.schema.attrs) ? ['attribute timeout'] : []),
+      ...(life !== undefined && !('life' in this.schema.attrs) ? ['attribute life'] : []),
+    ];
+    if (missing.length > 0) return errAsync({ kind: 'addon-mismatch', missing });
+    return this.call('rule_add', { prot, path, verdict, timeout, life }).map(() => undefined);
   }
 
   /** Without prot, removes every rule for path. */
@@ -193,7 +227,7 @@ export class Kernel {
    */
   ruleList(verdict?: number, tries = 3): ResultAsync<Rule[], KernelError> {
     return this.call('rule_list', verdict === undefined ? undefined : { verdict })
-      .map((replies) => replies.map(toRule))
+      .map((replies) => replies.map((r) => toRule(r, this.lifeAlways)))
       .orElse((e) =>
         e.kind === 'kernel' && e.code === 'EINTR' && tries > 1 ? this.ruleList(verdict, tries - 1) : errAsync(e),
       );
@@ -237,9 +271,21 @@ export class Kernel {
       // Already closed.
     }
   }
+
+  /** This listener's losses so far (the addon's counts of its event socket). */
+  eventLoss(): EventLoss {
+    return this.conn.eventLoss ?? { overruns: 0 };
+  }
+
+  /** The module's evdrops: events it could not deliver to some listener, since load. */
+  evdrops(): ResultAsync<bigint, KernelError> {
+    const f = this.schema.flags[EVDROPS];
+    if (!f) return errAsync({ kind: 'addon-mismatch', missing: [`flag ${EVDROPS}`] });
+    return this.flagGet(f.id);
+  }
 }
 
-function toRule(r: Message): Rule {
+function toRule(r: Message, lifeAlways: number): Rule {
   return {
     prot: num(r['prot']),
     path: typeof r['path'] === 'string' ? r['path'] : String(r['path'] ?? ''),
@@ -248,6 +294,7 @@ function toRule(r: Message): Rule {
     bytes: big(r['bytes']),
     lasthit: big(r['lasthit']),
     timeout: num(r['timeout']),
+    life: r['life'] === undefined ? lifeAlways : num(r['life']),
   };
 }
 

@@ -199,7 +199,7 @@ export class Prompts {
     const add = async (): Promise<RunError | undefined> => {
       if (verdict === undefined || prots.some((x) => x === undefined)) return { kind: 'unsupported', what: `a verdict or protocol of this prompt` };
       for (const prot of prots as number[]) {
-        const r = await this.opts.kernel.ruleAdd(prot, p.path, verdict, timeout);
+        const r = await this.opts.kernel.ruleAdd(prot, p.path, verdict, { timeout });
         if (r.isErr()) return r.error;
         const key = ruleKey(prot, p.path);
         if (d.duration === 'session') this.opts.runner.session.set(key, { prot, path: p.path });

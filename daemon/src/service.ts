@@ -3,7 +3,7 @@
 // SIGTERM or SIGINT.  Errors go to standard error, one line each.
 
 import type { Writable } from 'node:stream';
-import { decodeEvent, eventJson, isLost, Users } from './events';
+import { decodeEvent, decodeLoss, eventJson, isLost, lossJson, Users } from './events';
 import type { Kernel } from './kernel';
 import type { Vocab } from './vocab';
 
@@ -19,17 +19,40 @@ export interface ServiceOptions {
 /** Resolves when stopped; false when the module sends no events. */
 export async function runService(o: ServiceOptions): Promise<boolean> {
   const users = new Users();
-  let lost = 0;
-  const listening = o.kernel.subscribe((m) => {
-    if (isLost(m)) {
-      lost++;
-      o.out.write(`${JSON.stringify({ time: new Date().toISOString(), lost: true, times: lost })}\n`);
+  // One line per loss, in order with the events: its line waits for the
+  // module's evdrops, and the events after it wait for that line.
+  const backlog: (string | Promise<string>)[] = [];
+  let flushed: Promise<void> = Promise.resolve();
+  const emit = (line: string | Promise<string>): void => {
+    if (backlog.length === 0 && typeof line === 'string') {
+      o.out.write(`${line}\n`);
       return;
     }
-    o.out.write(`${eventJson(decodeEvent(m, o.vocab), users)}\n`);
+    backlog.push(line);
+    if (backlog.length === 1) flushed = flush();
+  };
+  const flush = async (): Promise<void> => {
+    while (backlog.length > 0) {
+      o.out.write(`${await backlog[0]}\n`);
+      backlog.shift();
+    }
+  };
+  const listening = o.kernel.subscribe((m) => {
+    if (isLost(m)) {
+      const now = new Date();
+      emit(
+        o.kernel.evdrops().match(
+          (n) => lossJson(decodeLoss(m, n), now),
+          () => lossJson(decodeLoss(m), now),
+        ),
+      );
+      return;
+    }
+    emit(eventJson(decodeEvent(m, o.vocab), users));
   });
   if (!listening) o.err.write('vordr: this module sends no events; enforcing the rules without logging them\n');
   await o.stopped;
   o.kernel.unsubscribe();
+  await flushed;
   return listening;
 }

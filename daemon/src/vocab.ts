@@ -36,6 +36,10 @@ export interface Vocab {
   flag(name: string): Flag | undefined;
   flagNames(): string[];
   flagById(id: number): Flag | undefined;
+  /** A rule's life (the schema's `life` constants) by name or alias, and back. */
+  life(word: string): number | undefined;
+  lifeName(value: number): string;
+  lifeNames(): string[];
   /** Longest PATH in bytes the module accepts. */
   readonly pathMax: number;
 }
@@ -65,6 +69,9 @@ export function vocabulary(schema: Schema): Vocab {
   const protByValue = byValue(prots);
   const valueAlias = byAlias(values);
   const valueByNumber = byValue(values);
+  const lives = schema.constants['life'] ?? {};
+  const lifeAlias = byAlias(lives);
+  const lifeByValue = byValue(lives);
   const flags = new Map<string, Flag>();
   const flagsById = new Map<number, Flag>();
   for (const [name, f] of Object.entries(schema.flags)) {
@@ -86,6 +93,9 @@ export function vocabulary(schema: Schema): Vocab {
     flag: (n) => flags.get(n),
     flagNames: () => [...flags.keys()],
     flagById: (id) => flagsById.get(id),
+    life: (w) => lifeAlias.get(w),
+    lifeName: (v) => lifeByValue.get(v) ?? String(v),
+    lifeNames: () => [...lifeByValue.values()],
     pathMax: pathAttr && pathAttr.hi > 0 ? pathAttr.hi : Number.POSITIVE_INFINITY,
   };
 }

@@ -61,6 +61,8 @@ function schemaFromDefs() {
     const d = /VORDR_VAL\((\w+)\)/.exec(e);
     if (d) return valueOf(d[1]);
     if (e === 'VORDR_FLAG_MAX') return flagId;
+    const k = consts.find((x) => `VORDR_${x.group}_${x.id}` === e);
+    if (k) return k.c.value;
     return Number(e);
   };
   for (const [kind, a] of calls) {
@@ -181,6 +183,7 @@ function fakeAddon(options = {}) {
         if (!rules.has(key) && rules.size >= (options.capacity ?? Infinity)) throw kernelError(28, 'ENOSPC', 'rule table full');
         const r = { prot: a.prot, path: a.path, verdict: a.verdict, packets: 0n, bytes: 0n, lasthit: 0n, order: clock++ };
         if (a.timeout !== undefined) r.timeout = a.timeout;
+        if (a.life !== undefined) r.life = a.life;
         rules.set(key, r);
         return [];
       }

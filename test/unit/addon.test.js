@@ -73,6 +73,9 @@ test('schema.attrs: dense ids from 1, types and directions from defs.x', () => {
   const v = addon.schema.attrs.verdict;
   assert.deepEqual([v.lo, v.hi], [addon.schema.constants.value.allow.value, addon.schema.constants.value.block.value]);
   assert.equal(addon.schema.attrs.flag.hi, Object.keys(addon.schema.flags).length);
+  // ...and a constant's C name: life's range is its constants'.
+  const lives = Object.values(addon.schema.constants.life).map((c) => c.value);
+  assert.deepEqual([addon.schema.attrs.life.lo, addon.schema.attrs.life.hi], [Math.min(...lives), Math.max(...lives)]);
   assert.equal(addon.schema.attrs.path.type, 'string');
   assert.equal(addon.schema.attrs.value.type, 'u64');
 });
@@ -355,6 +358,15 @@ test('subscribe() needs the family to have its group and a function', async () =
   c.subscribe(() => {});
   c.subscribe(() => {});  // replaces the callback
   c.unsubscribe();
+  c.unsubscribe();
+  c.close();
+});
+
+test('eventLoss: the event socket\'s overruns and the kernel\'s drop count for it', async () => {
+  const c = await addon._openFamily('nlctrl');
+  assert.deepEqual({ ...c.eventLoss }, { overruns: 0 });  // no event socket: no drop count
+  c.subscribe(() => {});
+  assert.deepEqual({ ...c.eventLoss }, { overruns: 0, drops: 0 });
   c.unsubscribe();
   c.close();
 });
