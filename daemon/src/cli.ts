@@ -232,8 +232,9 @@ export async function main(io: Io): Promise<number> {
       return EXIT.usage;
     }
   }
-  const runnerFor = (out: Output, errOut: Output, autosave: boolean) =>
+  const runnerFor = (out: Output, errOut: Output, autosave: boolean, extra: { confirm?: (question: string) => Promise<boolean> } = {}) =>
     new Runner({
+      ...extra,
       kernel,
       vocab,
       out,
@@ -247,13 +248,14 @@ export async function main(io: Io): Promise<number> {
   // the rules file.  A bad line there is reported and the rest still runs.
   const start = async (runner: Runner, errOut: Output): Promise<void> => {
     if (!privileged) return;
-    if (sets.length > 0) await runner.runLines(sets, '--set');
     if (fs.existsSync(rulesFile)) {
       const r = await runner.runFile(rulesFile);
       if (r.isErr()) errOut.write(`vordr: ${describeRunError(r.error)}\n`);
     }
+    // --set wins over the file and is recorded in it (its own `set` line
+    // replaced, or appended), so the file says what holds.
     if (sets.length > 0) {
-      const saved = await runner.persist();
+      const { saved } = await runner.runAndRecord(sets, '--set');
       if (saved.isErr()) errOut.write(`vordr: ${describeRunError(saved.error)}\n`);
     }
   };
@@ -276,7 +278,7 @@ export async function main(io: Io): Promise<number> {
       const r = await runUi({
         kernel,
         vocab,
-        runner: (out, errOut) => runnerFor(out, errOut, privileged),
+        runner: (out: Output, errOut: Output, extra?: { confirm?: (question: string) => Promise<boolean> }) => runnerFor(out, errOut, privileged, extra),
         privileged,
         input: io.stdin,
         output: io.stdout,

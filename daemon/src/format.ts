@@ -23,14 +23,27 @@ export function formatTime(unixSeconds: bigint): string {
   return new Date(Number(unixSeconds) * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
-/** The command that recreates the rule. */
+/**
+ * The words after PATH that say how long a rule lasts, as the grammar
+ * writes them: `for 42s` (what is left), `until exit`, `until reboot`; ''
+ * for a lasting rule.  The life's name comes from the schema.
+ */
+export function ruleLifetime(r: Rule & { life?: number }, v: Vocab): string {
+  if (r.timeout > 0) return `for ${r.timeout}s`;
+  if (r.life === undefined) return '';
+  const lives = v.schema.constants['life'] ?? {};
+  const name = Object.entries(lives).find(([, c]) => c.value === r.life)?.[0];
+  return name === 'exit' || name === 'reboot' ? `until ${name}` : '';
+}
+
+/** The command that recreates the rule, with its lifetime. */
 export function ruleCommand(r: Rule, v: Vocab): string {
-  return `${v.valueName(r.verdict) ?? r.verdict} ${v.protName(r.prot)} ${quote(r.path)}`;
+  const life = ruleLifetime(r, v);
+  return `${v.valueName(r.verdict) ?? r.verdict} ${v.protName(r.prot)} ${quote(r.path)}${life ? ` ${life}` : ''}`;
 }
 
 export function ruleLine(r: Rule, v: Vocab): string {
-  const expires = r.timeout > 0 ? ` expires=${r.timeout}s` : '';
-  return `${ruleCommand(r, v)}  packets=${r.packets} bytes=${r.bytes} last=${formatTime(r.lasthit)}${expires}`;
+  return `${ruleCommand(r, v)}  packets=${r.packets} bytes=${r.bytes} last=${formatTime(r.lasthit)}`;
 }
 
 /** A stable order for listings: by path, then protocol, then verdict. */

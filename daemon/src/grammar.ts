@@ -37,6 +37,9 @@ export type ParseError =
   | { kind: 'read-only-flag'; flag: string }
   | { kind: 'bad-value'; flag: string; word: string; allowed: string[] }
   | { kind: 'bad-argument'; command: string; word: string; expected: string }
+  | { kind: 'unquoted-blank'; command: string; path: string }
+  | { kind: 'bad-duration'; word: string; why: string }
+  | { kind: 'unsupported-qualifier'; command: string; word: string }
   | { kind: 'schema'; missing: string };
 
 export function describeParseError(e: ParseError): string {
@@ -65,6 +68,12 @@ export function describeParseError(e: ParseError): string {
       return `bad value '${e.word}' for flag ${e.flag}; allowed: ${e.allowed.join(', ')}`;
     case 'bad-argument':
       return `${e.command}: unexpected '${e.word}'; expected ${e.expected}`;
+    case 'unquoted-blank':
+      return `${e.command}: a path with a blank must be quoted: ${quote(e.path)}`;
+    case 'bad-duration':
+      return `bad duration '${e.word}': ${e.why}; write a whole number and a unit, like 30s, 5m, 1h or 2d`;
+    case 'unsupported-qualifier':
+      return `${e.command}: the qualifier '${e.word}' is not supported yet; a rule may end with ${LIFETIME_USAGE}`;
     case 'schema':
       return `the module's schema has no ${e.missing}; rebuild the addon and the daemon from the same defs.x`;
   }
@@ -111,8 +120,56 @@ export function tokenize(line: string): Result<Token[], ParseError> {
 
 // ---------------------------------------------------------------- commands
 
+/**
+ * How long a rule lasts (SPEC section 2).  'always' is the standing policy,
+ * saved in the rules file; the others are the kernel's to end and are never
+ * saved: 'for' expires after seconds, 'exit' goes with the netlink socket
+ * that made it (however its process ends), 'reboot' with the machine.
+ */
+export type Lifetime = { kind: 'always' } | { kind: 'for'; seconds: number } | { kind: 'exit' } | { kind: 'reboot' };
+
+export const ALWAYS: Lifetime = { kind: 'always' };
+
+export const LIFETIME_USAGE = 'for TIME | until exit | until reboot';
+
+const DURATION_UNITS: Readonly<Record<string, number>> = { s: 1, m: 60, h: 3600, d: 86400 };
+
+/** `30s`, `5m`, `1h`, `2d` as seconds, at most max. */
+export function parseDuration(word: string, max: number): Result<number, ParseError> {
+  const m = /^(\d+)([a-z]*)$/.exec(word);
+  if (!m) return err({ kind: 'bad-duration', word, why: 'it is not a number with a unit' });
+  const unit = DURATION_UNITS[m[2] as string];
+  if (unit === undefined)
+    return err({ kind: 'bad-duration', word, why: m[2] === '' ? 'the unit is missing' : `unknown unit '${m[2]}'` });
+  const seconds = Number(m[1]) * unit;
+  if (seconds <= 0) return err({ kind: 'bad-duration', word, why: 'it must be longer than zero' });
+  if (!Number.isSafeInteger(seconds) || seconds > max)
+    return err({ kind: 'bad-duration', word, why: `the longest is ${formatDuration(max)} (${max} s)` });
+  return ok(seconds);
+}
+
+/** Seconds in the largest unit that divides them: 90 -> 90s, 3600 -> 1h. */
+export function formatDuration(seconds: number): string {
+  for (const [u, n] of [['d', 86400], ['h', 3600], ['m', 60]] as const) if (seconds % n === 0 && seconds >= n) return `${seconds / n}${u}`;
+  return `${seconds}s`;
+}
+
+/** The words that end a rule line and recreate its lifetime ('' for always). */
+export function lifetimeWords(l: Lifetime): string {
+  switch (l.kind) {
+    case 'always':
+      return '';
+    case 'for':
+      return `for ${formatDuration(l.seconds)}`;
+    case 'exit':
+      return 'until exit';
+    case 'reboot':
+      return 'until reboot';
+  }
+}
+
 export type Command =
-  | { kind: 'rule'; verdict: number; prot: number; path: string }
+  | { kind: 'rule'; verdict: number; prot: number; path: string; lifetime: Lifetime }
   | { kind: 'mode'; value: number }
   | { kind: 'clear-rule'; prot: number; path: string }
   | { kind: 'clear-path'; path: string }
@@ -136,7 +193,10 @@ export type RunError =
   | { kind: 'io'; op: string; path: string; code: string; message: string }
   | { kind: 'load-failed'; file: string; failed: number }
   | { kind: 'recursive-load'; file: string }
-  | { kind: 'unrepresentable'; paths: string[] };
+  | { kind: 'unrepresentable'; paths: string[] }
+  /** The kernel took the change; the rules file could not (e.g. a full disk). */
+  | { kind: 'not-saved'; what: string; file: string; code: string; message: string }
+  | { kind: 'declined'; what: string };
 
 export function describeRunError(e: RunError): string {
   switch (e.kind) {
@@ -154,6 +214,10 @@ export function describeRunError(e: RunError): string {
       return `${e.file} is already being loaded; a file cannot load itself`;
     case 'unrepresentable':
       return `cannot write a path with a line break as a command: ${e.paths.map((p) => JSON.stringify(p)).join(', ')}`;
+    case 'not-saved':
+      return `${e.what} is in force but not saved: cannot write ${e.file}: ${e.message}`;
+    case 'declined':
+      return `${e.what}: not changed`;
     default:
       return describeKernelError(e);
   }
@@ -173,6 +237,12 @@ export interface Context {
   save(file: string | undefined): ResultAsync<string, RunError>;
   /** Runs a command file through the same runner. */
   load(file: string): ResultAsync<void, RunError>;
+  /** Adds a rule in the kernel (and, for 'always', to the rules file); returns the confirmation line. */
+  applyRule(r: { verdict: number; prot: number; path: string; lifetime: Lifetime }): ResultAsync<string, RunError>;
+  /** A confirmation line (the console prints it; a script does not). */
+  say(line: string): void;
+  /** A rule path as the kernel has it: symbolic links resolved. */
+  resolvePath(path: string): Promise<string>;
 }
 
 /** After a command, go on or stop the script/console. */
@@ -230,29 +300,98 @@ function noMore(command: string, args: readonly Token[], from: number, hint?: st
   return err(hint ? { kind: 'extra-arguments', command, extra, hint } : { kind: 'extra-arguments', command, extra });
 }
 
-/** `[PROT] PATH` after allow/block/clear, at least one word. */
-function protPath(command: string, args: readonly Token[], v: Vocab): Result<{ prot: number | undefined; path: string }, ParseError> {
+/** Words a rule may go on with after PATH (SPEC section 2). */
+const QUALIFIERS: ReadonlySet<string> = new Set(['to', 'from', 'port', 'user', 'for', 'until']);
+
+/**
+ * `[PROT] PATH` after allow/block/clear, at least one word; rest: the words
+ * after PATH.  An unquoted PATH followed by words that start no qualifier is
+ * a path with a blank that was not quoted.
+ */
+function protPath(
+  command: string,
+  args: readonly Token[],
+  v: Vocab,
+): Result<{ prot: number | undefined; path: string; rest: readonly Token[] }, ParseError> {
   const [first, second] = args;
   if (first === undefined) return err({ kind: 'missing-argument', command, what: 'PATH', usage: [`${command} [PROT] PATH`] });
+  type PP = { prot: number | undefined; path: string; rest: readonly Token[] };
+  const withPath = (prot: number | undefined, t: Token, rest: readonly Token[]): Result<PP, ParseError> =>
+    pathArg(t, v).andThen((path): Result<PP, ParseError> => {
+      const next = rest[0];
+      if (next !== undefined && !t.quoted && !(QUALIFIERS.has(next.text) && !next.quoted)) {
+        // `allow /usr/bin/curl tcp`: the protocol after the path.
+        if (rest.length === 1 && isProtWord(next, v))
+          return err({ kind: 'extra-arguments', command, extra: [next.text], hint: 'PROT comes before PATH' });
+        // A second absolute path is a second argument, not the rest of a name.
+        if (next.text.startsWith('/')) return err({ kind: 'extra-arguments', command, extra: rest.map((x) => x.text) });
+        const words = [t];
+        for (const x of rest) {
+          if (QUALIFIERS.has(x.text) && !x.quoted) break;
+          words.push(x);
+        }
+        return err({ kind: 'unquoted-blank', command, path: words.map((w) => w.text).join(' ') });
+      }
+      return ok({ prot, path, rest });
+    });
   if (second === undefined) {
     if (isProtWord(first, v))
       return err({ kind: 'missing-argument', command, what: `PATH after protocol '${first.text}'`, usage: [`${command} ${first.text} PATH`] });
-    return pathArg(first, v).map((path) => ({ prot: undefined, path }));
+    return withPath(undefined, first, []);
   }
-  if (first.text.startsWith('/') && !isProtWord(first, v))
-    return noMore(command, args, 1, 'PROT comes before PATH').map(() => ({ prot: undefined, path: first.text }));
-  return protArg(first, v).andThen((prot) =>
-    pathArg(second, v).andThen((path) => noMore(command, args, 2).map(() => ({ prot, path }))),
-  );
+  if (first.text.startsWith('/') && !isProtWord(first, v)) return withPath(undefined, first, args.slice(1));
+  return protArg(first, v).andThen((prot) => withPath(prot, second, args.slice(2)));
+}
+
+/** The longest `for TIME` the module takes: its timeout attribute's bound. */
+function maxTimeout(v: Vocab): number {
+  const a = v.schema.attrs['timeout'];
+  if (!a) return 0;
+  if (a.hi > 0) return a.hi;
+  const bits = { u8: 8, u16: 16, u32: 32, u64: 53 }[a.type as 'u8' | 'u16' | 'u32' | 'u64'];
+  return bits === undefined ? 0 : 2 ** bits - 1;
+}
+
+/** `[for TIME | until exit | until reboot]` at the end of a rule. */
+function lifetimeArg(command: string, rest: readonly Token[], v: Vocab): Result<Lifetime, ParseError> {
+  const [word, arg] = rest;
+  if (word === undefined) return ok(ALWAYS);
+  if (word.quoted || !QUALIFIERS.has(word.text))
+    return noMore(command, rest, 0, `a rule may end with ${LIFETIME_USAGE}`).map(() => ALWAYS);
+  if (word.text === 'for') {
+    if (arg === undefined) return err({ kind: 'missing-argument', command, what: 'TIME after for', usage: [`${command} [PROT] PATH for TIME`] });
+    const max = maxTimeout(v);
+    if (max === 0) return err({ kind: 'schema', missing: 'attribute timeout' });
+    return parseDuration(arg.text, max).andThen((seconds) =>
+      noMore(command, rest, 2).map((): Lifetime => ({ kind: 'for', seconds })),
+    );
+  }
+  if (word.text === 'until') {
+    if (arg === undefined || arg.quoted || (arg.text !== 'exit' && arg.text !== 'reboot'))
+      return arg === undefined
+        ? err({ kind: 'missing-argument', command, what: 'exit or reboot after until', usage: [`${command} [PROT] PATH until exit|reboot`] })
+        : err({ kind: 'bad-argument', command, word: arg.text, expected: "'exit' or 'reboot' after until" });
+    return noMore(command, rest, 2).map((): Lifetime => ({ kind: arg.text === 'exit' ? 'exit' : 'reboot' }));
+  }
+  return err({ kind: 'unsupported-qualifier', command, word: word.text });
 }
 
 // ---------------------------------------------------------------- run helpers
 
 function ruleRun(cmd: Extract<Command, { kind: 'rule' }>, ctx: Context): ResultAsync<Next, RunError> {
-  return ctx.kernel
-    .ruleAdd(cmd.prot, cmd.path, cmd.verdict)
-    .mapErr((e): RunError => (e.kind === 'kernel' && e.code === 'ENOSPC' ? { kind: 'table-full' } : e))
-    .map(CONTINUE);
+  return ctx.applyRule(cmd).map((line) => {
+    ctx.say(line);
+    return CONTINUE();
+  });
+}
+
+/** Removes the rule by the path it was added with (resolved), or as written. */
+function delResolved(ctx: Context, path: string, prot: number | undefined): ResultAsync<void, KernelError> {
+  return ResultAsync.fromSafePromise(ctx.resolvePath(path)).andThen((real) =>
+    ctx.kernel
+      .ruleDel(real, prot)
+      .orElse((e) => (real !== path && e.kind === 'kernel' && e.code === 'ENOENT' ? ctx.kernel.ruleDel(path, prot) : errAsync(e))),
+  );
 }
 
 function modeRun(cmd: Extract<Command, { kind: 'mode' }>, ctx: Context): ResultAsync<Next, RunError> {
@@ -266,14 +405,16 @@ function verdictEntry(word: typeof GRAMMAR_WORDS.allow | typeof GRAMMAR_WORDS.bl
   return {
     name: word,
     aliases: [],
-    usage: [`${word} [PROT] PATH`, word],
+    usage: [`${word} [PROT] PATH [${LIFETIME_USAGE}]`, word],
     summary: `${word} PATH's traffic (PROT omitted: any); without PATH, set mode ${mode} (${meaning})`,
     parse: (args, v) => {
       if (args.length === 0)
         return modeFlag(v).andThen(() => schemaValue(v, mode)).map((value) => ({ kind: 'mode' as const, value }));
       return schemaValue(v, word).andThen((verdict) =>
-        protPath(word, args, v).andThen(({ prot, path }) =>
-          (prot === undefined ? schemaProt(v) : ok(prot)).map((p) => ({ kind: 'rule' as const, verdict, prot: p, path })),
+        protPath(word, args, v).andThen(({ prot, path, rest }) =>
+          (prot === undefined ? schemaProt(v) : ok(prot)).andThen((p) =>
+            lifetimeArg(word, rest, v).map((lifetime) => ({ kind: 'rule' as const, verdict, prot: p, path, lifetime })),
+          ),
         ),
       );
     },
@@ -314,20 +455,20 @@ export const COMMANDS: readonly Entry[] = [
         if (!first.text.startsWith('/') && !isProtWord(first, v))
           return err({ kind: 'bad-argument', command: 'clear', word: first.text, expected: `PROT PATH, an absolute PATH, ${GRAMMAR_WORDS.allow}, ${GRAMMAR_WORDS.block} or ${CLEAR_ALL}` });
       }
-      return protPath('clear', args, v).map(({ prot, path }): Command =>
-        prot === undefined ? { kind: 'clear-path', path } : { kind: 'clear-rule', prot, path },
+      return protPath('clear', args, v).andThen(({ prot, path, rest }) =>
+        noMore('clear', rest, 0).map((): Command =>
+          prot === undefined ? { kind: 'clear-path', path } : { kind: 'clear-rule', prot, path },
+        ),
       );
     },
     run: (cmd, ctx) => {
       switch (cmd.kind) {
         case 'clear-rule':
-          return ctx.kernel
-            .ruleDel(cmd.path, cmd.prot)
+          return delResolved(ctx, cmd.path, cmd.prot)
             .mapErr((e): RunError => (e.kind === 'kernel' && e.code === 'ENOENT' ? { kind: 'no-rule', path: cmd.path, prot: ctx.vocab.protName(cmd.prot) } : e))
             .map(CONTINUE);
         case 'clear-path':
-          return ctx.kernel
-            .ruleDel(cmd.path)
+          return delResolved(ctx, cmd.path, undefined)
             .mapErr((e): RunError => (e.kind === 'kernel' && e.code === 'ENOENT' ? { kind: 'no-rule', path: cmd.path, prot: undefined } : e))
             .map(CONTINUE);
         case 'clear-verdict':

@@ -19,8 +19,8 @@
 import { ResultAsync, errAsync, okAsync } from 'neverthrow';
 import type { VordrEvent } from './events';
 import type { Kernel } from './kernel';
-import type { RunError } from './grammar';
-import { ruleKey, type Runner } from './script';
+import type { Lifetime, RunError } from './grammar';
+import type { Runner } from './script';
 import type { Vocab } from './vocab';
 
 export const ONCE_SECONDS = 60;
@@ -195,19 +195,13 @@ export class Prompts {
 
     const verdict = v.value(d.verdict);
     const prots = d.scope === 'any' ? [v.prot('any')] : p.prots.map((n) => v.prot(n));
-    const timeout = d.duration === 'once' ? ONCE_SECONDS : undefined;
+    const lifetime: Lifetime =
+      d.duration === 'once' ? { kind: 'for', seconds: ONCE_SECONDS } : d.duration === 'session' ? { kind: 'exit' } : { kind: 'always' };
     const add = async (): Promise<RunError | undefined> => {
       if (verdict === undefined || prots.some((x) => x === undefined)) return { kind: 'unsupported', what: `a verdict or protocol of this prompt` };
       for (const prot of prots as number[]) {
-        const r = await this.opts.kernel.ruleAdd(prot, p.path, verdict, { timeout });
+        const r = await this.opts.runner.applyRule({ verdict, prot, path: p.path, lifetime });
         if (r.isErr()) return r.error;
-        const key = ruleKey(prot, p.path);
-        if (d.duration === 'session') this.opts.runner.session.set(key, { prot, path: p.path });
-        else this.opts.runner.session.delete(key);
-      }
-      if (d.duration === 'always') {
-        const saved = await this.opts.runner.persist();
-        if (saved.isErr()) return saved.error;
       }
       return undefined;
     };

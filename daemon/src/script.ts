@@ -15,7 +15,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { ResultAsync, err, errAsync, ok, okAsync, type Result } from 'neverthrow';
-import { quote, ruleCommand, representable, sortRules } from './format';
+import { quote, sortRules } from './format';
 import {
   describeParseError,
   describeRunError,
@@ -25,21 +25,21 @@ import {
   type Next,
   type Output,
   type ParseError,
+  type Command,
   type Parsed,
   type RunError,
+  type Lifetime,
+  lifetimeWords,
 } from './grammar';
-import type { Kernel, Rule } from './kernel';
+import type { Kernel, KernelError, Rule } from './kernel';
+import { RulesDoc, modeFlagOf, readIfExists, resolveRulePath, ruleText, withLock, writeDurable, type Edit } from './rulesfile';
 import { flagValueName } from './grammar';
-import type { Vocab } from './vocab';
+import { GRAMMAR_WORDS, type Flag, type Vocab } from './vocab';
+
+const UNKRULE_FLAG = GRAMMAR_WORDS.unknownFlag;
 
 export const DEFAULT_RULES_FILE = '/etc/vordr/rules';
 export const DEFAULT_MODPROBE_CONF = '/etc/modprobe.d/vordr.conf';
-
-/**
- * The flags that are boot policy: saved in the rules file and on the
- * modprobe.d line, in this order.  Flags the schema lacks are skipped.
- */
-export const BOOT_FLAGS = ['mode', 'unkrule', 'unkproc', 'unkprot', 'fail'] as const;
 
 /** Commands that change the module's state, which the console saves after. */
 const CHANGES: ReadonlySet<string> = new Set(['rule', 'mode', 'clear-rule', 'clear-path', 'clear-verdict', 'set', 'load']);
@@ -96,7 +96,40 @@ export interface RunnerOptions {
   readonly autosave?: boolean;
   /** Resolves relative FILEs of save/load. */
   readonly cwd?: string;
+  /**
+   * Asks the interactive console's user a yes/no question (a bare `block`
+   * or `allow` switches the whole machine).  Without it, runLine refuses
+   * those two; scripts never ask.
+   */
+  readonly confirm?: (question: string) => Promise<boolean>;
   readonly now?: () => Date;
+}
+
+/** What a mode means, for the confirmation and its question. */
+function modeMeaning(v: Vocab, value: number): string {
+  if (value === v.value(GRAMMAR_WORDS.modeBlock)) return 'every packet is dropped';
+  if (value === v.value(GRAMMAR_WORDS.modeDisabled)) return 'every packet passes, nothing is enforced';
+  return 'rules are enforced';
+}
+
+/** The one line a console change (other than a rule, see applyRule) prints. */
+function confirmation(cmd: Command, v: Vocab): string {
+  switch (cmd.kind) {
+    case 'mode':
+      return `mode: ${v.valueName(cmd.value) ?? cmd.value} (${modeMeaning(v, cmd.value)})`;
+    case 'clear-rule':
+      return `removed the ${v.protName(cmd.prot)} rule for ${quote(cmd.path)}`;
+    case 'clear-path':
+      return `removed every rule for ${quote(cmd.path)}`;
+    case 'clear-verdict':
+      return cmd.verdict === undefined ? 'removed every rule' : `removed every ${v.valueName(cmd.verdict) ?? cmd.verdict} rule`;
+    case 'set':
+      return `${cmd.flag}: ${flagValueName(v, cmd.flag, BigInt(cmd.value))}`;
+    case 'load':
+      return `loaded ${cmd.file}`;
+    default:
+      return 'done';
+  }
 }
 
 export function describeLineError(e: LineError): string {
@@ -114,7 +147,7 @@ function ioError(op: string, file: string, e: unknown): RunError {
   const code = typeof x.code === 'string' ? x.code : '';
   const raw = typeof x.message === 'string' ? x.message : String(e);
   // Node's messages repeat the path and syscall: keep the reason only.
-  const message = raw.replace(/^[A-Z]+: /, '').replace(/, \w+ '.*'$/, '');
+  const message = raw.replace(/^[A-Z]+: /, '').replace(/, \w+( '.*')?$/, '');
   return { kind: 'io', op, path: file, code, message };
 }
 
@@ -122,46 +155,18 @@ export function readLines(file: string): ResultAsync<string[], RunError> {
   return ResultAsync.fromPromise(fs.readFile(file, 'utf8'), (e) => ioError('read', file, e)).map(splitLines);
 }
 
-/** Writes text to file so that a reader sees the old or the new file, never half of one. */
-export function writeAtomic(file: string, text: string): ResultAsync<void, RunError> {
-  const dir = path.dirname(file);
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.tmp`);
-  const write = async (): Promise<void> => {
-    await fs.mkdir(dir, { recursive: true, mode: 0o755 });
-    const fh = await fs.open(tmp, 'w', 0o644);
-    try {
-      await fh.writeFile(text, 'utf8');
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await fs.rename(tmp, file);
-    // The rename is durable once the directory is; some file systems refuse
-    // to fsync a directory, which is no reason to fail the save.
-    try {
-      const d = await fs.open(dir, 'r');
-      try {
-        await d.sync();
-      } finally {
-        await d.close();
-      }
-    } catch {
-      /* see above */
-    }
-  };
-  return ResultAsync.fromPromise(write(), (e) => {
-    void fs.unlink(tmp).catch(() => undefined);
-    return ioError('write', file, e);
-  });
-}
-
 export class Runner {
   private readonly loading: string[] = [];
   /**
-   * Rules that last until the console exits (ruleKey): never saved, and
-   * removed by endSession().
+   * Rules this runner made 'until exit' (ruleKey).  The kernel removes them
+   * when this process's socket closes; kept here for the console's display
+   * (and endSession) until it reads Rule.life instead.
    */
   readonly session = new Map<string, { prot: number; path: string }>();
+  /** Confirmation lines go to out when set (a console line); a script stays quiet. */
+  private speaking = false;
+  /** Inside a script (start-up, -f, load): rules are saved once after it, not one by one. */
+  private scriptDepth = 0;
 
   constructor(private readonly opts: RunnerOptions) {}
 
@@ -177,6 +182,11 @@ export class Runner {
       out: this.opts.out,
       save: (file) => this.save(file),
       load: (file) => this.load(file),
+      applyRule: (r) => this.applyRule(r),
+      resolvePath: async (p) => (await resolveRulePath(p)).path,
+      say: (line) => {
+        if (this.speaking) this.opts.out.write(`${line}\n`);
+      },
     };
   }
 
@@ -206,16 +216,25 @@ export class Runner {
     });
     let stopped = false;
     const ctx = this.context();
-    for (const [i, { line, p }] of parsed.entries()) {
-      const r = await runParsed(p, ctx);
-      if (r.isErr()) {
-        const f: Failure = { source, line, error: { kind: 'run', error: r.error }, message: describeRunError(r.error) };
-        failures.push(f);
-        this.report(f);
-      } else if (r.value === 'stop') {
-        stopped = i < parsed.length - 1;
-        break;
+    const speaking = this.speaking;
+    this.speaking = false;
+    this.scriptDepth++;
+    try {
+      for (const [i, { line, p }] of parsed.entries()) {
+        const r = await runParsed(p, ctx);
+        if (r.isOk() && this.collecting) this.collecting.push(...(await this.editsFor(p.command)));
+        if (r.isErr()) {
+          const f: Failure = { source, line, error: { kind: 'run', error: r.error }, message: describeRunError(r.error) };
+          failures.push(f);
+          this.report(f);
+        } else if (r.value === 'stop') {
+          stopped = i < parsed.length - 1;
+          break;
+        }
       }
+    } finally {
+      this.speaking = speaking;
+      this.scriptDepth--;
     }
     failures.sort((a, b) => a.line - b.line);
     if (failures.length > 0) {
@@ -225,29 +244,167 @@ export class Runner {
     return { failures, stopped };
   }
 
-  /** One console line: errors are returned for the console to print. */
+  /**
+   * One line typed in the console: errors are returned for the console to
+   * print; a change prints one confirmation line.  A bare `block` or
+   * `allow` (the whole machine drops or passes everything) is asked first.
+   */
   async runLine(text: string): Promise<Result<Next, LineError>> {
     const parsed = parseLine(text, this.opts.vocab);
     if (parsed.isErr()) return err({ kind: 'parse', error: parsed.error });
     if (parsed.value === null) return ok('continue');
     const cmd = parsed.value.command;
-    const r = await runParsed(parsed.value, this.context());
-    if (r.isOk() && CHANGES.has(cmd.kind)) {
-      // A rule typed by hand is the user's own: it outlives the session.
-      if (cmd.kind === 'rule' || cmd.kind === 'clear-rule') this.session.delete(ruleKey(cmd.prot, cmd.path));
+    if (cmd.kind === 'mode' && cmd.value !== this.opts.vocab.value(GRAMMAR_WORDS.modeEnabled)) {
+      const word = text.trim().split(/\s+/)[0] ?? '';
+      const mode = this.opts.vocab.valueName(cmd.value) ?? String(cmd.value);
+      const what = `${word}: mode ${mode} (${modeMeaning(this.opts.vocab, cmd.value)})`;
+      if (!this.opts.confirm)
+        return err({ kind: 'run', error: { kind: 'declined', what: `${what} needs confirmation, which this console cannot ask; type 'set ${GRAMMAR_WORDS.modeFlag} ${mode}' to mean it` } });
+      if (!(await this.opts.confirm(`Switch the whole machine to mode ${mode}: ${modeMeaning(this.opts.vocab, cmd.value)}?`))) {
+        this.opts.out.write(`${word}: cancelled; the mode is unchanged\n`);
+        return ok('continue');
+      }
+    }
+    this.speaking = true;
+    let r: Result<Next, RunError>;
+    let collected: Edit[] | undefined;
+    if (cmd.kind === 'load' && this.opts.autosave) this.collecting = collected = [];
+    try {
+      r = await runParsed(parsed.value, this.context());
+    } finally {
+      this.speaking = false;
+      if (collected) this.collecting = undefined;
+    }
+    if (r.isOk() && CHANGES.has(cmd.kind) && cmd.kind !== 'rule') {
+      if (cmd.kind === 'clear-rule') this.session.delete(ruleKey(cmd.prot, cmd.path));
       if (cmd.kind === 'clear-path' || cmd.kind === 'clear-verdict')
         for (const [k, s] of this.session) if (cmd.kind === 'clear-verdict' || s.path === cmd.path) this.session.delete(k);
+      const said = confirmation(cmd, this.opts.vocab);
       if (this.opts.autosave) {
-        const saved = await this.persist();
+        const edits = cmd.kind === 'load' ? (collected ?? []) : await this.editsFor(cmd);
+        const saved = await this.record(edits, said);
         if (saved.isErr()) return err({ kind: 'run', error: saved.error });
-      }
+        this.opts.out.write(`${said}${edits.length > 0 ? ` (saved in ${saved.value})` : ''}\n`);
+      } else this.opts.out.write(`${said}\n`);
     }
     return r.mapErr((error): LineError => ({ kind: 'run', error }));
   }
 
-  /** Saves the rules file (and the modprobe.d line) without a message. */
-  persist(): ResultAsync<string, RunError> {
-    return this.write(undefined, false);
+  /**
+   * Adds a rule in the kernel with its lifetime; an 'always' rule made by
+   * a console (autosave, not inside a script) is also recorded in the rules
+   * file: its own line replaced, or appended.  PATH is resolved to the file
+   * a symbolic link names (the module sees the executable's real path).
+   * Returns the one line that confirms it; a rule the kernel took but the
+   * file could not is a 'not-saved' error: the rule is in force.
+   */
+  applyRule(r: { verdict: number; prot: number; path: string; lifetime: Lifetime }): ResultAsync<string, RunError> {
+    const v = this.opts.vocab;
+    return ResultAsync.fromSafePromise(resolveRulePath(r.path)).andThen(({ path: real, missing }) => {
+      const key = ruleKey(r.prot, real);
+      const text = [ruleText({ ...r, path: real }, v), lifetimeWords(r.lifetime)].filter((x) => x).join(' ');
+      const notes: string[] = [];
+      if (real !== r.path) notes.push(`${quote(r.path)} is a symbolic link: the rule names the file it resolves to, ${quote(real)}`);
+      if (missing) notes.push(`warning: ${quote(r.path)} does not exist; the rule is added as written`);
+      const line = (saved: string) => [`added: ${text}${saved}`, ...notes].join('; ');
+      return this.kernelAdd(r.prot, real, r.verdict, r.lifetime)
+        .mapErr((e): RunError => {
+          this.failedKeys.add(key);
+          return e.kind === 'kernel' && e.code === 'ENOSPC' ? { kind: 'table-full' } : e;
+        })
+        .andThen(() => this.afterAdd(r.verdict))
+        .andThen(() => {
+          this.failedKeys.delete(key);
+          if (r.lifetime.kind === 'exit') this.session.set(key, { prot: r.prot, path: real });
+          else this.session.delete(key);
+          if (r.lifetime.kind === 'reboot') this.untilReboot.add(key);
+          else this.untilReboot.delete(key);
+          if (r.lifetime.kind !== 'always') return okAsync<string, RunError>(line(' (temporary: not saved)'));
+          const edit: Edit = { kind: 'rule', verdict: r.verdict, prot: r.prot, path: real };
+          if (this.collecting) {
+            this.collecting.push(edit);
+            return okAsync<string, RunError>(line(''));
+          }
+          if (!this.opts.autosave || this.scriptDepth > 0) return okAsync<string, RunError>(line(''));
+          return this.record([edit], `the rule ${text}`).map((file) => line(` (saved in ${file})`));
+        });
+    });
+  }
+
+  /** The kernel's part of a rule: 'for' expires there, 'exit' and 'reboot' are its lives. */
+  private kernelAdd(prot: number, path: string, verdict: number, l: Lifetime): ResultAsync<void, KernelError> {
+    return this.opts.kernel.ruleAdd(prot, path, verdict, l.kind === 'for' ? { timeout: l.seconds } : {});
+  }
+
+  /**
+   * The first block rule of a session while unknown applications are
+   * allowed: say once what a path rule does not catch (issue 15).
+   */
+  private afterAdd(verdict: number): ResultAsync<void, RunError> {
+    const v = this.opts.vocab;
+    const unkrule = v.flag(UNKRULE_FLAG);
+    if (this.noted || verdict !== v.value(GRAMMAR_WORDS.block) || !unkrule || this.scriptDepth > 0) return okAsync(undefined);
+    return this.opts.kernel
+      .flagGet(unkrule.id)
+      .map((value) => {
+        if (Number(value) !== v.value(GRAMMAR_WORDS.allow)) return;
+        this.noted = true;
+        const deny = unkrule.allowed.filter((a) => a !== GRAMMAR_WORDS.allow);
+        this.opts.out.write(
+          `note: a block rule names a path; a copy or hard link of the program, one started through the ELF loader (ld.so) or a renamed binary is not caught. ` +
+            `With ${unkrule.name} ${v.valueName(value) ?? value}, whatever has no rule passes: default-deny (${deny.map((d) => `'set ${unkrule.name} ${d}'`).join(' or ')}) is the security boundary.\n`,
+        );
+      })
+      .orElse(() => okAsync<void, RunError>(undefined));
+  }
+
+  private noted = false;
+  /** Rule keys whose add failed (a line that failed to load): save keeps their lines. */
+  private readonly failedKeys = new Set<string>();
+  /** While a console's `load` or --set runs: the edits to record once it is done. */
+  private collecting: Edit[] | undefined;
+  private saving: Promise<unknown> = Promise.resolve();
+  private readonly untilReboot = new Set<string>();
+
+  /**
+   * Runs lines (--set) and records their changes in the rules file, as a
+   * console line would; the failures are reported as SOURCE:LINE.
+   */
+  async runAndRecord(lines: readonly string[], source: string): Promise<{ result: ScriptResult; saved: Result<string, RunError> }> {
+    const edits: Edit[] = [];
+    const outer = this.collecting;
+    this.collecting = edits;
+    let result: ScriptResult;
+    try {
+      result = await this.runLines(lines, source);
+    } finally {
+      this.collecting = outer;
+    }
+    const saved = await this.record(edits, `${source} ${lines.join('; ')}`);
+    return { result, saved };
+  }
+
+  /** The rules-file edits a change other than a rule's add stands for (paths as the kernel has them). */
+  private async editsFor(cmd: Command): Promise<Edit[]> {
+    const v = this.opts.vocab;
+    switch (cmd.kind) {
+      case 'clear-rule':
+        return [{ kind: 'clear-rule', prot: cmd.prot, path: (await resolveRulePath(cmd.path)).path }];
+      case 'clear-path':
+        return [{ kind: 'clear-path', path: (await resolveRulePath(cmd.path)).path }];
+      case 'clear-verdict':
+        return [{ kind: 'clear-verdict', verdict: cmd.verdict }];
+      case 'set': {
+        const f = v.flag(cmd.flag);
+        return f ? [{ kind: 'flag', flag: f, value: cmd.value }] : [];
+      }
+      case 'mode': {
+        const f = modeFlagOf(v);
+        return f ? [{ kind: 'flag', flag: f, value: cmd.value }] : [];
+      }
+      default:
+        return [];
+    }
   }
 
   /** Removes the rules that were to last until the console exits. */
@@ -280,53 +437,135 @@ export class Runner {
     );
   }
 
-  /** `save [FILE]`: the boot flags and the rules, as commands of the same grammar. */
+  /**
+   * `save [FILE]`: the file made to say what the module holds, in the file's
+   * own words (comments, order, failed lines and the flags it sets kept; a
+   * new file gets every writable flag).  Only lasting rules are written.
+   */
   private save(file: string | undefined): ResultAsync<string, RunError> {
-    return this.write(file, true);
+    const target = file === undefined ? this.rulesFile() : this.resolve(file);
+    const v = this.opts.vocab;
+    let count = 0;
+    return this.saveDoc(target, undefined, (doc) =>
+      this.lastingRules().andThen((rules) =>
+        this.flagValuesNow().map((flags) => {
+          count = rules.length;
+          doc.reconcile(sortRules(rules), flags, this.failedKeys);
+        }),
+      ),
+    ).map((t) => {
+      this.opts.out.write(`saved ${count} rule${count === 1 ? '' : 's'} to ${t}\n`);
+      void v;
+      return t;
+    });
   }
 
-  /** The boot flags' current values, by canonical name. */
-  private bootFlags(): ResultAsync<{ name: string; value: string }[], RunError> {
-    const v = this.opts.vocab;
-    const flags = BOOT_FLAGS.map((n) => v.flag(n)).filter((f): f is NonNullable<typeof f> => f !== undefined);
-    return ResultAsync.combine(
-      flags.map((f) => this.opts.kernel.flagGet(f.id).map((value) => ({ name: f.name, value: flagValueName(v, f.name, value) }))),
-    ).mapErr((e): RunError => e);
+  private rulesFile(): string {
+    return this.resolve(this.opts.rulesFile ?? DEFAULT_RULES_FILE);
   }
 
-  private write(file: string | undefined, say: boolean): ResultAsync<string, RunError> {
-    const rulesFile = this.resolve(this.opts.rulesFile ?? DEFAULT_RULES_FILE);
-    const target = file === undefined ? rulesFile : this.resolve(file);
-    const v = this.opts.vocab;
+  /** The module's rules that outlive this console and the machine's uptime: the ones a file holds. */
+  private lastingRules(): ResultAsync<Rule[], RunError> {
     return this.opts.kernel
       .ruleList()
       .mapErr((e): RunError => e)
-      .andThen((all) => this.bootFlags().map((flags) => ({ all, flags })))
-      .andThen(({ all, flags }) => {
-        // A rule that expires ("once") or lasts until the console exits is
-        // not the user's standing policy.
-        const rules = all.filter((r) => r.timeout === 0 && !this.session.has(ruleKey(r.prot, r.path)));
-        const bad = rules.filter((r) => !representable(r.path)).map((r) => r.path);
-        if (bad.length > 0) return errAsync<string, RunError>({ kind: 'unrepresentable', paths: bad });
-        const now = (this.opts.now ?? (() => new Date()))();
-        const text = [
-          `# vordr rules, written by 'save' on ${now.toISOString().replace(/\.\d{3}Z$/, 'Z')}`,
-          `# Run with 'vordr -f ${quote(target)}' or 'load ${quote(target)}'; it adds to the rules in place.`,
-          ...flags.map((f) => `set ${f.name} ${f.value}`),
-          ...sortRules(rules).map((r) => ruleCommand(r, v)),
-          '',
-        ].join('\n');
-        const conf = this.opts.modprobeConf;
-        return writeAtomic(target, text)
-          .andThen(() =>
-            conf !== undefined && target === rulesFile
-              ? writeAtomic(this.resolve(conf), modprobeLine(v.schema.family.name, flags, rules, v))
-              : okAsync<void, RunError>(undefined),
-          )
-          .map(() => {
-            if (say) this.opts.out.write(`saved ${rules.length} rule${rules.length === 1 ? '' : 's'} to ${target}\n`);
-            return target;
-          });
-      });
+      .map((all) => all.filter((r) => this.isLasting(r)));
+  }
+
+  private isLasting(r: Rule): boolean {
+    const key = ruleKey(r.prot, r.path);
+    if (r.timeout !== 0 || this.session.has(key) || this.untilReboot.has(key)) return false;
+    const life = (r as Rule & { life?: number }).life;
+    const always = this.opts.vocab.schema.constants['life']?.['always']?.value;
+    return life === undefined || always === undefined || life === always;
+  }
+
+  /** Every writable flag's current value, in the schema's order. */
+  private flagValuesNow(): ResultAsync<Map<Flag, number>, RunError> {
+    const v = this.opts.vocab;
+    const flags = v
+      .flagNames()
+      .map((n) => v.flag(n))
+      .filter((f): f is Flag => f !== undefined && f.writable);
+    return ResultAsync.combine(flags.map((f) => this.opts.kernel.flagGet(f.id).map((value) => [f, Number(value)] as const)))
+      .mapErr((e): RunError => e)
+      .map((pairs) => new Map(pairs));
+  }
+
+  /**
+   * Records changes already made in the module in the rules file (a console
+   * line, a prompt's answer, --set).  what names the change for the error:
+   * it is in force but not saved.
+   */
+  record(edits: readonly Edit[], what: string): ResultAsync<string, RunError> {
+    if (edits.length === 0) return okAsync(this.rulesFile());
+    return this.saveDoc(this.rulesFile(), what, (doc) => {
+      for (const e of edits) doc.apply(e);
+      return okAsync<void, RunError>(undefined);
+    });
+  }
+
+  /**
+   * The one way the rules file (or a `save FILE`) is written: queued within
+   * this process, under the file's lock across processes, re-read, edited,
+   * written atomically; the modprobe.d line follows the rules file.  what
+   * set: a failure is 'not-saved' (the change is in force).
+   */
+  private saveDoc(
+    target: string,
+    what: string | undefined,
+    edit: (doc: RulesDoc) => ResultAsync<void, RunError>,
+  ): ResultAsync<string, RunError> {
+    const v = this.opts.vocab;
+    const fail = (op: string, file: string, e: unknown): RunError => {
+      const io = ioError(op, file, e);
+      return what === undefined || io.kind !== 'io' ? io : { kind: 'not-saved', what, file: io.path, code: io.code, message: io.message };
+    };
+    const job = async (): Promise<Result<string, RunError>> => {
+      try {
+        return await withLock(target, async (): Promise<Result<string, RunError>> => {
+          let text: string | undefined;
+          try {
+            text = await readIfExists(target);
+          } catch (e) {
+            return err(fail('read', target, e));
+          }
+          const doc = RulesDoc.parse(text, v);
+          await doc.resolveKeys(async (p) => (await resolveRulePath(p)).path);
+          const edited = await edit(doc);
+          if (edited.isErr()) return err(edited.error);
+          const bad = doc.unrepresentable();
+          if (bad.length > 0) return err({ kind: 'unrepresentable', paths: bad });
+          try {
+            await writeDurable(target, doc.text());
+          } catch (e) {
+            return err(fail('write', target, e));
+          }
+          const conf = this.opts.modprobeConf;
+          if (conf === undefined || target !== this.rulesFile()) return ok(target);
+          const rules = await this.lastingRules();
+          if (rules.isErr()) return err(rules.error);
+          const named = new Set(doc.rules().filter(({ cmd }) => cmd.lifetime.kind === 'always').map(({ line, cmd }) => ruleKey(cmd.prot, line.keyPath ?? cmd.path)));
+          const flags = [...doc.flagValues()]
+            .sort(([a], [b]) => a.id - b.id)
+            .map(([f, value]) => ({ name: f.name, value: flagValueName(v, f.name, BigInt(value)) }));
+          const where = this.resolve(conf);
+          try {
+            await writeDurable(where, modprobeLine(v.schema.family.name, flags, rules.value.filter((r) => named.has(ruleKey(r.prot, r.path))), v));
+          } catch (e) {
+            return err(fail('write', where, e));
+          }
+          return ok(target);
+        });
+      } catch (e) {
+        return err(fail('write', target, e));
+      }
+    };
+    const run = this.saving.then(job, job);
+    this.saving = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return new ResultAsync(run);
   }
 }

@@ -18,6 +18,8 @@ export const GRAMMAR_WORDS = {
   allow: 'allow',
   block: 'block',
   anyProt: 'any',
+  /** The flag for applications no rule names (the note on block rules). */
+  unknownFlag: 'unkrule',
 } as const;
 
 export interface Flag extends FlagDef {

@@ -31,20 +31,20 @@ function fails(line, kind) {
 }
 
 test('allow and block take an optional protocol and an absolute path', () => {
-  assert.deepEqual(cmd('allow tcp /usr/bin/curl'), { kind: 'rule', verdict: VAL('allow'), prot: PROT('tcp'), path: '/usr/bin/curl' });
-  assert.deepEqual(cmd('block udp /usr/bin/socat'), { kind: 'rule', verdict: VAL('block'), prot: PROT('udp'), path: '/usr/bin/socat' });
-  assert.deepEqual(cmd('allow icmp /bin/ping'), { kind: 'rule', verdict: VAL('allow'), prot: PROT('icmp'), path: '/bin/ping' });
-  assert.deepEqual(cmd('block any /bin/x'), { kind: 'rule', verdict: VAL('block'), prot: PROT('any'), path: '/bin/x' });
+  assert.deepEqual(cmd('allow tcp /usr/bin/curl'), { kind: 'rule', verdict: VAL('allow'), prot: PROT('tcp'), path: '/usr/bin/curl', lifetime: { kind: 'always' } });
+  assert.deepEqual(cmd('block udp /usr/bin/socat'), { kind: 'rule', verdict: VAL('block'), prot: PROT('udp'), path: '/usr/bin/socat', lifetime: { kind: 'always' } });
+  assert.deepEqual(cmd('allow icmp /bin/ping'), { kind: 'rule', verdict: VAL('allow'), prot: PROT('icmp'), path: '/bin/ping', lifetime: { kind: 'always' } });
+  assert.deepEqual(cmd('block any /bin/x'), { kind: 'rule', verdict: VAL('block'), prot: PROT('any'), path: '/bin/x', lifetime: { kind: 'always' } });
 });
 
 test('an omitted protocol means any', () => {
-  assert.deepEqual(cmd('allow /usr/lib/firefox/firefox'), { kind: 'rule', verdict: VAL('allow'), prot: PROT('any'), path: '/usr/lib/firefox/firefox' });
-  assert.deepEqual(cmd('block /opt/x'), { kind: 'rule', verdict: VAL('block'), prot: PROT('any'), path: '/opt/x' });
+  assert.deepEqual(cmd('allow /usr/lib/firefox/firefox'), { kind: 'rule', verdict: VAL('allow'), prot: PROT('any'), path: '/usr/lib/firefox/firefox', lifetime: { kind: 'always' } });
+  assert.deepEqual(cmd('block /opt/x'), { kind: 'rule', verdict: VAL('block'), prot: PROT('any'), path: '/opt/x', lifetime: { kind: 'always' } });
 });
 
 test('a path ending in / is a directory rule and keeps its slash', () => {
-  assert.deepEqual(cmd('allow any /bin/'), { kind: 'rule', verdict: VAL('allow'), prot: PROT('any'), path: '/bin/' });
-  assert.deepEqual(cmd('block tcp /usr/bin/'), { kind: 'rule', verdict: VAL('block'), prot: PROT('tcp'), path: '/usr/bin/' });
+  assert.deepEqual(cmd('allow any /bin/'), { kind: 'rule', verdict: VAL('allow'), prot: PROT('any'), path: '/bin/', lifetime: { kind: 'always' } });
+  assert.deepEqual(cmd('block tcp /usr/bin/'), { kind: 'rule', verdict: VAL('block'), prot: PROT('tcp'), path: '/usr/bin/', lifetime: { kind: 'always' } });
 });
 
 test('every protocol name of the schema is accepted', () => {
@@ -123,7 +123,7 @@ test('blank lines and comments parse to nothing, trailing comments are dropped',
   assert.equal(cmd('   \t '), null);
   assert.equal(cmd('# allow /bin/x'), null);
   assert.equal(cmd('   # indented comment'), null);
-  assert.deepEqual(cmd('allow tcp /bin/x # the editor'), { kind: 'rule', verdict: VAL('allow'), prot: PROT('tcp'), path: '/bin/x' });
+  assert.deepEqual(cmd('allow tcp /bin/x # the editor'), { kind: 'rule', verdict: VAL('allow'), prot: PROT('tcp'), path: '/bin/x', lifetime: { kind: 'always' } });
   fails('query#x', 'unknown-command'); // # starts a comment only at the start of a word
 });
 

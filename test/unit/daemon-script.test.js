@@ -12,6 +12,7 @@ const path = require('node:path');
 const { fakeAddon, sink } = require('../../daemon/test/fixture.js');
 const { Kernel, describeKernelError, PERMISSION_MESSAGE } = require('../../daemon/dist/kernel.js');
 const { Runner } = require('../../daemon/dist/script.js');
+const { NEW_FILE_HEADER } = require('../../daemon/dist/rulesfile.js');
 const { vocabulary } = require('../../daemon/dist/vocab.js');
 const { parseLine } = require('../../daemon/dist/grammar.js');
 
@@ -77,11 +78,11 @@ test('connect refuses an addon whose schema lacks a command the daemon uses', as
 
 test('runs the lines in order with the schema numbers', async () => {
   const t = await setup();
-  const r = await t.runner.runLines(['allow tcp /usr/bin/curl', 'block /usr/bin/nc', 'clear tcp /usr/bin/curl', 'clear allow', 'clear all'], 'rules');
+  const r = await t.runner.runLines(['allow tcp /usr/bin/curl', 'block /opt/vordr-test/nc', 'clear tcp /usr/bin/curl', 'clear allow', 'clear all'], 'rules');
   assert.deepEqual(r.failures, []);
   assert.deepEqual(t.sent(), [
     { command: 'rule_add', attrs: { prot: t.PROT('tcp'), path: '/usr/bin/curl', verdict: t.VAL('allow') } },
-    { command: 'rule_add', attrs: { prot: t.PROT('any'), path: '/usr/bin/nc', verdict: t.VAL('block') } },
+    { command: 'rule_add', attrs: { prot: t.PROT('any'), path: '/opt/vordr-test/nc', verdict: t.VAL('block') } },
     { command: 'rule_del', attrs: { path: '/usr/bin/curl', prot: t.PROT('tcp') } },
     { command: 'rule_clear', attrs: { verdict: t.VAL('allow') } },
     { command: 'rule_clear', attrs: undefined },
@@ -215,15 +216,15 @@ test('disconnect and bye stop the script too', async () => {
 
 test('query prints the mode, then one line per rule with its counters', async () => {
   const t = await setup();
-  await t.runner.runLines(['allow tcp /usr/bin/curl', 'block any "/opt/My App/app"', 'allow udp /bin/'], 'f');
+  await t.runner.runLines(['allow tcp /usr/bin/curl', 'block any "/opt/My App/app"', 'allow udp /opt/vordr-test/'], 'f');
   t.addon.hit(t.PROT('tcp'), '/usr/bin/curl', 12, 3456, Date.UTC(2026, 10, 22, 10, 0, 0) / 1000);
   await t.runner.runLines(['query'], 'f');
   assert.equal(
     t.out.text,
     [
       'mode: enabled',
-      'allow udp /bin/  packets=0 bytes=0 last=never',
       'block any "/opt/My App/app"  packets=0 bytes=0 last=never',
+      'allow udp /opt/vordr-test/  packets=0 bytes=0 last=never',
       'allow tcp /usr/bin/curl  packets=12 bytes=3456 last=2026-11-22T10:00:00Z',
       '',
     ].join('\n'),
@@ -232,7 +233,7 @@ test('query prints the mode, then one line per rule with its counters', async ()
 
 test('query lines without their counters are valid commands that recreate the rules', async () => {
   const t = await setup();
-  const rules = ['allow tcp /usr/bin/curl', 'block any "/opt/My App/app"', 'allow icmp /bin/', 'block udp "/opt/q\\"uote"'];
+  const rules = ['allow tcp /usr/bin/curl', 'block any "/opt/My App/app"', 'allow icmp /opt/vordr-test/', 'block udp "/opt/q\\"uote"'];
   await t.runner.runLines(rules, 'f');
   await t.runner.runLines(['query'], 'f');
   const back = t.out.text.split('\n').slice(1, -1).map((l) => l.replace(/  packets=.*$/, ''));
@@ -267,21 +268,17 @@ test('help prints the commands to the output', async () => {
 
 test('save writes the rules as a command file that load reads back', async () => {
   const t = await setup();
-  await t.runner.runLines(['allow tcp /usr/bin/curl', 'block "/opt/My App/app"', 'allow udp /bin/', 'save saved.rules'], 'f');
+  await t.runner.runLines(['allow tcp /usr/bin/curl', 'block "/opt/My App/app"', 'allow udp /opt/vordr-test/', 'save saved.rules'], 'f');
   const file = path.join(t.dir, 'saved.rules');
   const text = fs.readFileSync(file, 'utf8');
   assert.equal(
     text,
     [
-      "# vordr rules, written by 'save' on 2026-11-22T10:00:00Z",
-      `# Run with 'vordr -f ${file}' or 'load ${file}'; it adds to the rules in place.`,
-      'set mode enabled',
-      'set unkrule allow',
-      'set unkproc allow',
-      'set unkprot allow',
-      'set fail allow',
-      'allow udp /bin/',
+      ...NEW_FILE_HEADER,
+      // A new file gets every writable flag, in the schema's order.
+      ...Object.entries(t.S.flags).filter(([, f]) => f.writable).map(([n, f]) => `set ${n} ${vocabulary(t.S).valueName(f.default)}`),
       'block any "/opt/My App/app"',
+      'allow udp /opt/vordr-test/',
       'allow tcp /usr/bin/curl',
       '',
     ].join('\n'),
