@@ -64,19 +64,22 @@ export interface UiHandle {
 /** Exit status of the console. */
 export type UiExit = { code: number };
 
+/** A line of the output pane: its text, and whether it is an error (red). */
+type OutLine = { readonly text: string; readonly err: boolean };
+
 /** A writer into a list of lines (the output pane), which several writers may share. */
 class Lines implements Output {
   private partial = '';
   constructor(
-    readonly buf: { lines: string[]; dropped: number },
+    readonly buf: { lines: OutLine[]; dropped: number },
     private readonly keep: number,
     private readonly changed: () => void,
-    private readonly style?: (s: string) => string,
+    private readonly err = false,
   ) {}
   write(text: string): boolean {
     const parts = (this.partial + text).split('\n');
     this.partial = parts.pop() ?? '';
-    for (const p of parts) this.buf.lines.push(this.style ? this.style(p) : blessed.escape(p));
+    for (const p of parts) this.buf.lines.push({ text: p, err: this.err });
     if (this.buf.lines.length > this.keep) {
       const n = this.buf.lines.length - this.keep;
       this.buf.lines.splice(0, n);
@@ -297,11 +300,11 @@ export function runUi(o: UiOptions): Promise<UiExit> {
       };
     })();
 
-    const out$ = { lines: [] as string[], dropped: 0 };
-    /** Absolute index (dropped + i) of the output pane's top line; undefined: follow the end. */
-    let outTop: number | undefined;
+    const out$ = { lines: [] as OutLine[], dropped: 0 };
+    /** The output pane's top row: line (dropped + index) and its wrapped part; undefined: follow the end. */
+    let outTop: { line: number; sub: number } | undefined;
     const out = new Lines(out$, KEEP_OUTPUT, render);
-    const errOut = new Lines(out$, KEEP_OUTPUT, render, (s) => `{red-fg}${blessed.escape(s)}{/red-fg}`);
+    const errOut = new Lines(out$, KEEP_OUTPUT, render, true);
     const confirm = (question: string): Promise<boolean> =>
       new Promise<boolean>((res) => {
         confirmBox = {
@@ -458,27 +461,39 @@ export function runUi(o: UiOptions): Promise<UiExit> {
       );
     }
 
-    function outputStart(): number {
-      const n = inner(outBox);
-      const lines = out$.lines.length;
-      const last = Math.max(0, lines - n);
-      if (outTop === undefined) return last;
-      const i = outTop - out$.dropped;
-      if (i >= last) {
+    /** The output lines wrapped to the pane's width: what it can show, row by row. */
+    function outRows(): { line: number; sub: number; text: string }[] {
+      const width = innerWidth(outBox);
+      const cut = new RegExp(`.{1,${width}}`, 'gu');
+      const rows: { line: number; sub: number; text: string }[] = [];
+      out$.lines.forEach((l, i) => {
+        const parts = l.text === '' ? [''] : (l.text.match(cut) ?? ['']);
+        parts.forEach((p, sub) => rows.push({ line: out$.dropped + i, sub, text: l.err ? `{red-fg}${blessed.escape(p)}{/red-fg}` : blessed.escape(p) }));
+      });
+      return rows;
+    }
+
+    function outputStart(rows: readonly { line: number; sub: number }[]): number {
+      const last = Math.max(0, rows.length - inner(outBox));
+      const top = outTop;
+      if (top === undefined) return last;
+      const i = rows.findIndex((r) => r.line > top.line || (r.line === top.line && r.sub >= top.sub));
+      if (i < 0 || i >= last) {
         outTop = undefined;
         return last;
       }
-      return Math.max(0, i);
+      return i;
     }
 
     function drawOutput(): void {
       const n = inner(outBox);
       const focused = focus === 'output';
       outBox.style.border.fg = focused ? 'yellow' : undefined;
-      const start = outputStart();
-      const below = Math.max(0, out$.lines.length - start - n);
+      const rows = outRows();
+      const start = outputStart(rows);
+      const below = Math.max(0, rows.length - start - n);
       outBox.setLabel(` output${below > 0 ? ` (${below} more lines below)` : ''}${focused ? ' ↑↓ PgUp/PgDn scroll  Esc ' : below > 0 ? ' F6 or the wheel: scroll ' : ' '}`);
-      outBox.setContent(out$.lines.slice(start, start + n).join('\n'));
+      outBox.setContent(rows.slice(start, start + n).map((r) => r.text).join('\n'));
     }
 
     function drawPrompt(): void {
@@ -647,7 +662,7 @@ export function runUi(o: UiOptions): Promise<UiExit> {
       running = true;
       while (lineQueue.length > 0 && !closing) {
         const line = lineQueue.shift() as string;
-        const start = out$.dropped + out$.lines.length;
+        const start = { line: out$.dropped + out$.lines.length, sub: 0 };
         out.write(`${CONSOLE_PROMPT}${line}\n`);
         const parsed = parseLine(line, o.vocab);
         if (parsed.isOk() && parsed.value?.command.kind === 'help' && parsed.value.command.topic === undefined) {
@@ -663,7 +678,7 @@ export function runUi(o: UiOptions): Promise<UiExit> {
           return;
         }
         // A long answer shows from its start; the pane scrolls to the rest.
-        outTop = out$.dropped + out$.lines.length - start > inner(outBox) ? start : undefined;
+        outTop = outRows().filter((row) => row.line >= start.line).length > inner(outBox) ? start : undefined;
         await refresh();
       }
       running = false;
@@ -690,11 +705,12 @@ export function runUi(o: UiOptions): Promise<UiExit> {
         const max = Math.max(0, rulesText.length - inner(rules));
         rulesTop = n === 'top' ? 0 : n === 'end' ? max : Math.max(0, Math.min(max, rulesTop + n));
       } else {
-        const lines = out$.lines.length;
-        const last = Math.max(0, lines - inner(outBox));
-        const now = outputStart();
+        const rows = outRows();
+        const last = Math.max(0, rows.length - inner(outBox));
+        const now = outputStart(rows);
         const next = n === 'top' ? 0 : n === 'end' ? last : Math.max(0, Math.min(last, now + n));
-        outTop = next >= last ? undefined : out$.dropped + next;
+        const row = rows[next];
+        outTop = next >= last || !row ? undefined : { line: row.line, sub: row.sub };
       }
       render();
     }

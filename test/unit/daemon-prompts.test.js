@@ -308,3 +308,40 @@ test('help explains squelched', async () => {
   assert.match(helpScreen(v), /squelched[^\n]*(withheld|similar)/);
   await ui.quit();
 });
+
+test('the events pane: select a row, filter by its application, verdict or direction, and make a rule from it', async () => {
+  const ui = await console_({ privileged: true });
+  ui.addon.emit(event({ verdict: VAL('block'), reason: REASON('rule'), rpath: '/usr/bin/', rprot: PROT('any'), path: '/usr/bin/nc' }));
+  ui.addon.emit(event({ verdict: VAL('allow'), reason: REASON('rule'), rpath: '/usr/bin/ssh', rprot: PROT('tcp'), path: '/usr/bin/ssh', dir: DIR('in') }));
+  ui.addon.emit(event({ verdict: VAL('block'), reason: REASON('rule'), rpath: '/usr/bin/', rprot: PROT('any'), path: '/usr/bin/wget', prot: PROT('udp') }));
+  await ui.until((s) => /wget/.test(s), 'the events');
+  const eventsPane = () => ui.screen().split('rules (')[0];
+  await ui.keys('\x1b[17~'); // F6: the events pane, the newest row selected
+  await ui.keys('\x1b[A'); // Up: ssh
+  await ui.keys('d'); // only its direction (in)
+  await ui.until(() => !/wget|nc /.test(eventsPane()) && /ssh/.test(eventsPane()), 'only inbound events');
+  assert.match(eventsPane(), /only dir in/);
+  await ui.keys('d', 'v'); // all directions; then only the selected row's verdict (allow)
+  await ui.until(() => /only verdict allow/.test(eventsPane()) && !/wget/.test(eventsPane()), 'only allowed events');
+  await ui.keys('x', '\x1b[F'); // all events again; End: the newest (wget)
+  await ui.until(() => /wget/.test(eventsPane()) && /nc /.test(eventsPane()), 'every event again');
+  await ui.keys('\x1b[B', 'f');
+  await ui.until(() => /only app wget/.test(eventsPane()) && !/ssh|nc /.test(eventsPane()), 'only wget');
+  await ui.keys('b');
+  await ui.until((s) => /vordr> block udp \/usr\/bin\/wget/.test(s), 'the rule on the command line');
+  await ui.keys(...'for 1h', '\r');
+  await ui.until(() => rules(ui.addon).length === 1, 'the rule made');
+  assert.deepEqual([rules(ui.addon)[0].path, rules(ui.addon)[0].verdict, rules(ui.addon)[0].prot, rules(ui.addon)[0].timeout], ['/usr/bin/wget', VAL('block'), PROT('udp'), 3600]);
+  await ui.keys('\x1b[17~', '\x1b[17~', '\x1b[17~', '\x1b[F'); // the output pane, its end
+  await ui.until((s) => /added: block udp \/usr\/bin\/wget for 1h/.test(s), 'its confirmation line');
+  await ui.quit();
+});
+
+test("the header shows events lost: the module's evdrops and this console's socket", async () => {
+  const ui = await console_({ privileged: false });
+  ui.addon.flags.set(FLAG('evdrops'), 7n);
+  ui.addon.emit({ lost: true, overruns: 1, drops: 5 });
+  const s = await ui.until((x) => /lost 12 \(module 7, this console 5\)/.test(x.split('\n')[0]), 'the loss in the header');
+  assert.ok(s);
+  await ui.quit();
+});
