@@ -90,6 +90,14 @@ export interface Schema {
   /** By lowercased group ('value', 'prot', 'reason', 'dir'), then canonical name. */
   readonly constants: { readonly [group: string]: { readonly [name: string]: Constant } };
   readonly flags: { readonly [name: string]: FlagInfo };
+  /**
+   * Numbers of the platform (not defs.x) from the system headers: address
+   * families (events' AF attribute) and capability bits.
+   */
+  readonly platform?: {
+    readonly af: { readonly inet: number; readonly inet6: number };
+    readonly cap: { readonly net_admin: number };
+  };
 }
 
 /** A rejected request or open(). */

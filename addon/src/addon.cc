@@ -8,6 +8,9 @@
 #include <cerrno>
 #include <cstring>
 
+#include <linux/capability.h>
+#include <sys/socket.h>
+
 #ifndef VORDR_SCHEMA_CRC
 #error "VORDR_SCHEMA_CRC must be defined by binding.gyp (cksum of defs.x)"
 #endif
@@ -103,7 +106,19 @@ Napi::Object build_schema(Napi::Env env)
 		flags.Set(fl.name, frozen(o));
 	}
 
+	// Numbers of the platform, not of defs.x, that events and privileges
+	// carry: from the system headers, so no TypeScript writes them.
+	Napi::Object af = Napi::Object::New(env);
+	af.Set("inet", AF_INET);
+	af.Set("inet6", AF_INET6);
+	Napi::Object cap = Napi::Object::New(env);
+	cap.Set("net_admin", CAP_NET_ADMIN);
+	Napi::Object platform = Napi::Object::New(env);
+	platform.Set("af", frozen(af));
+	platform.Set("cap", frozen(cap));
+
 	Napi::Object s = Napi::Object::New(env);
+	s.Set("platform", frozen(platform));
 	s.Set("family", frozen(family));
 	s.Set("commands", frozen(commands));
 	s.Set("attrs", frozen(attrs));

@@ -88,13 +88,16 @@ type Options = {
   version?: boolean;
 };
 
-/** CAP_NET_ADMIN in the effective set. */
-export function hasNetAdmin(status = '/proc/self/status'): boolean {
+/**
+ * CAP_NET_ADMIN in the effective set.  capBit: its number, which the addon
+ * takes from <linux/capability.h>; without it, root is assumed privileged.
+ */
+export function hasNetAdmin(capBit: number | undefined, status = '/proc/self/status'): boolean {
   const m = Result.fromThrowable(() => fs.readFileSync(status, 'utf8'), () => undefined)()
     .map((t) => /^CapEff:\s*([0-9a-f]+)/m.exec(t)?.[1])
     .unwrapOr(undefined);
-  if (m === undefined) return process.geteuid?.() === 0;
-  return (BigInt(`0x${m}`) >> 12n) & 1n ? true : false;
+  if (m === undefined || capBit === undefined) return process.geteuid?.() === 0;
+  return (BigInt(`0x${m}`) >> BigInt(capBit)) & 1n ? true : false;
 }
 
 function parseOptions(argv: readonly string[]): Result<Options, string> {
@@ -219,7 +222,7 @@ export async function main(io: Io): Promise<number> {
   const vocab = vocabulary(addon.value.schema);
   const rulesFile = path.resolve(io.cwd ?? process.cwd(), opts.rules ?? io.rulesFile ?? DEFAULT_RULES_FILE);
   const modprobeConf = path.resolve(io.cwd ?? process.cwd(), opts['modprobe-conf'] ?? io.modprobeConf ?? DEFAULT_MODPROBE_CONF);
-  const privileged = io.privileged ?? hasNetAdmin();
+  const privileged = io.privileged ?? hasNetAdmin(addon.value.schema.platform?.cap.net_admin);
   const sets = (opts.set ?? []).map((x) => {
     const at = x.indexOf('=');
     return `set ${x.slice(0, at)} ${x.slice(at + 1)}`;

@@ -108,6 +108,13 @@ function named(v: Vocab, group: string, n: number): string {
   return String(n);
 }
 
+/** 6 for the platform's AF_INET6 (from the addon), else 4; without it, by the address's length. */
+function ipVersion(v: Vocab, af: number, daddr: AttrValue | undefined): 4 | 6 {
+  const p = v.schema.platform;
+  if (p) return af === p.af.inet6 ? 6 : 4;
+  return daddr instanceof Uint8Array && daddr.length === 16 ? 6 : 4;
+}
+
 export function decodeEvent(m: Message, v: Vocab, now: Date = new Date()): VordrEvent {
   const af = num(m['af']);
   const rpath = m['rpath'];
@@ -117,7 +124,7 @@ export function decodeEvent(m: Message, v: Vocab, now: Date = new Date()): Vordr
     reason: named(v, 'reason', num(m['reason'])),
     dir: named(v, 'dir', num(m['dir'])),
     prot: v.protName(num(m['prot'])),
-    ip: af === 10 ? 6 : 4,
+    ip: ipVersion(v, af, m['daddr']),
     saddr: addr(m['saddr']),
     daddr: addr(m['daddr']),
     sport: num(m['sport']),

@@ -28,11 +28,9 @@ export function formatTime(unixSeconds: bigint): string {
  * writes them: `for 42s` (what is left), `until exit`, `until reboot`; ''
  * for a lasting rule.  The life's name comes from the schema.
  */
-export function ruleLifetime(r: Rule & { life?: number }, v: Vocab): string {
+export function ruleLifetime(r: Rule, v: Vocab): string {
   if (r.timeout > 0) return `for ${r.timeout}s`;
-  if (r.life === undefined) return '';
-  const lives = v.schema.constants['life'] ?? {};
-  const name = Object.entries(lives).find(([, c]) => c.value === r.life)?.[0];
+  const name = v.lifeName(r.life);
   return name === 'exit' || name === 'reboot' ? `until ${name}` : '';
 }
 

@@ -82,6 +82,12 @@ export function complete(line: string, cursor: number, v: Vocab, opts: { cwd?: s
   const verdicts = [GRAMMAR_WORDS.allow, GRAMMAR_WORDS.block];
   if (prev.length === 0) {
     for (const e of COMMANDS) words.push(e.name, ...e.aliases);
+  } else if ((cmd === GRAMMAR_WORDS.allow || cmd === GRAMMAR_WORDS.block) && prev.length >= 2 && prev.at(-1) === 'until') {
+    // The lives a rule may be given (the schema's, but the default one).
+    const always = v.life('always');
+    words.push(...v.lifeNames().filter((n) => v.life(n) !== always));
+  } else if ((cmd === GRAMMAR_WORDS.allow || cmd === GRAMMAR_WORDS.block) && prev.length >= 2 && (prev.at(-1) ?? '').startsWith('/')) {
+    words.push('for', 'until');
   } else if (cmd === GRAMMAR_WORDS.allow || cmd === GRAMMAR_WORDS.block || cmd === 'clear') {
     if (prev.length === 1) {
       words.push(...v.protNames());

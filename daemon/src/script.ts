@@ -29,6 +29,7 @@ import {
   type Parsed,
   type RunError,
   type Lifetime,
+  ALWAYS,
   lifetimeWords,
 } from './grammar';
 import type { Kernel, KernelError, Rule } from './kernel';
@@ -333,7 +334,11 @@ export class Runner {
 
   /** The kernel's part of a rule: 'for' expires there, 'exit' and 'reboot' are its lives. */
   private kernelAdd(prot: number, path: string, verdict: number, l: Lifetime): ResultAsync<void, KernelError> {
-    return this.opts.kernel.ruleAdd(prot, path, verdict, l.kind === 'for' ? { timeout: l.seconds } : {});
+    if (l.kind === 'for') return this.opts.kernel.ruleAdd(prot, path, verdict, { timeout: l.seconds });
+    if (l.kind === 'always') return this.opts.kernel.ruleAdd(prot, path, verdict);
+    const life = this.opts.vocab.life(l.kind);
+    if (life === undefined) return errAsync({ kind: 'addon-mismatch', missing: [`constant life ${l.kind}`] });
+    return this.opts.kernel.ruleAdd(prot, path, verdict, { life });
   }
 
   /**
@@ -472,12 +477,15 @@ export class Runner {
       .map((all) => all.filter((r) => this.isLasting(r)));
   }
 
+  /**
+   * A rule that lasts until removed: no timeout, the schema's default life,
+   * and not one this runner made to last until exit or reboot (a module
+   * that does not report a rule's life).
+   */
   private isLasting(r: Rule): boolean {
     const key = ruleKey(r.prot, r.path);
-    if (r.timeout !== 0 || this.session.has(key) || this.untilReboot.has(key)) return false;
-    const life = (r as Rule & { life?: number }).life;
-    const always = this.opts.vocab.schema.constants['life']?.['always']?.value;
-    return life === undefined || always === undefined || life === always;
+    const always = this.opts.vocab.life(ALWAYS.kind);
+    return r.timeout === 0 && (always === undefined || r.life === always) && !this.session.has(key) && !this.untilReboot.has(key);
   }
 
   /** Every writable flag's current value, in the schema's order. */

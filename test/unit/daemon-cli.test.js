@@ -167,3 +167,37 @@ test('requiring cli.js does not run main', () => {
   assert.equal(r.status, 0);
   assert.equal(r.stdout + r.stderr, '');
 });
+
+// ---------------------------------------------------------------- one schema (issue 12, item 7)
+
+test('the platform numbers the daemon needs come from the addon (system headers), not from TypeScript', () => {
+  const { schema } = require('../../daemon/test/fixture.js');
+  const p = schema().platform;
+  assert.ok(p, 'addon.schema.platform');
+  for (const n of [p.af.inet, p.af.inet6, p.cap.net_admin]) assert.ok(Number.isInteger(n) && n > 0);
+  assert.notEqual(p.af.inet, p.af.inet6);
+  const { hasNetAdmin } = require('../../daemon/dist/cli.js');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vordr-cli-cap-'));
+  const status = path.join(dir, 'status');
+  const caps = (bit) => fs.writeFileSync(status, `Name:\tnode\nCapEff:\t${(1n << BigInt(bit)).toString(16).padStart(16, '0')}\n`);
+  caps(p.cap.net_admin);
+  assert.equal(hasNetAdmin(p.cap.net_admin, status), true);
+  caps(p.cap.net_admin + 1);
+  assert.equal(hasNetAdmin(p.cap.net_admin, status), false);
+  // No daemon source writes the numbers itself.
+  const src = fs.readdirSync(path.join(ROOT, 'daemon', 'src')).map((f) => fs.readFileSync(path.join(ROOT, 'daemon', 'src', f), 'utf8')).join('\n');
+  assert.doesNotMatch(src, /af === 10|>> 12n|BOOT_FLAGS/);
+});
+
+test('an event\'s address family is read with the addon\'s AF_INET6', () => {
+  const { schema } = require('../../daemon/test/fixture.js');
+  const { decodeEvent } = require('../../daemon/dist/events.js');
+  const { vocabulary } = require('../../daemon/dist/vocab.js');
+  const S = schema();
+  const v = vocabulary(S);
+  const base = { verdict: S.constants.value.allow.value, reason: 0, dir: 0, prot: S.constants.prot.tcp.value, sport: 1, dport: 2 };
+  const six = decodeEvent({ ...base, af: S.platform.af.inet6, saddr: new Uint8Array(16), daddr: new Uint8Array(16) }, v);
+  const four = decodeEvent({ ...base, af: S.platform.af.inet, saddr: new Uint8Array(4), daddr: new Uint8Array(4) }, v);
+  assert.equal(six.ip, 6);
+  assert.equal(four.ip, 4);
+});

@@ -239,3 +239,46 @@ test('help lists every command and, for set, every flag with its values', () => 
     for (const a of f.allowed) assert.ok(set.includes(a));
   }
 });
+
+// ---------------------------------------------------------------- lifetimes and quoting (issue 12)
+
+test('a rule may end with for TIME, until exit or until reboot', () => {
+  const rule = (l) => cmd(l).lifetime;
+  assert.deepEqual(rule('allow tcp /usr/bin/curl for 30s'), { kind: 'for', seconds: 30 });
+  assert.deepEqual(rule('allow tcp /usr/bin/curl for 5m'), { kind: 'for', seconds: 300 });
+  assert.deepEqual(rule('allow tcp /usr/bin/curl for 1h'), { kind: 'for', seconds: 3600 });
+  assert.deepEqual(rule('block /usr/bin/curl for 2d'), { kind: 'for', seconds: 172800 });
+  assert.deepEqual(rule('allow "/opt/My App/app" until exit'), { kind: 'exit' });
+  assert.deepEqual(rule('block udp /usr/bin/curl until reboot'), { kind: 'reboot' });
+  assert.deepEqual(rule('allow tcp /usr/bin/curl'), { kind: 'always' });
+});
+
+test('a bad duration is a clear error', () => {
+  assert.match(fails('allow /x for 0s', 'bad-duration'), /longer than zero/);
+  assert.match(fails('allow /x for 10', 'bad-duration'), /unit is missing/);
+  assert.match(fails('allow /x for 5y', 'bad-duration'), /unknown unit 'y'/);
+  assert.match(fails('allow /x for soon', 'bad-duration'), /not a number/);
+  const max = 2 ** 32 - 1;
+  assert.deepEqual(cmd(`allow /x for ${max}s`).lifetime, { kind: 'for', seconds: max });
+  assert.match(fails(`allow /x for ${max + 1}s`, 'bad-duration'), /the longest is/);
+  assert.match(fails('allow /x for 99999999d', 'bad-duration'), /the longest is/);
+  fails('allow /x for', 'missing-argument');
+  assert.match(fails('allow /x until never', 'bad-argument'), /'exit' or 'reboot'/);
+  fails('allow /x until', 'missing-argument');
+  fails('allow /x for 5m now', 'extra-arguments');
+  fails('clear tcp /x for 5m', 'extra-arguments');
+});
+
+test('a path with a blank that was not quoted says to quote it', () => {
+  assert.match(fails('allow /opt/My App/app', 'unquoted-blank'), /must be quoted: "\/opt\/My App\/app"/);
+  assert.match(fails('block tcp /opt/My App/app for 5m', 'unquoted-blank'), /"\/opt\/My App\/app"/);
+  assert.match(fails('clear /opt/My App/app', 'unquoted-blank'), /"\/opt\/My App\/app"/);
+});
+
+test('Tab completes the lifetime words after a rule\'s PATH, and the lives after until', () => {
+  const { complete } = require('../../daemon/dist/lineedit.js');
+  const list = () => [];
+  assert.equal(complete('allow tcp /usr/bin/curl f', 25, v, { list }).line, 'allow tcp /usr/bin/curl for ');
+  assert.equal(complete('block /usr/bin/curl un', 22, v, { list }).line, 'block /usr/bin/curl until ');
+  assert.deepEqual([...complete('allow tcp /usr/bin/curl until ', 30, v, { list }).candidates].sort(), ['exit', 'reboot']);
+});

@@ -11,7 +11,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { fakeAddon, sink } = require('../../daemon/test/fixture.js');
 const { Kernel, describeKernelError, PERMISSION_MESSAGE } = require('../../daemon/dist/kernel.js');
-const { Runner } = require('../../daemon/dist/script.js');
+const { Runner, describeLineError } = require('../../daemon/dist/script.js');
 const { NEW_FILE_HEADER } = require('../../daemon/dist/rulesfile.js');
 const { vocabulary } = require('../../daemon/dist/vocab.js');
 const { parseLine } = require('../../daemon/dist/grammar.js');
@@ -361,4 +361,99 @@ test('runLine returns a console line\'s error instead of printing it', async () 
   assert.equal(quiet._unsafeUnwrap(), 'continue');
   assert.equal((await t.runner.runLine('quit'))._unsafeUnwrap(), 'stop');
   assert.equal(t.err.text, '');
+});
+
+// ---------------------------------------------------------------- the console's safety and feedback (issue 12)
+
+async function consoleSetup({ confirm } = {}) {
+  const addon = fakeAddon();
+  const k = (await Kernel.connect(addon))._unsafeUnwrap();
+  const out = sink();
+  const err = sink();
+  const dir = tmpdir();
+  const asked = [];
+  const runner = new Runner({
+    kernel: k, vocab: vocabulary(addon.schema), out, err, cwd: dir,
+    rulesFile: path.join(dir, 'rules'), autosave: true,
+    ...(confirm ? { confirm: async (q) => { asked.push(q); return confirm(q); } } : {}),
+  });
+  const S = addon.schema;
+  return { addon, runner, out, err, dir, asked, S, mode: () => addon.flags.get(S.flags.mode.id) };
+}
+
+test('a bare block or allow typed in the console asks first; no leaves the mode alone, yes says the new mode', async () => {
+  const no = await consoleSetup({ confirm: () => false });
+  assert.ok((await no.runner.runLine('block')).isOk());
+  assert.equal(no.asked.length, 1);
+  assert.match(no.asked[0], /block.*every packet is dropped/);
+  assert.equal(no.mode(), BigInt(no.S.constants.value.enabled.value), 'declined: the mode is unchanged');
+  assert.equal(no.addon.calls.filter((c) => c.command === 'flag_set').length, 0);
+  assert.match(no.out.text, /cancelled; the mode is unchanged/);
+
+  const yes = await consoleSetup({ confirm: () => true });
+  assert.ok((await yes.runner.runLine('allow')).isOk());
+  assert.match(yes.asked[0], /disabled.*every packet passes/);
+  assert.equal(yes.mode(), BigInt(yes.S.constants.value.disabled.value));
+  assert.match(yes.out.text, /^mode: disabled \(every packet passes, nothing is enforced\)/m);
+  assert.ok((await yes.runner.runLine('enable')).isOk());
+  assert.equal(yes.asked.length, 1, 'enable is not asked');
+});
+
+test('a bare block in a console that cannot ask is refused, saying how to mean it; in a script it runs as written', async () => {
+  const t = await consoleSetup();
+  const r = await t.runner.runLine('block');
+  assert.ok(r.isErr());
+  assert.match(describeLineError(r.error), /needs confirmation.*'set mode block'/);
+  assert.equal(t.mode(), BigInt(t.S.constants.value.enabled.value));
+  const asked = await consoleSetup({ confirm: () => false });
+  const s = await asked.runner.runLines(['block'], 'f');
+  assert.deepEqual(s.failures, []);
+  assert.equal(asked.asked.length, 0, 'a script is never asked');
+  assert.equal(asked.mode(), BigInt(asked.S.constants.value.block.value));
+});
+
+test('every console change prints one confirmation line', async () => {
+  const t = await consoleSetup();
+  const lines = ['allow tcp /opt/vordr-test/a', 'block udp /opt/vordr-test/a for 1h', 'clear udp /opt/vordr-test/a', 'set squelch disabled', 'clear all'];
+  for (const l of lines) {
+    const before = t.out.text.split('\n').length;
+    const r = await t.runner.runLine(l);
+    assert.ok(r.isOk(), `${l}: ${r.isErr() ? describeLineError(r.error) : ''}`);
+    const said = t.out.text.split('\n').slice(before - 1, -1).filter((x) => !x.startsWith('note:'));
+    assert.equal(said.length, 1, `${l}: ${JSON.stringify(said)}`);
+  }
+  assert.match(t.out.text, /^added: allow tcp \/opt\/vordr-test\/a \(saved in .*rules\)/m);
+  assert.match(t.out.text, /^added: block udp \/opt\/vordr-test\/a for 1h \(temporary: not saved\)/m);
+  assert.match(t.out.text, /^squelch: disabled/m);
+});
+
+test('a rule path that is a symbolic link names the file it resolves to, and the console says so; a missing path is warned about', async () => {
+  const t = await consoleSetup();
+  const real = path.join(t.dir, 'python3.11');
+  fs.writeFileSync(real, '');
+  fs.symlinkSync('python3.11', path.join(t.dir, 'python3'));
+  const r = await t.runner.runLine(`allow tcp ${path.join(t.dir, 'python3')}`);
+  assert.ok(r.isOk());
+  const adds = t.addon.calls.filter((c) => c.command === 'rule_add');
+  assert.equal(adds.at(-1).attrs.path, fs.realpathSync(real), 'the kernel gets the file the link names');
+  assert.match(t.out.text, /python3 is a symbolic link: the rule names the file it resolves to, .*python3\.11/);
+  assert.match(fs.readFileSync(path.join(t.dir, 'rules'), 'utf8'), /^allow tcp .*python3\.11$/m);
+  assert.ok((await t.runner.runLine(`clear tcp ${path.join(t.dir, 'python3')}`)).isOk(), 'clear by the link removes it');
+  assert.equal(t.addon.rules.size, 0);
+  assert.ok((await t.runner.runLine('allow tcp /opt/vordr-test/nothere')).isOk());
+  assert.match(t.out.text, /warning: \/opt\/vordr-test\/nothere does not exist; the rule is added as written/);
+  assert.equal(t.addon.rules.size, 1, 'still added');
+});
+
+test('the first block rule while unkrule is allow notes what a path rule does not catch, once', async () => {
+  const t = await consoleSetup();
+  assert.ok((await t.runner.runLine('block tcp /opt/vordr-test/a')).isOk());
+  assert.ok((await t.runner.runLine('block tcp /opt/vordr-test/b')).isOk());
+  const notes = t.out.text.split('\n').filter((l) => l.startsWith('note:'));
+  assert.equal(notes.length, 1);
+  assert.match(notes[0], /copy or hard link.*ELF loader.*renamed binary.*'set unkrule block' or 'set unkrule pending'.*security boundary/);
+  const p = await consoleSetup();
+  p.addon.flags.set(p.S.flags.unkrule.id, BigInt(p.S.constants.value.pending.value));
+  assert.ok((await p.runner.runLine('block tcp /opt/vordr-test/a')).isOk());
+  assert.doesNotMatch(p.out.text, /^note:/m, 'default-deny already: no note');
 });
