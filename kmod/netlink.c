@@ -13,6 +13,8 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/kernel.h>
+#include <linux/netlink.h>
+#include <linux/notifier.h>
 #include <linux/string.h>
 #include <net/genetlink.h>
 #include <net/netlink.h>
@@ -90,6 +92,7 @@ static int vordr_put_rule(struct sk_buff *skb, const struct vordr_rule_view *rv)
 {
 	if (nla_put_u8(skb, VORDR_A_PROT, rv->prot) ||
 	    nla_put_u8(skb, VORDR_A_VERDICT, rv->verdict) ||
+	    nla_put_u8(skb, VORDR_A_LIFE, rv->life) ||
 	    nla_put(skb, VORDR_A_PATH, rv->len + 1, rv->path) ||
 	    nla_put_u64_64bit(skb, VORDR_A_PACKETS, rv->packets, VORDR_A_PAD) ||
 	    nla_put_u64_64bit(skb, VORDR_A_BYTES, rv->bytes, VORDR_A_PAD) ||
@@ -162,8 +165,11 @@ static int vordr_nl_rule_add(struct sk_buff *skb, struct genl_info *info)
 				    "path must be absolute and canonical");
 		return -EINVAL;
 	}
+	/* An EXIT rule belongs to the socket that sent this request. */
 	err = vordr_rule_add(prot, path, nla_get_u8(a[VORDR_A_VERDICT]),
-			     a[VORDR_A_TIMEOUT] ? nla_get_u32(a[VORDR_A_TIMEOUT]) : 0);
+			     a[VORDR_A_TIMEOUT] ? nla_get_u32(a[VORDR_A_TIMEOUT]) : 0,
+			     a[VORDR_A_LIFE] ? nla_get_u8(a[VORDR_A_LIFE]) : VORDR_LIFE_ALWAYS,
+			     genl_info_net(info), info->snd_portid);
 	if (err == -ENOSPC)
 		NL_SET_ERR_MSG(info->extack, "rule table is full (module parameter rules_max)");
 	if (err == -ERANGE)
@@ -208,7 +214,7 @@ static int vordr_nl_rule_clear(struct sk_buff *skb, struct genl_info *info)
 static int vordr_nl_rule_list_start(struct netlink_callback *cb)
 {
 	/* One rule with the longest path must fit in an empty message. */
-	cb->min_dump_alloc = NLMSG_HDRLEN + GENL_HDRLEN + 4 * nla_total_size(1) +
+	cb->min_dump_alloc = NLMSG_HDRLEN + GENL_HDRLEN + 5 * nla_total_size(1) +
 			     nla_total_size(PATH_MAX) + 3 * nla_total_size_64bit(8) +
 			     nla_total_size(4);
 	cb->args[0] = 0;
@@ -411,12 +417,47 @@ static struct genl_family vordr_family __ro_after_init = {
 	.n_mcgrps = ARRAY_SIZE(vordr_mcgrps),
 };
 
+/*
+ * A netlink socket is being released (netlink_release(): process context,
+ * no netlink lock held; the blocking notifier chain's rwsem is taken for
+ * reading, and rules_lock is never held around anything that takes it):
+ * the until-exit rules it added go, whichever way its process ended.
+ */
+static int vordr_nl_release(struct notifier_block *nb, unsigned long event,
+			    void *ptr)
+{
+	const struct netlink_notify *n = ptr;
+
+	if (event != NETLINK_URELEASE || n->protocol != NETLINK_GENERIC)
+		return NOTIFY_DONE;
+	if (vordr_rules_release(n->net, n->portid))
+		vordr_rules_changed();
+	return NOTIFY_DONE;
+}
+
+static struct notifier_block vordr_release_nb = {
+	.notifier_call = vordr_nl_release,
+};
+
 int vordr_netlink_init(void)
 {
-	return genl_register_family(&vordr_family);
+	int err = netlink_register_notifier(&vordr_release_nb);
+
+	if (err)
+		return err;
+	err = genl_register_family(&vordr_family);
+	if (err)
+		netlink_unregister_notifier(&vordr_release_nb);
+	return err;
 }
 
 void vordr_netlink_exit(void)
 {
+	/*
+	 * The notifier first: a release handled after the family is gone
+	 * would announce to a group id no longer ours.  An until-exit rule
+	 * whose socket closes in between is cleared with the table.
+	 */
+	netlink_unregister_notifier(&vordr_release_nb);
 	genl_unregister_family(&vordr_family);
 }

@@ -13,6 +13,13 @@
  * handlers, process context) serialize on rules_lock, publish with
  * rcu_assign_pointer()/hlist_add_head_rcu() and retire with call_rcu(); a
  * published rule is never written again except its per-CPU counters.
+ *
+ * A rule's life: ALWAYS and REBOOT rules stay until removed (REBOOT only
+ * tells the daemon not to save it); an EXIT rule belongs to the netlink
+ * socket that added it (its network namespace and port id) and is
+ * retired when that socket is released (vordr_rules_release(), from the
+ * netlink notifier), however its process ends.  A timeout applies to
+ * every life: the earlier end wins.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -49,7 +56,13 @@ struct vordr_rule {
 	u32 slot;
 	u8 prot;
 	u8 verdict;
+	u8 life;			/* VORDR_LIFE_* */
 	u16 len;
+	/* EXIT: in rules_owned, under rules_lock; the owner's socket by its
+	 * namespace (compared, never dereferenced) and port id. */
+	struct list_head owned;
+	const struct net *owner_net;
+	u32 owner_portid;
 	char path[];
 };
 
@@ -64,6 +77,8 @@ static u32 rules_count;
 static u32 rules_cursor;	/* where the search for a free slot starts */
 static u32 rules_ndirs;		/* directory rules; read locklessly */
 static u32 rules_timed;		/* rules that expire */
+static LIST_HEAD(rules_owned);	/* EXIT rules */
+static u32 rules_nowned;	/* their number; read locklessly */
 static u32 rules_nverdict[2];	/* allow rules, block rules; read locklessly */
 static u32 rules_seed;
 static u32 rules_gen = 1;	/* bumped by every change; 0 means "none" to dumps */
@@ -256,11 +271,25 @@ static void rules_free_rcu(struct rcu_head *head)
 	kfree(r);
 }
 
+/* An EXIT rule joins or leaves rules_owned; rules_lock held. */
+static void rules_own(struct vordr_rule *r, bool join)
+{
+	lockdep_assert_held(&rules_lock);
+	if (r->life != VORDR_LIFE_EXIT)
+		return;
+	if (join)
+		list_add(&r->owned, &rules_owned);
+	else
+		list_del(&r->owned);
+	WRITE_ONCE(rules_nowned, rules_nowned + (join ? 1 : -1));
+}
+
 /* Unlink @r from the index and its slot; rules_lock held. */
 static void rules_retire(struct vordr_rule *r)
 {
 	lockdep_assert_held(&rules_lock);
 	WRITE_ONCE(rules_gen, rules_gen + 1);
+	rules_own(r, false);
 	hlist_del_rcu(&r->node);
 	RCU_INIT_POINTER(rules_slot[r->slot], NULL);
 	rules_count--;
@@ -307,7 +336,8 @@ static void rules_gc(void)
 	}
 }
 
-int vordr_rule_add(u8 prot, const char *path, u8 verdict, u32 timeout)
+int vordr_rule_add(u8 prot, const char *path, u8 verdict, u32 timeout,
+		   u8 life, const struct net *net, u32 portid)
 {
 	size_t len = strlen(path);
 	struct vordr_rule *r, *old;
@@ -318,6 +348,8 @@ int vordr_rule_add(u8 prot, const char *path, u8 verdict, u32 timeout)
 		return -EINVAL;
 	if (timeout > VORDR_TIMEOUT_MAX)
 		return -ERANGE;
+	if (life == VORDR_LIFE_EXIT && !net)
+		return -EINVAL;
 	/* Identities hash only their shallowest VORDR_MAX_DEPTH directories. */
 	if (path[len - 1] == '/') {
 		size_t i, n = 0;
@@ -342,6 +374,11 @@ int vordr_rule_add(u8 prot, const char *path, u8 verdict, u32 timeout)
 	r->prot = prot;
 	r->verdict = verdict;
 	r->hash = vordr_hash(path, len);
+	r->life = life;
+	if (life == VORDR_LIFE_EXIT) {
+		r->owner_net = net;
+		r->owner_portid = portid;
+	}
 	if (timeout) {
 		/* Never 0 (never expires); may be one jiffy late. */
 		r->expires = (jiffies + (unsigned long)timeout * HZ) | 1;
@@ -359,6 +396,8 @@ int vordr_rule_add(u8 prot, const char *path, u8 verdict, u32 timeout)
 		hlist_replace_rcu(&old->node, &r->node);
 		rcu_assign_pointer(rules_slot[r->slot], r);
 		rules_timed += !!r->expires - !!old->expires;
+		rules_own(old, false);
+		rules_own(r, true);
 		rules_tally(old, -1);
 		rules_tally(r, 1);
 		call_rcu(&old->rcu, rules_free_rcu);
@@ -378,6 +417,7 @@ int vordr_rule_add(u8 prot, const char *path, u8 verdict, u32 timeout)
 	rules_count++;
 	rules_tally(r, 1);
 	rules_timed += !!r->expires;
+	rules_own(r, true);
 	if (path[len - 1] == '/')
 		WRITE_ONCE(rules_ndirs, rules_ndirs + 1);
 	rcu_assign_pointer(rules_slot[slot], r);
@@ -433,6 +473,32 @@ void vordr_rule_clear(bool all, u8 verdict)
 	mutex_unlock(&rules_lock);
 }
 
+/*
+ * The netlink socket @portid of @net is being released: retire the EXIT
+ * rules it added.  Process context (the netlink notifier), any socket of
+ * any protocol family's generic netlink: nothing is locked while none is
+ * owned.  The number retired.
+ */
+unsigned int vordr_rules_release(const struct net *net, u32 portid)
+{
+	struct vordr_rule *r, *tmp;
+	unsigned int n = 0;
+
+	if (!READ_ONCE(rules_nowned))
+		return 0;
+	mutex_lock(&rules_lock);
+	rules_write_begin();
+	list_for_each_entry_safe(r, tmp, &rules_owned, owned) {
+		if (r->owner_net != net || r->owner_portid != portid)
+			continue;
+		rules_retire(r);
+		n++;
+	}
+	rules_write_end();
+	mutex_unlock(&rules_lock);
+	return n;
+}
+
 bool vordr_rule_next(u32 *pos, bool all, u8 verdict, struct vordr_rule_view *v)
 {
 	const struct vordr_rule *r;
@@ -453,6 +519,7 @@ bool vordr_rule_next(u32 *pos, bool all, u8 verdict, struct vordr_rule_view *v)
 		}
 		v->prot = r->prot;
 		v->verdict = r->verdict;
+		v->life = r->life;
 		v->len = r->len;
 		v->path = r->path;
 		v->packets = 0;
@@ -557,7 +624,7 @@ int vordr_rules_boot(const char *spec)
 		    !vordr_named(rules_prot_names, ARRAY_SIZE(rules_prot_names), prot, &p) ||
 		    !entry || !rules_unescape(entry) || !vordr_path_valid(entry))
 			break;
-		err = vordr_rule_add(p, entry, v, 0);
+		err = vordr_rule_add(p, entry, v, 0, VORDR_LIFE_ALWAYS, NULL, 0);
 	}
 	if (err)
 		pr_err("rules: entry %u is not VERDICT:PROT:/PATH (%d)\n", n, err);

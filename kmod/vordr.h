@@ -209,6 +209,7 @@ struct vordr_rule_view {
 	u8 prot;
 	u32 timeout;	/* seconds left; 0: never expires */
 	u8 verdict;
+	u8 life;	/* VORDR_LIFE_* */
 	u16 len;
 	const char *path;
 	u64 packets;
@@ -225,7 +226,10 @@ const struct vordr_rule *vordr_rule_match(struct vordr_ident *id, u8 prot);
 u8 vordr_rule_hit(const struct vordr_rule *r, unsigned int bytes, time64_t now);
 int vordr_rules_uniform(u8 unkrule);
 u32 vordr_rules_gen(void);
-int vordr_rule_add(u8 prot, const char *path, u8 verdict, u32 timeout);
+/* @net and @portid: the netlink socket an EXIT rule belongs to. */
+int vordr_rule_add(u8 prot, const char *path, u8 verdict, u32 timeout,
+		   u8 life, const struct net *net, u32 portid);
+unsigned int vordr_rules_release(const struct net *net, u32 portid);
 const char *vordr_rule_path(const struct vordr_rule *r, u8 *prot);
 int vordr_rules_boot(const char *spec);
 bool vordr_path_valid(const char *p);
