@@ -245,7 +245,9 @@ export function runUi(o: UiOptions): Promise<UiExit> {
     let confirmBox: { question: string; answer: (yes: boolean) => void } | undefined;
 
     const header = blessed.box({ parent: screen, top: 0, left: 0, width: '100%', height: 1, tags: true, style: { fg: 'black', bg: 'cyan' } });
-    const paneBox = () => blessed.box({ parent: screen, left: 0, width: '100%', border: { type: 'line' }, tags: true, mouse: true, style: { border: {} } });
+    // No wrapping by blessed: the panes cut (events, rules) or wrap (output) their lines to the width themselves.
+    const paneBox = () =>
+      blessed.box({ parent: screen, left: 0, width: '100%', border: { type: 'line' }, tags: true, mouse: true, wrap: false, style: { border: {} } } as blessed.Widgets.BoxOptions);
     const main = paneBox();
     const rules = paneBox();
     const outBox = paneBox();

@@ -228,6 +228,11 @@ test('at 80x24 the verdict column is on screen', async () => {
   assert.ok(lines.some((l) => /verdict/.test(l)), `the header names the verdict:\n${s}`);
   assert.ok(lines.some((l) => /curl.*block/.test(l)), `the row shows the verdict:\n${s}`);
   assert.ok(lines.every((l) => [...l].length <= 80));
+  // A red row exactly as wide as the pane is cut, not wrapped onto a second row.
+  ui.addon.emit(event({ verdict: VAL('block'), reason: REASON('rule'), rpath: '/tmp/vordr-console-y5eUP7/curl2', rprot: PROT('tcp'), path: '/tmp/vordr-console-y5eUP7/curl2' }));
+  const t = await ui.until((x) => /curl2/.test(x), 'the second event');
+  const rows = t.split('rules (')[0].split('\n').slice(3).filter((l) => /^│/.test(l));
+  assert.ok(rows.every((l) => /^│(\d\d:\d\d:\d\d | +│)/.test(l)), `every row is an event or empty:\n${t}`);
   await ui.quit();
 });
 
