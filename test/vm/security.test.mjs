@@ -213,3 +213,24 @@ test('an unprivileged reader holding RULE_LIST and STATS unread does not stop rm
     k = await Kernel.open();
   }
 });
+
+// ---- 5e: a memfd executable, its record freed under traffic ---------------------------------
+
+test('a memfd-backed executable whose record is swapped and freed while its datagrams are judged (KASAN on the debug kernel)', async (t) => {
+  fresh();
+  const out = join(W, 'memfdrace');
+  const cc = run('gcc', ['-O0', '-Wall', '-Wl,-z,now', '-pthread', '-o', out, join(here, 'memfdrace.c')],
+    { timeout: 240_000 });
+  assert.equal(cc.code, 0, `gcc memfdrace.c: ${cc.err}`);
+  const srv = await Agent.start(copyExe(bin.python, join(W, 'srv5e', 'py')));
+  try {
+    const port = await srv.listen('udp', '127.0.0.1', 'udp5e');
+    const r = await runAsync(out, ['127.0.0.1', String(port), '2000'], { timeout: 120_000 });
+    t.diagnostic(r.out.trim());
+    const m = /^sent (\d+) swaps (\d+)$/m.exec(r.out);
+    assert.ok(m, `memfdrace: ${r.code} ${r.signal} ${r.out}${r.err}`);
+    assert.ok(Number(m[1]) > 0 && Number(m[2]) > 0, r.out);
+  } finally {
+    srv.kill();
+  }
+});
