@@ -468,8 +468,10 @@ static unsigned int vordr_ipv4(void *priv, struct sk_buff *skb,
 	 */
 	if (iph->ihl < 5)
 		pkt.broken = true;
-	if (iph->frag_off & htons(IP_OFFSET))
-		pkt.broken = pkt.later = true;
+	if (iph->frag_off & htons(IP_OFFSET)) {
+		pkt.broken = true;
+		pkt.later = true;
+	}
 	return vordr_decide(skb, &pkt);
 }
 
@@ -505,8 +507,10 @@ static unsigned int vordr_ipv6(void *priv, struct sk_buff *skb,
 		 * fragment header, whose first byte names the protocol.
 		 */
 		nh = skb_header_pointer(skb, off, sizeof(_nh), &_nh);
-		pkt.ipproto = pkt.prot = nh ? *nh : IPPROTO_RAW;
-		pkt.broken = pkt.later = true;
+		pkt.ipproto = nh ? *nh : IPPROTO_RAW;
+		pkt.prot = pkt.ipproto;
+		pkt.broken = true;
+		pkt.later = true;
 	} else {
 		pkt.frag = !!(frag_off & htons(IP6_MF));
 	}
