@@ -7,6 +7,8 @@
  * is mapped), and prctl(PR_SET_MM, PR_SET_MM_MAP) with exe_fd names PATH
  * as the executable.  That needs CAP_CHECKPOINT_RESTORE in the caller's
  * user namespace: an unprivileged user gets it by unshare(CLONE_NEWUSER).
+ * (A kernel without CONFIG_CHECKPOINT_RESTORE has only PR_SET_MM_EXE_FILE,
+ * for root.)
  * Without PATH ("-") it connects as itself.  Prints "swapped" when the swap
  * succeeded, then "connect ok" or "connect ERRNO".  Link with -z now: the
  * loader is gone once the swap is made, so nothing may be resolved late.
@@ -112,7 +114,8 @@ static int swap_exe(const char *path)
 	if (fd < 0)
 		return -1;
 	map.exe_fd = fd;
-	if (unshare(CLONE_NEWUSER)) {
+	/* Root has CAP_CHECKPOINT_RESTORE already, and CAP_SYS_RESOURCE. */
+	if (geteuid() && unshare(CLONE_NEWUSER)) {
 		say("unshare failed\n");
 		return -1;
 	}
@@ -120,7 +123,12 @@ static int swap_exe(const char *path)
 		say("unmap failed\n");
 		return -1;
 	}
-	if (prctl(PR_SET_MM, PR_SET_MM_MAP, (unsigned long)&map, sizeof(map), 0)) {
+	/*
+	 * Without CONFIG_CHECKPOINT_RESTORE there is no PR_SET_MM_MAP, and
+	 * PR_SET_MM_EXE_FILE needs CAP_SYS_RESOURCE: root only.
+	 */
+	if (prctl(PR_SET_MM, PR_SET_MM_MAP, (unsigned long)&map, sizeof(map), 0) &&
+	    prctl(PR_SET_MM, PR_SET_MM_EXE_FILE, fd, 0, 0)) {
 		{ char m[48]; snprintf(m, sizeof(m), "prctl failed %d\n", errno); say(m); }
 		return -1;
 	}

@@ -160,7 +160,9 @@ static int stage2(const char *host, const char *port, long swaps)
 		if (fd < 0 || write(fd, "x", 1) != 1)
 			break;
 		map.exe_fd = fd;
-		if (!prctl(PR_SET_MM, PR_SET_MM_MAP, (unsigned long)&map, sizeof(map), 0))
+		/* Without CONFIG_CHECKPOINT_RESTORE: PR_SET_MM_EXE_FILE (root). */
+		if (!prctl(PR_SET_MM, PR_SET_MM_MAP, (unsigned long)&map, sizeof(map), 0) ||
+		    !prctl(PR_SET_MM, PR_SET_MM_EXE_FILE, fd, 0, 0))
 			done++;
 		close(fd);
 	}
