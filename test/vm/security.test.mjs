@@ -59,9 +59,9 @@ function exeswap() {
 /** exeswap through the loader, as nobody unless `root`: poses as `as` ('-': itself), then connects. */
 function poseAndConnect(prog, as, port, root = false) {
   const argv = [loader, prog, as, '127.0.0.1', String(port)];
-  if (root) return runAsync(argv[0], argv.slice(1), { timeout: 15_000 });
+  if (root) return runAsync(argv[0], argv.slice(1), { timeout: 60_000 });
   return runAsync('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups',
-    '--inh-caps=-all', ...argv], { timeout: 15_000 });
+    '--inh-caps=-all', ...argv], { timeout: 60_000 });
 }
 
 test('a program that rewrites its executable record to an allowed one (prctl PR_SET_MM_MAP in a user namespace) stays refused', async (t) => {
@@ -112,7 +112,7 @@ async function receivers(exe) {
   lines.on('line', (l) => waiting.shift()?.(JSON.parse(l)));
   const next = () => new Promise((resolve, reject) => {
     waiting.push(resolve);
-    setTimeout(() => reject(new Error(`prot.py recv: no answer: ${err}`)), 10_000);
+    setTimeout(() => reject(new Error(`prot.py recv: no answer: ${err}`)), 90_000);
   });
   const ports = await next();
   return {
@@ -123,7 +123,7 @@ async function receivers(exe) {
 }
 
 function prot(exe, ...args) {
-  const r = run(exe, ['-S', PROT, ...args]);
+  const r = run(exe, ['-S', PROT, ...args], { timeout: 120_000 });
   assert.equal(r.code, 0, `prot.py ${args.join(' ')}: ${r.err}`);
   return JSON.parse(r.out.trim().split('\n').pop());
 }
@@ -202,7 +202,7 @@ test('an unprivileged reader holding RULE_LIST and STATS unread does not stop rm
       let err = '';
       h.stderr.setEncoding('utf8').on('data', (d) => { err += d; });
       await new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`hold.py ${cmd}: ${out}${err}`)), 15_000);
+        const timer = setTimeout(() => reject(new Error(`hold.py ${cmd}: ${out}${err}`)), 90_000);
         h.stdout.setEncoding('utf8').on('data', (d) => {
           out += d;
           if (out.includes('held')) { clearTimeout(timer); resolve(); }
