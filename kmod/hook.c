@@ -5,9 +5,11 @@
  * IPv4 and IPv6, NF_INET_LOCAL_OUT and NF_INET_LOCAL_IN, in every network
  * namespace (pernet_operations, so namespaces made after load too).
  *
- * Order of the decision: the mode; the protocol (others follow unkprot;
- * a truncated header follows fail); the owning socket and its owner
- * (unknown: unkproc); the most specific rule (none: unkrule).  The hooks
+ * Order of the decision: the mode (first: "block" drops even what cannot
+ * be parsed); the protocol's header; the owning socket and its owner
+ * (unknown: unkproc; a packet without a readable transport header and no
+ * known socket: fail; another protocol than tcp, udp, icmp: unkprot);
+ * the most specific rule (none: unkrule, or unkprot for those protocols).  The hooks
  * run inside rcu_read_lock(), in task context for connect() and sendmsg()
  * and in softirq for inbound packets, ACKs, retransmits and loopback
  * replies: nothing here sleeps.  A packet whose socket is known costs one
@@ -48,6 +50,8 @@ static const struct vordr_proto *vordr_proto_of(u8 af, u8 ipproto)
 		return &vordr_proto_tcp;
 	case IPPROTO_UDP:
 		return &vordr_proto_udp;
+	case IPPROTO_UDPLITE:
+		return &vordr_proto_udplite;
 	case IPPROTO_ICMP:
 		return af == AF_INET ? &vordr_proto_icmp : NULL;
 	case IPPROTO_ICMPV6:
@@ -69,19 +73,36 @@ struct sock *vordr_lookup_slow(struct sk_buff *skb, struct vordr_pkt *pkt)
 }
 
 /*
+ * The protocols rules name (tcp, udp, icmp); any other is "unknown" to
+ * unkprot, though an "any" rule covers it.
+ */
+static bool vordr_prot_named(u8 prot)
+{
+	switch (prot) {
+	case VORDR_PROT_TCP:
+	case VORDR_PROT_UDP:
+	case VORDR_PROT_ICMP:
+		return true;
+	}
+	return false;
+}
+
+/*
  * The full socket a packet belongs to, or NULL.  Outbound packets carry
  * it; inbound ones carry it only when early demux found a connected
  * socket, else the protocol looks it up (*found: that socket, which the
  * caller releases if pkt->sk_ref says it holds a reference, and may hand
- * to the stack if pkt->sk_hand says so, see vordr_hand_over()).  A
- * request socket stands for its listener; a time-wait one for nobody.
+ * to the stack if pkt->sk_hand says so, see vordr_hand_over()).  Without
+ * a transport header (@proto NULL) nothing can be looked up.  A request
+ * socket stands for its listener; a time-wait one for nobody.
  */
 static struct sock *vordr_socket(struct sk_buff *skb, struct vordr_pkt *pkt,
 				 const struct vordr_proto *proto, struct sock **found)
 {
 	struct sock *sk = skb->sk;
 
-	if (!sk && pkt->dir == VORDR_DIR_IN && pkt->state->in && proto->lookup_in) {
+	if (!sk && pkt->dir == VORDR_DIR_IN && pkt->state->in && proto &&
+	    proto->lookup_in) {
 		sk = INDIRECT_CALL_2(proto->lookup_in, vordr_udp_lookup,
 				     vordr_lookup_slow, skb, pkt);
 		*found = sk;
@@ -255,17 +276,24 @@ static bool vordr_event_wanted(u8 verdict, u8 reason)
 	return vordr_flag(VORDR_FLAG_DROPS) == VORDR_VALUE_ENABLED;
 }
 
+/*
+ * The verdict for a packet whose owner is known: its rule, else unkrule;
+ * for a protocol no rule names but "any" (UDP-Lite, SCTP, raw protocol
+ * numbers), unkprot when no rule matches.
+ */
 static unsigned int vordr_decide(struct sk_buff *skb, struct vordr_pkt *pkt)
 {
 	const struct vordr_owner *owner = NULL;
 	const struct vordr_rule *rule = NULL;
 	const struct vordr_proto *proto;
-	struct sock *sk, *found = NULL;
+	struct sock *sk = NULL, *found = NULL;
 	u8 verdict, reason;
 	time64_t now;
+	bool named;
 	int uniform;
 
 	vordr_count_packet();
+	/* Before anything is read: "block" drops even what cannot be parsed. */
 	switch (vordr_flag(VORDR_FLAG_MODE)) {
 	case VORDR_VALUE_DISABLED:
 		return NF_ACCEPT;
@@ -276,30 +304,52 @@ static unsigned int vordr_decide(struct sk_buff *skb, struct vordr_pkt *pkt)
 	}
 
 	proto = vordr_proto_of(pkt->af, pkt->ipproto);
-	if (!proto) {
-		verdict = vordr_flag(VORDR_FLAG_UNKPROT);
-		reason = VORDR_REASON_UNKPROT;
-		goto out;
+	if (proto)
+		pkt->prot = proto->prot;
+	named = vordr_prot_named(pkt->prot);
+	if (proto && !pkt->broken) {
+		if (!INDIRECT_CALL_2(proto->parse, vordr_udp_parse, vordr_tcp_parse, skb, pkt))
+			pkt->broken = true;	/* a truncated transport header */
+		else if (proto->infrastructure && proto->infrastructure(pkt))
+			return NF_ACCEPT;
 	}
-	pkt->prot = proto->prot;
-	if (!INDIRECT_CALL_2(proto->parse, vordr_udp_parse, vordr_tcp_parse, skb, pkt)) {
-		verdict = vordr_flag(VORDR_FLAG_FAIL);
-		reason = VORDR_REASON_FAIL;
-		goto out;
-	}
-	if (proto->infrastructure && proto->infrastructure(pkt))
-		return NF_ACCEPT;
 
-	sk = vordr_socket(skb, pkt, proto, &found);
+	/*
+	 * A packet with no transport header to read (truncated, a fragment
+	 * after the first, no next header) still has the socket it was sent
+	 * on, and follows that socket's rule: only without one can nothing
+	 * be said of it.
+	 */
+	sk = vordr_socket(skb, pkt, pkt->broken ? NULL : proto, &found);
 	if (sk)
 		owner = vordr_owner(pkt, sk);
 	if (!owner || !owner->id) {
 		uniform = -1;
-		if (!pkt->failed && pkt->wait)
+		if (!pkt->failed && pkt->wait && named && !pkt->broken)
 			uniform = vordr_rules_uniform(vordr_flag(VORDR_FLAG_UNKRULE));
 		if (pkt->failed) {
+			/*
+			 * Out of memory naming a sender that is there: dropped,
+			 * whatever `fail` says, or a shortage someone can cause
+			 * would open every block rule.  TCP sends it again.
+			 */
+			verdict = VORDR_VALUE_BLOCK;
+			reason = VORDR_REASON_FAIL;
+		} else if (pkt->later) {
+			/*
+			 * A fragment after the first, of nobody known: the first
+			 * carries the verdict, and without it nothing is
+			 * reassembled.
+			 */
+			verdict = VORDR_VALUE_ALLOW;
+			reason = VORDR_REASON_UNKPROC;
+			goto out_quiet;
+		} else if (pkt->broken) {
 			verdict = vordr_flag(VORDR_FLAG_FAIL);
 			reason = VORDR_REASON_FAIL;
+		} else if (!named) {
+			verdict = vordr_flag(VORDR_FLAG_UNKPROT);
+			reason = VORDR_REASON_UNKPROT;
 		} else if (uniform >= 0) {
 			/* Whoever the owner is, the rules say the same. */
 			verdict = uniform;
@@ -328,6 +378,9 @@ static unsigned int vordr_decide(struct sk_buff *skb, struct vordr_pkt *pkt)
 	if (rule) {
 		verdict = vordr_rule_hit(rule, pkt->len, now);
 		reason = VORDR_REASON_RULE;
+	} else if (!named) {
+		verdict = vordr_flag(VORDR_FLAG_UNKPROT);
+		reason = VORDR_REASON_UNKPROT;
 	} else {
 		verdict = vordr_flag(VORDR_FLAG_UNKRULE);
 		reason = VORDR_REASON_NORULE;
@@ -336,6 +389,7 @@ static unsigned int vordr_decide(struct sk_buff *skb, struct vordr_pkt *pkt)
 out:
 	if (vordr_event_wanted(verdict, reason))
 		vordr_event(pkt, owner, rule, verdict, reason);
+out_quiet:
 	if (found && pkt->sk_ref)
 		sock_gen_put(found);
 	if (verdict != VORDR_VALUE_ALLOW)
@@ -366,16 +420,29 @@ static void vordr_pkt_init(struct vordr_pkt *pkt, const struct sk_buff *skb,
 	pkt->dport = 0;
 	pkt->bare = false;
 	pkt->frag = false;
+	pkt->later = false;
+	pkt->broken = false;
 	pkt->sk_ref = false;
 	pkt->sk_hand = false;
 	pkt->failed = false;
 	pkt->wait = false;
 }
 
-static unsigned int vordr_malformed(void)
+/*
+ * A packet whose network header cannot be read: no addresses, no
+ * protocol.  It still goes through the decision, so mode "block" drops it
+ * and a socket it was sent on decides it.
+ */
+static unsigned int vordr_malformed(struct sk_buff *skb,
+				    const struct nf_hook_state *state, u8 af)
 {
-	vordr_count_packet();
-	return vordr_flag(VORDR_FLAG_FAIL) == VORDR_VALUE_ALLOW ? NF_ACCEPT : NF_DROP;
+	struct vordr_pkt pkt __uninitialized;
+
+	vordr_pkt_init(&pkt, skb, state, af, IPPROTO_RAW, skb_network_offset(skb));
+	pkt.broken = true;
+	memset(&pkt.saddr, 0, sizeof(pkt.saddr));
+	memset(&pkt.daddr, 0, sizeof(pkt.daddr));
+	return vordr_decide(skb, &pkt);
 }
 
 static unsigned int vordr_ipv4(void *priv, struct sk_buff *skb,
@@ -386,17 +453,25 @@ static unsigned int vordr_ipv4(void *priv, struct sk_buff *skb,
 	const struct iphdr *iph;
 
 	iph = skb_header_pointer(skb, skb_network_offset(skb), sizeof(_iph), &_iph);
-	if (!iph || iph->ihl < 5)
-		return vordr_malformed();
+	if (!iph)
+		return vordr_malformed(skb, state, AF_INET);
 	vordr_pkt_init(&pkt, skb, state, AF_INET, iph->protocol,
 		       skb_network_offset(skb) + iph->ihl * 4);
 	/* Events send only the first 4 bytes of an IPv4 address. */
 	pkt.saddr.ip = iph->saddr;
 	pkt.daddr.ip = iph->daddr;
 	/*
-	 * No fragments reach here: LOCAL_OUT sees packets before
-	 * fragmentation, and LOCAL_IN after reassembly.
+	 * LOCAL_OUT sees the stack's packets before fragmentation, and
+	 * LOCAL_IN after reassembly; only a raw socket writing its own
+	 * headers (IP_HDRINCL) sends fragments here, and one after the first
+	 * has no transport header.
 	 */
+	if (iph->ihl < 5)
+		pkt.broken = true;
+	if (iph->frag_off & htons(IP_OFFSET)) {
+		pkt.broken = true;
+		pkt.later = true;
+	}
 	return vordr_decide(skb, &pkt);
 }
 
@@ -408,28 +483,37 @@ static unsigned int vordr_ipv6(void *priv, struct sk_buff *skb,
 	struct vordr_pkt pkt __uninitialized;
 	const struct ipv6hdr *ip6h;
 	__be16 frag_off;
-	u8 nexthdr;
+	u8 nexthdr, _nh;
+	const u8 *nh;
 	int off;
 
 	ip6h = skb_header_pointer(skb, skb_network_offset(skb), sizeof(_ip6h), &_ip6h);
 	if (!ip6h)
-		return vordr_malformed();
+		return vordr_malformed(skb, state, AF_INET6);
 	nexthdr = ip6h->nexthdr;
 	off = ipv6_skip_exthdr(skb, skb_network_offset(skb) + sizeof(_ip6h),
 			       &nexthdr, &frag_off);
-	if (off < 0)
-		return vordr_malformed();
-	/*
-	 * IPv6 reassembles after LOCAL_IN: a fragment after the first has no
-	 * transport header.  The first carries the ports and the verdict;
-	 * without it the datagram is never reassembled.
-	 */
-	if (frag_off & htons(IP6_OFFSET))
-		return NF_ACCEPT;
-	vordr_pkt_init(&pkt, skb, state, AF_INET6, nexthdr, off);
-	pkt.frag = !!(frag_off & htons(IP6_MF));
+	/* A truncated extension header, or "no next header". */
+	vordr_pkt_init(&pkt, skb, state, AF_INET6, off < 0 ? IPPROTO_RAW : nexthdr,
+		       off < 0 ? skb_network_offset(skb) + sizeof(_ip6h) : off);
 	pkt.saddr.in6 = ip6h->saddr;
 	pkt.daddr.in6 = ip6h->daddr;
+	if (off < 0) {
+		pkt.broken = true;
+	} else if (frag_off & htons(IP6_OFFSET)) {
+		/*
+		 * IPv6 reassembles after LOCAL_IN: a fragment after the first
+		 * has no transport header.  ipv6_skip_exthdr() stopped at its
+		 * fragment header, whose first byte names the protocol.
+		 */
+		nh = skb_header_pointer(skb, off, sizeof(_nh), &_nh);
+		pkt.ipproto = nh ? *nh : IPPROTO_RAW;
+		pkt.prot = pkt.ipproto;
+		pkt.broken = true;
+		pkt.later = true;
+	} else {
+		pkt.frag = !!(frag_off & htons(IP6_MF));
+	}
 	return vordr_decide(skb, &pkt);
 }
 #endif

@@ -87,6 +87,36 @@ static bool ident_root_is_ours(struct fs_struct *fs)
 }
 
 /*
+ * Whether @exe is a file the kernel opened to execute it.  exec opens the
+ * executable with __FMODE_EXEC (do_open_execat()), which open(2) and
+ * openat2(2) cannot set (VALID_OPEN_FLAGS) nor fcntl(F_SETFL) add; landlock
+ * and fanotify tell an exec from an open by the same bit.  mm->exe_file
+ * is set to such a file by exec and inherited by fork, but
+ * prctl(PR_SET_MM_MAP or PR_SET_MM_EXE_FILE) replaces it with any file the
+ * process has open, which only needs CAP_CHECKPOINT_RESTORE in its own
+ * user namespace: an unprivileged process can name /usr/bin/curl as its
+ * executable.  Such a record is not what the kernel executed and names
+ * nobody.  (binfmt_misc's "O" flag hands the interpreter a descriptor of
+ * the exec-opened program; root configures it, and the program so named
+ * is the one the kernel executed.)
+ */
+static bool ident_executed(const struct file *exe)
+{
+	return READ_ONCE(exe->f_flags) & __FMODE_EXEC;
+}
+
+/*
+ * Whether @inode has no name left (deleted, or replaced by a rename): the
+ * inode, not the dentry, since the packet path reads it without a
+ * reference and a memfd's dentry is freed at once (DCACHE_NORCU), while
+ * inodes are freed after a grace period.
+ */
+static bool ident_unlinked(const struct inode *inode)
+{
+	return !READ_ONCE(inode->i_nlink);
+}
+
+/*
  * Whether the path @exe prints as may name another file for the module's
  * loader: under another root directory; or, in another mount namespace,
  * for a task in a user namespace, or reached through a bind mount (its
@@ -100,7 +130,7 @@ static bool ident_foreign(struct fs_struct *fs, struct nsproxy *ns,
 {
 	struct vfsmount *mnt = exe->f_path.mnt;
 
-	if (!fs || !ns || !ident_root_is_ours(fs))
+	if (!ident_executed(exe) || !fs || !ns || !ident_root_is_ours(fs))
 		return true;
 	if (ns->mnt_ns == ident_mnt_ns)
 		return false;
@@ -215,19 +245,24 @@ static struct vordr_ident *ident_intern(struct file *exe, const char *p,
 	fresh = kmalloc(struct_size(fresh, path, key.len + 1), gfp);
 	if (!fresh)
 		goto nomem;
-	fresh->stats = alloc_percpu_gfp(struct vordr_ident_stats, gfp | __GFP_ZERO);
-	if (!fresh->stats) {
-		kfree(fresh);
-		goto nomem;
-	}
-	for_each_possible_cpu(cpu)
-		u64_stats_init(&per_cpu_ptr(fresh->stats, cpu)->syncp);
+	/*
+	 * The per-CPU counters are what a non-blocking allocation most often
+	 * cannot get (a new percpu chunk needs GFP_KERNEL).  Without them the
+	 * identity still names the program, so its rules apply; only its
+	 * STATS stay at zero.  Failing here instead would send the packet to
+	 * `fail`, allow by default: a way past a block rule.
+	 */
+	fresh->stats = alloc_percpu_gfp(struct vordr_ident_stats,
+					gfp | __GFP_ZERO | __GFP_NOWARN);
+	if (fresh->stats)
+		for_each_possible_cpu(cpu)
+			u64_stats_init(&per_cpu_ptr(fresh->stats, cpu)->syncp);
 	memcpy(fresh->path, p, key.len + 1);
 	fresh->len = key.len;
 	fresh->dev = key.dev;
 	fresh->ino = key.ino;
 	fresh->foreign = foreign;
-	fresh->unlinked = d_unlinked(exe->f_path.dentry);
+	fresh->unlinked = ident_unlinked(inode);
 	fresh->mnt_key = exe->f_path.mnt;
 	fresh->dentry_key = exe->f_path.dentry;
 	for (i = 0; i < VORDR_RULE_CACHE; i++)
@@ -274,7 +309,7 @@ static struct vordr_ident *ident_known(struct file *exe, bool foreign)
 		if (id->dentry_key == exe->f_path.dentry &&
 		    id->mnt_key == exe->f_path.mnt && id->dev == dev &&
 		    id->ino == inode->i_ino && id->foreign == foreign &&
-		    id->unlinked == d_unlinked(exe->f_path.dentry)) {
+		    id->unlinked == ident_unlinked(inode)) {
 			atomic_inc(&id->users);
 			found = id;
 			break;
@@ -383,22 +418,27 @@ struct vordr_ident *vordr_ident_of_task(struct task_struct *task, int *err)
 
 bool vordr_ident_is_current(const struct vordr_ident *id)
 {
+	const struct inode *inode;
 	struct file *exe;
-	bool same = false;
 
+	/*
+	 * No reference is taken: every sender would bounce the one f_count
+	 * its program's processes share.  The file, its inode and the
+	 * superblock are freed after a grace period; the dentry is not read
+	 * (a memfd's is freed at once).
+	 */
 	exe = rcu_dereference(current->mm->exe_file);
-	/* File and inode are freed after a grace period: reading is safe. */
-	if (exe) {
-		struct inode *inode = file_inode(exe);
-
-		/*
-		 * A binary deleted or replaced since is another identity: its
-		 * path now prints as "PATH (deleted)".
-		 */
-		same = inode->i_ino == id->ino && inode->i_sb->s_dev == id->dev &&
-		       d_unlinked(exe->f_path.dentry) == id->unlinked;
-	}
-	return same;
+	if (!exe)
+		return false;
+	inode = file_inode(exe);
+	/*
+	 * A binary deleted or replaced since is another identity (its path
+	 * now prints as "PATH (deleted)"), and so is a record that prctl()
+	 * rewrote after exec.
+	 */
+	return inode->i_ino == id->ino && inode->i_sb->s_dev == id->dev &&
+	       ident_unlinked(inode) == id->unlinked &&
+	       (id->foreign || ident_executed(exe));
 }
 
 void vordr_ident_get(struct vordr_ident *id)
@@ -415,10 +455,13 @@ void vordr_ident_put(struct vordr_ident *id)
 void vordr_ident_count(const struct vordr_ident *id, bool allowed,
 		       unsigned int bytes, time64_t now)
 {
-	/* The hook may be preempted (PREEMPT_RCU): stay on this CPU. */
-	struct vordr_ident_stats *s = get_cpu_ptr(id->stats);
+	struct vordr_ident_stats *s;
 	unsigned long flags;
 
+	if (unlikely(!id->stats))
+		return;		/* built without counters (ident_intern()) */
+	/* The hook may be preempted (PREEMPT_RCU): stay on this CPU. */
+	s = get_cpu_ptr(id->stats);
 	flags = u64_stats_update_begin_irqsave(&s->syncp);
 	if (allowed) {
 		u64_stats_inc(&s->apackets);
@@ -452,6 +495,8 @@ bool vordr_ident_next(u32 *pos, u32 *skip, struct vordr_ident_view *v)
 			v->dev = id->dev;
 			v->ino = id->ino;
 			for_each_possible_cpu(cpu) {
+				if (!id->stats)
+					break;
 				const struct vordr_ident_stats *s =
 					per_cpu_ptr(id->stats, cpu);
 				u64 ap, ab, bp, bb, last;

@@ -211,105 +211,165 @@ static int vordr_nl_rule_clear(struct sk_buff *skb, struct genl_info *info)
 	return 0;
 }
 
-static int vordr_nl_rule_list_start(struct netlink_callback *cb)
+/*
+ * RULE_LIST and STATS: pages, not netlink dumps.  A dump keeps its state
+ * (and a reference on this module, netlink_dump_control.module) in the
+ * reader's socket until the reader has read it all, so any user holding a
+ * dump open, or starting one with a full receive buffer, would stop root
+ * unloading the module.  A page is answered at once, within the request
+ * (genlmsg_unicast, never waiting for the reader), and nothing is kept:
+ * the reply ends with a message holding only a CURSOR while more follow,
+ * and the next request sends it back.  A cursor from before a change of
+ * the table gets its page flagged NLM_F_DUMP_INTR, as a dump's next part
+ * would be.
+ */
+#define VORDR_PAGE (16 * 1024)
+
+struct vordr_cursor {
+	u32 gen;	/* the table's generation the listing started at */
+	u32 pos;	/* rules: the slot; stats: the bucket */
+	u32 skip;	/* stats: identities of that bucket already sent */
+};
+
+/* The request's cursor, or a fresh one at @gen; -EINVAL if malformed. */
+static int vordr_cursor_get(struct genl_info *info, u32 gen, struct vordr_cursor *c)
 {
-	/* One rule with the longest path must fit in an empty message. */
-	cb->min_dump_alloc = NLMSG_HDRLEN + GENL_HDRLEN + 5 * nla_total_size(1) +
-			     nla_total_size(PATH_MAX) + 3 * nla_total_size_64bit(8) +
-			     nla_total_size(4);
-	cb->args[0] = 0;
+	struct nlattr *a = info->attrs[VORDR_A_CURSOR];
+
+	memset(c, 0, sizeof(*c));
+	c->gen = gen;
+	if (!a)
+		return 0;
+	if (nla_len(a) != sizeof(*c)) {
+		NL_SET_ERR_MSG_ATTR(info->extack, a, "not a cursor this module sent");
+		return -EINVAL;
+	}
+	memcpy(c, nla_data(a), sizeof(*c));
 	return 0;
 }
 
-static int vordr_nl_rule_list(struct sk_buff *skb, struct netlink_callback *cb)
+static void *vordr_page_put(struct sk_buff *skb, struct genl_info *info, u8 cmd)
 {
-	struct nlattr *v = genl_dumpit_info(cb)->attrs[VORDR_A_VERDICT];
-	struct vordr_rule_view rv;
-	u32 pos = cb->args[0];
-	void *hdr;
-	int err = 0;
+	return genlmsg_put(skb, info->snd_portid, info->snd_seq, &vordr_family,
+			   NLM_F_MULTI, cmd);
+}
 
-	/*
-	 * Writers may run between two parts of a dump: a message sent after
-	 * a change carries NLM_F_DUMP_INTR, and the reader asks again.
-	 */
-	cb->seq = vordr_rules_gen();
+/*
+ * Ends page @skb: the cursor message if @more, the torn flag if the
+ * table moved from @c->gen (@gen now), and sends it.  Consumes @skb.
+ */
+static int vordr_page_send(struct sk_buff *skb, struct genl_info *info, u8 cmd,
+			   const struct vordr_cursor *c, u32 gen, bool more,
+			   bool empty)
+{
+	struct nlmsghdr *nlh;
+	void *hdr;
+
+	if (more && empty) {
+		/* Not even one entry fitted: say so rather than loop. */
+		nlmsg_free(skb);
+		return -EMSGSIZE;
+	}
+	if (more) {
+		hdr = vordr_page_put(skb, info, cmd);
+		if (!hdr || nla_put(skb, VORDR_A_CURSOR, sizeof(*c), c)) {
+			nlmsg_free(skb);
+			return -EMSGSIZE;
+		}
+		genlmsg_end(skb, hdr);
+	}
+	if (c->gen != gen && skb->len) {
+		nlh = nlmsg_hdr(skb);
+		nlh->nlmsg_flags |= NLM_F_DUMP_INTR;
+	}
+	return genlmsg_unicast(genl_info_net(info), skb, info->snd_portid);
+}
+
+static int vordr_nl_rule_list(struct sk_buff *req, struct genl_info *info)
+{
+	struct nlattr *v = info->attrs[VORDR_A_VERDICT];
+	struct vordr_rule_view rv;
+	struct vordr_cursor c;
+	struct sk_buff *skb;
+	bool more, empty = true;
+	void *hdr;
+	int err;
+
+	err = vordr_cursor_get(info, vordr_rules_gen(), &c);
+	if (err)
+		return err;
+	skb = nlmsg_new(VORDR_PAGE, GFP_KERNEL);
+	if (!skb)
+		return -ENOMEM;
 	rcu_read_lock();
-	for (; vordr_rule_next(&pos, !v, v ? nla_get_u8(v) : 0, &rv); pos++) {
-		hdr = genlmsg_put(skb, NETLINK_CB(cb->skb).portid,
-				  cb->nlh->nlmsg_seq, &vordr_family, NLM_F_MULTI,
-				  VORDR_CMD_RULE_LIST);
+	for (; (more = vordr_rule_next(&c.pos, !v, v ? nla_get_u8(v) : 0, &rv)); c.pos++) {
+		/* Room for this one and the cursor message after it. */
+		if (skb_tailroom(skb) < nla_total_size(sizeof(c)) + GENL_HDRLEN + NLMSG_HDRLEN)
+			break;
+		hdr = vordr_page_put(skb, info, VORDR_CMD_RULE_LIST);
 		if (!hdr)
 			break;
-		genl_dump_check_consistent(cb, hdr);
-		if (vordr_put_rule(skb, &rv)) {
+		if (vordr_put_rule(skb, &rv) ||
+		    skb_tailroom(skb) < nla_total_size(sizeof(c)) + GENL_HDRLEN + NLMSG_HDRLEN) {
 			genlmsg_cancel(skb, hdr);
 			break;
 		}
 		genlmsg_end(skb, hdr);
+		empty = false;
 	}
 	rcu_read_unlock();
-	/* Nothing fitted in an empty message: say so rather than loop. */
-	if (pos == cb->args[0] && skb->len == 0 && pos < vordr_rules_max)
-		err = -EMSGSIZE;
-	cb->args[0] = pos;
-	return err ? err : skb->len;
+	return vordr_page_send(skb, info, VORDR_CMD_RULE_LIST, &c, vordr_rules_gen(),
+			       more, empty);
 }
 
-static int vordr_nl_stats_start(struct netlink_callback *cb)
+/* Every executable seen, with its counters. */
+static int vordr_nl_stats(struct sk_buff *req, struct genl_info *info)
 {
-	cb->min_dump_alloc = NLMSG_HDRLEN + GENL_HDRLEN + nla_total_size(PATH_MAX) +
-			     nla_total_size(4) + 6 * nla_total_size_64bit(8);
-	cb->args[0] = 0;
-	cb->args[1] = 0;
-	return 0;
-}
-
-/* Every executable seen, with its counters; cb->args: bucket, place in it. */
-static int vordr_nl_stats(struct sk_buff *skb, struct netlink_callback *cb)
-{
-	u32 pos = cb->args[0], skip = cb->args[1], npos, nskip;
-	struct vordr_ident_view v;
-	bool more = false;
+	struct vordr_ident_view iv;
+	struct vordr_cursor c;
+	struct sk_buff *skb;
+	bool more, empty = true;
+	u32 npos, nskip;
 	void *hdr;
+	int err;
 
-	/* Identities come and go from the packet path: flag a torn dump. */
-	cb->seq = vordr_ident_gen();
+	/* Identities come and go from the packet path: flag a torn listing. */
+	err = vordr_cursor_get(info, vordr_ident_gen(), &c);
+	if (err)
+		return err;
+	skb = nlmsg_new(VORDR_PAGE, GFP_KERNEL);
+	if (!skb)
+		return -ENOMEM;
 	rcu_read_lock();
 	for (;;) {
-		npos = pos;
-		nskip = skip;
-		more = vordr_ident_next(&npos, &nskip, &v);
+		npos = c.pos;
+		nskip = c.skip;
+		more = vordr_ident_next(&npos, &nskip, &iv);
 		if (!more)
 			break;
-		hdr = genlmsg_put(skb, NETLINK_CB(cb->skb).portid,
-				  cb->nlh->nlmsg_seq, &vordr_family, NLM_F_MULTI,
-				  VORDR_CMD_STATS);
+		hdr = vordr_page_put(skb, info, VORDR_CMD_STATS);
 		if (!hdr)
 			break;
-		genl_dump_check_consistent(cb, hdr);
-		if (nla_put(skb, VORDR_A_PATH, v.len + 1, v.path) ||
-		    nla_put_u32(skb, VORDR_A_DEV, v.dev) ||
-		    nla_put_u64_64bit(skb, VORDR_A_INO, v.ino, VORDR_A_PAD) ||
-		    nla_put_u64_64bit(skb, VORDR_A_APACKETS, v.apackets, VORDR_A_PAD) ||
-		    nla_put_u64_64bit(skb, VORDR_A_ABYTES, v.abytes, VORDR_A_PAD) ||
-		    nla_put_u64_64bit(skb, VORDR_A_BPACKETS, v.bpackets, VORDR_A_PAD) ||
-		    nla_put_u64_64bit(skb, VORDR_A_BBYTES, v.bbytes, VORDR_A_PAD) ||
-		    nla_put_u64_64bit(skb, VORDR_A_LASTHIT, v.lasthit, VORDR_A_PAD)) {
+		if (nla_put(skb, VORDR_A_PATH, iv.len + 1, iv.path) ||
+		    nla_put_u32(skb, VORDR_A_DEV, iv.dev) ||
+		    nla_put_u64_64bit(skb, VORDR_A_INO, iv.ino, VORDR_A_PAD) ||
+		    nla_put_u64_64bit(skb, VORDR_A_APACKETS, iv.apackets, VORDR_A_PAD) ||
+		    nla_put_u64_64bit(skb, VORDR_A_ABYTES, iv.abytes, VORDR_A_PAD) ||
+		    nla_put_u64_64bit(skb, VORDR_A_BPACKETS, iv.bpackets, VORDR_A_PAD) ||
+		    nla_put_u64_64bit(skb, VORDR_A_BBYTES, iv.bbytes, VORDR_A_PAD) ||
+		    nla_put_u64_64bit(skb, VORDR_A_LASTHIT, iv.lasthit, VORDR_A_PAD) ||
+		    skb_tailroom(skb) < nla_total_size(sizeof(c)) + GENL_HDRLEN + NLMSG_HDRLEN) {
 			genlmsg_cancel(skb, hdr);
 			break;
 		}
 		genlmsg_end(skb, hdr);
-		pos = npos;
-		skip = nskip;
+		empty = false;
+		c.pos = npos;
+		c.skip = nskip;
 	}
 	rcu_read_unlock();
-	cb->args[0] = pos;
-	cb->args[1] = skip;
-	/* Nothing fitted in an empty message: say so rather than loop. */
-	if (more && skb->len == 0)
-		return -EMSGSIZE;
-	return skb->len;
+	return vordr_page_send(skb, info, VORDR_CMD_STATS, &c, vordr_ident_gen(),
+			       more, empty);
 }
 
 bool vordr_netlink_listening(void)
@@ -385,11 +445,11 @@ static const struct genl_ops vordr_ops[] = {
 	.flags = VORDR_PERM_##perm, \
 	.doit = vordr_nl_##name, \
 },
+/* Paged requests, not dumps: see vordr_nl_rule_list(). */
 #define VORDR_OP_DUMP(id, name, perm) { \
 	.cmd = VORDR_CMD_##id, \
 	.flags = VORDR_PERM_##perm, \
-	.start = vordr_nl_##name##_start, \
-	.dumpit = vordr_nl_##name, \
+	.doit = vordr_nl_##name, \
 },
 #define VORDR_OP_EVENT(id, name, perm)
 #include "defs.x"

@@ -7,6 +7,7 @@
  * a socket bound to one address, see vordr_udp_handable()) an accepted
  * datagram carries it on to udp_rcv(), which then looks up nothing: a
  * datagram flood costs one socket lookup, as it does with no firewall.
+ * UDP-Lite shares the header and the lookup, with its own table.
  */
 #include <linux/in.h>
 #include <linux/netdevice.h>
@@ -16,6 +17,7 @@
 #include <net/route.h>
 #include <net/netfilter/nf_conntrack.h>
 #include <net/udp.h>
+#include <net/udplite.h>
 
 #include "vordr.h"
 
@@ -90,6 +92,33 @@ struct sock *vordr_udp_lookup(struct sk_buff *skb, struct vordr_pkt *pkt)
 	return NULL;
 #endif
 }
+
+/*
+ * UDP-Lite: UDP's header, its own socket table.  Never handed over:
+ * udplite_rcv() is not what vordr_udp_handable() was reasoned for.
+ */
+static struct sock *vordr_udplite_lookup(struct sk_buff *skb, struct vordr_pkt *pkt)
+{
+	if (pkt->af == AF_INET)
+		return __udp4_lib_lookup(pkt->state->net, pkt->saddr.ip, htons(pkt->sport),
+					 pkt->daddr.ip, htons(pkt->dport),
+					 inet_iif(skb), inet_sdif(skb), &udplite_table,
+					 NULL);
+#if IS_ENABLED(CONFIG_IPV6)
+	return __udp6_lib_lookup(pkt->state->net, &pkt->saddr.in6, htons(pkt->sport),
+				 &pkt->daddr.in6, htons(pkt->dport),
+				 inet6_iif(skb), inet6_sdif(skb), &udplite_table, NULL);
+#else
+	return NULL;
+#endif
+}
+
+/* Its own protocol number: only an "any" rule names it. */
+const struct vordr_proto vordr_proto_udplite = {
+	.prot = IPPROTO_UDPLITE,
+	.parse = vordr_udp_parse,
+	.lookup_in = vordr_udplite_lookup,
+};
 
 const struct vordr_proto vordr_proto_udp = {
 	.prot = VORDR_PROT_UDP,

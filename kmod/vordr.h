@@ -256,6 +256,8 @@ struct vordr_pkt {
 	u16 sport, dport;		/* host order; ICMP: type and code */
 	bool bare;			/* TCP: a segment without payload */
 	bool frag;			/* IPv6: a first fragment, not the whole */
+	bool later;			/* a fragment after the first */
+	bool broken;			/* no transport header to read */
 	bool sk_ref;			/* lookup_in took a reference */
 	bool sk_hand;			/* lookup_in: may be handed over */
 	bool failed;			/* finding the owner ran out of memory */
@@ -293,6 +295,7 @@ struct sock *vordr_udp_lookup(struct sk_buff *skb, struct vordr_pkt *pkt);
 
 extern const struct vordr_proto vordr_proto_tcp;
 extern const struct vordr_proto vordr_proto_udp;
+extern const struct vordr_proto vordr_proto_udplite;
 extern const struct vordr_proto vordr_proto_icmp;
 extern const struct vordr_proto vordr_proto_icmpv6;
 

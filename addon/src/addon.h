@@ -85,6 +85,7 @@ private:
 		enum { OPEN, DO, DUMP } what;
 		napi_deferred deferred = nullptr;
 		std::vector<uint8_t> sent;	// to map an extack offset to an attr
+		std::vector<uint8_t> first;	// DUMP: the request, before any cursor
 		std::vector<Message> replies;
 		bool interrupted = false;
 		bool on_wire = false;	// sent, not queued
@@ -95,6 +96,7 @@ private:
 	// kernel allows one per socket, EBUSY otherwise).
 	static constexpr size_t kMaxInFlight = 16;
 
+	bool NextPage(Napi::Env env, Pending &p);
 	Napi::Value Request(const Napi::CallbackInfo &info);
 	Napi::Value Subscribe(const Napi::CallbackInfo &info);
 	Napi::Value Unsubscribe(const Napi::CallbackInfo &info);

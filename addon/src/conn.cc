@@ -429,10 +429,46 @@ void Connection::Complete(Napi::Env env, uint32_t seq, const ErrorInfo *ei)
 	if (p.interrupted)
 		return Settle(env, p, false,
 			      make_errno_error(env, EINTR, "dump interrupted by a concurrent change; retry").Value());
+	if (p.what == Pending::DUMP && NextPage(env, p))
+		return;
 	Napi::Array out = Napi::Array::New(env, p.replies.size());
 	for (uint32_t i = 0; i < p.replies.size(); i++)
 		out.Set(i, attrs_to_js(env, p.replies[i].attrs));
 	Settle(env, p, true, out);
+}
+
+// A dump comes a page per request (the kernel keeps no state between
+// them): a page that does not end the list ends with a message holding
+// only CURSOR, sent back as it came, under a new sequence number, for the
+// next page.  True if p went on to it.
+bool Connection::NextPage(Napi::Env env, Pending &p)
+{
+	if (p.first.empty() || p.replies.empty() || p.replies.back().attrs.size() != 1 ||
+	    p.replies.back().attrs[0].desc->id != VORDR_A_CURSOR)
+		return false;
+	const std::vector<uint8_t> cursor = p.replies.back().attrs[0].bin;
+	p.replies.pop_back();
+	std::vector<uint8_t> bytes(p.first);
+	uint16_t alen = static_cast<uint16_t>(NLA_HDRLEN + cursor.size());
+	size_t at = bytes.size();
+	bytes.resize(at + NLA_ALIGN(alen), 0);
+	struct nlattr nla = {alen, static_cast<uint16_t>(VORDR_A_CURSOR)};
+	std::memcpy(bytes.data() + at, &nla, sizeof(nla));
+	if (!cursor.empty())
+		std::memcpy(bytes.data() + at + NLA_HDRLEN, cursor.data(), cursor.size());
+	uint32_t seq = NextSeq();
+	struct nlmsghdr h;
+	std::memcpy(&h, bytes.data(), sizeof(h));
+	h.nlmsg_len = static_cast<uint32_t>(bytes.size());
+	h.nlmsg_seq = seq;
+	std::memcpy(bytes.data(), &h, sizeof(h));
+	Pending &next = pending_[seq];
+	next = std::move(p);
+	next.sent = std::move(bytes);
+	next.on_wire = false;
+	queue_.push_front(seq);
+	Pump(env);
+	return true;
 }
 
 void Connection::HandleReply(Napi::Env env, const std::vector<uint8_t> &raw)
@@ -765,14 +801,19 @@ Napi::Value Connection::Request(const Napi::CallbackInfo &info)
 		napi_reject_deferred(env, d, closed_error(env).Value());
 		return Napi::Value(env, promise);
 	}
+	// vordr's DUMPs are paged requests (NextPage()), acked like any other;
+	// nlctrl's are netlink dumps.
+	bool paged = cmd->kind == Kind::DUMP && fam_ == &vordr_family;
 	uint16_t flags = NLM_F_REQUEST |
-		(cmd->kind == Kind::DUMP ? NLM_F_DUMP : NLM_F_ACK);
+		(cmd->kind == Kind::DUMP && !paged ? NLM_F_DUMP : NLM_F_ACK);
 	uint32_t seq = NextSeq();
 	Pending &p = pending_[seq];
 	p.what = cmd->kind == Kind::DUMP ? Pending::DUMP : Pending::DO;
 	p.deferred = d;
 	p.sent = encode_request(family_id_, flags, seq, cmd->id,
 				static_cast<uint8_t>(fam_->version), values);
+	if (paged)
+		p.first = p.sent;
 	Enqueue(seq);
 	Pump(env);
 	UpdateActive();
