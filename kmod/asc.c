@@ -102,6 +102,8 @@ struct asc_slot {
 static DEFINE_SPINLOCK(asc_lock);
 static struct asc_slot asc_slots[ASC_WANT];	/* asc_lock, see above */
 static unsigned int asc_nheld, asc_bytes;	/* asc_lock */
+/* Held as their search ended: replayed at once, the owner now known. */
+static LIST_HEAD(asc_late);			/* asc_lock */
 static bool asc_dead;				/* asc_lock: module going away */
 static atomic64_t asc_held_total = ATOMIC64_INIT(0);
 static atomic64_t asc_lost = ATOMIC64_INIT(0);
@@ -205,7 +207,7 @@ bool vordr_asc_hold(struct sk_buff *skb, const struct nf_hook_state *state,
 		for (i = 0; i < ASC_WANT; i++)
 			if (asc_slots[i].cookie && uid_eq(asc_slots[i].uid, s->uid))
 				user += asc_slots[i].nheld;
-	if (!s || s->nheld >= ASC_HOLD_SOCK || user >= ASC_HOLD_USER ||
+	if (asc_dead || (s && (s->nheld >= ASC_HOLD_SOCK || user >= ASC_HOLD_USER)) ||
 	    asc_nheld >= ASC_HOLD_MAX || asc_bytes + size > ASC_HOLD_BYTES) {
 		spin_unlock_irqrestore(&asc_lock, flags);
 		goto lost;
@@ -217,9 +219,18 @@ bool vordr_asc_hold(struct sk_buff *skb, const struct nf_hook_state *state,
 	h->since = jiffies;
 	dev_hold(h->dev);
 	dev_hold(h->state.in);
-	list_add_tail(&h->node, &s->held);
-	s->nheld++;
-	s->bytes += size;
+	if (s) {
+		list_add_tail(&h->node, &s->held);
+		s->nheld++;
+		s->bytes += size;
+	} else {
+		/*
+		 * Its search ended after this packet missed the known-socket
+		 * cache: replayed at once, it finds the owner there.
+		 */
+		list_add_tail(&h->node, &asc_late);
+		queue_work(system_unbound_wq, &asc_work);
+	}
 	asc_nheld++;
 	asc_bytes += size;
 	spin_unlock_irqrestore(&asc_lock, flags);
@@ -442,11 +453,20 @@ static void asc_finish(struct asc_slot *s, struct list_head *replay)
 	spin_unlock_irq(&asc_lock);
 }
 
-/* Under asc_lock: datagrams held too long go on to @list (then unkproc). */
+/*
+ * Under asc_lock: datagrams held too long (then unkproc) and those whose
+ * search had just ended go on to @list.
+ */
 static void asc_expire(struct list_head *list)
 {
 	struct asc_held *h, *tmp;
 	unsigned int i;
+
+	list_for_each_entry_safe(h, tmp, &asc_late, node) {
+		list_move_tail(&h->node, list);
+		asc_nheld--;
+		asc_bytes -= h->skb->truesize;
+	}
 
 	for (i = 0; i < ASC_WANT; i++)
 		list_for_each_entry_safe(h, tmp, &asc_slots[i].held, node)
@@ -514,6 +534,9 @@ void vordr_asc_exit(void)
 		s->found = NULL;
 		s->cookie = 0;
 	}
+	list_splice_init(&asc_late, &drop);
+	asc_nheld = 0;
+	asc_bytes = 0;
 	spin_unlock_irq(&asc_lock);
 	list_for_each_entry_safe(h, tmp, &drop, node) {
 		list_del(&h->node);
