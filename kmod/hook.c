@@ -43,6 +43,15 @@
 /* How long "no owner found" stands before the process table is asked again. */
 #define VORDR_ASC_RETRY (5 * HZ)
 
+/* The hooks, which a held datagram is replayed from (asc.c). */
+static nf_hookfn vordr_ipv4;
+#if IS_ENABLED(CONFIG_IPV6)
+static nf_hookfn vordr_ipv6;
+#define VORDR_HOOK_OF(af) ((af) == AF_INET ? vordr_ipv4 : vordr_ipv6)
+#else
+#define VORDR_HOOK_OF(af) vordr_ipv4
+#endif
+
 static const struct vordr_proto *vordr_proto_of(u8 af, u8 ipproto)
 {
 	switch (ipproto) {
@@ -165,6 +174,8 @@ static const struct vordr_owner *vordr_listener_owner(const struct vordr_pkt *pk
 	o = vordr_ksc_find(*pending);
 	if (o)
 		*pending = 0;
+	else
+		vordr_asc_request(l, *pending);
 	return o;
 }
 
@@ -179,6 +190,7 @@ vordr_owner_slow(struct vordr_pkt *pkt, struct sock *sk, u64 cookie,
 	const struct vordr_owner *l;
 	struct vordr_ident *id;
 	u64 listener = 0;
+	bool asked;
 	int err = 0;
 
 	if (o && !o->id && !here &&
@@ -197,19 +209,20 @@ vordr_owner_slow(struct vordr_pkt *pkt, struct sock *sk, u64 cookie,
 		 * up: the listener's owner decides, so wait for it.
 		 */
 		if (listener) {
-			vordr_asc_request(listener);
 			pkt->wait = !o;
 			return o;
 		}
 		if (!READ_ONCE(sk->sk_socket))
 			return o;	/* orphaned: nobody holds it */
-		vordr_asc_request(cookie);
+		asked = vordr_asc_request(sk, cookie);
 		/*
 		 * TCP sends the packet again (a SYN after a second), so it
-		 * can wait for the owner; a datagram would be lost for good
-		 * and follows unkproc instead.
+		 * can wait for the owner; a datagram in would be lost for
+		 * good, so it is held until the owner is known (asc.c).
 		 */
 		pkt->wait = !o && sk->sk_protocol == IPPROTO_TCP;
+		if (asked && pkt->dir == VORDR_DIR_IN && sk->sk_protocol == IPPROTO_UDP)
+			pkt->hold = cookie;
 		return o;
 	}
 	id = vordr_ident_of_current(&err);
@@ -325,7 +338,7 @@ static unsigned int vordr_decide(struct sk_buff *skb, struct vordr_pkt *pkt)
 		owner = vordr_owner(pkt, sk);
 	if (!owner || !owner->id) {
 		uniform = -1;
-		if (!pkt->failed && pkt->wait && named && !pkt->broken)
+		if (!pkt->failed && (pkt->wait || pkt->hold) && named && !pkt->broken)
 			uniform = vordr_rules_uniform(vordr_flag(VORDR_FLAG_UNKRULE));
 		if (pkt->failed) {
 			/*
@@ -365,6 +378,13 @@ static unsigned int vordr_decide(struct sk_buff *skb, struct vordr_pkt *pkt)
 			 */
 			verdict = VORDR_VALUE_ALLOW;
 			reason = VORDR_REASON_UNKPROC;
+		} else if (pkt->hold &&
+			   vordr_asc_hold(skb, pkt->state, pkt->hold, VORDR_HOOK_OF(pkt->af))) {
+			/* Judged, counted and reported when it comes back. */
+			this_cpu_dec(vordr_qpackets);
+			if (found && pkt->sk_ref)
+				sock_gen_put(found);
+			return NF_STOLEN;
 		} else {
 			/* Being looked up: dropped, the retransmission passes. */
 			verdict = pkt->wait ? VORDR_VALUE_BLOCK : vordr_flag(VORDR_FLAG_UNKPROC);
@@ -426,6 +446,7 @@ static void vordr_pkt_init(struct vordr_pkt *pkt, const struct sk_buff *skb,
 	pkt->sk_hand = false;
 	pkt->failed = false;
 	pkt->wait = false;
+	pkt->hold = 0;
 }
 
 /*

@@ -91,6 +91,10 @@ u64 vordr_flag_get(enum vordr_flag f)
 		return vordr_events_dropped();
 	case VORDR_FLAG_SQUELCHED:
 		return vordr_events_squelched();
+	case VORDR_FLAG_HELD:
+		return vordr_asc_held();
+	case VORDR_FLAG_HELDLOST:
+		return vordr_asc_lost();
 	default:
 		return vordr_flag(f);
 	}

@@ -198,8 +198,22 @@ void vordr_ksc_offer(u64 cookie, struct vordr_ident *id, pid_t pid, kuid_t uid);
 
 int vordr_asc_init(void);
 void vordr_asc_exit(void);
-/* Ask for the owner of @cookie to be found in the process table. */
-void vordr_asc_request(u64 cookie);
+/*
+ * Ask for the owner of @sk (its cookie: @cookie) to be found in the
+ * process table, the tasks of the user who opened it first.  False: too
+ * many searches are under way (the next packet asks again).
+ */
+bool vordr_asc_request(struct sock *sk, u64 cookie);
+/*
+ * Hold inbound @skb while @cookie's owner is looked up: true if it was
+ * taken (the hook returns NF_STOLEN); it comes back through @hook, in the
+ * same chain, once the search ends or ASC_HOLD_TIME passes.  False (a
+ * bound reached, or @skb is that replay): it follows unkproc, counted.
+ */
+bool vordr_asc_hold(struct sk_buff *skb, const struct nf_hook_state *state,
+		    u64 cookie, nf_hookfn *hook);
+u64 vordr_asc_held(void);	/* datagrams held (flag held) */
+u64 vordr_asc_lost(void);	/* ... or not, that followed unkproc (heldlost) */
 
 /* ---- rules (rules.c) ---------------------------------------------------- */
 
@@ -262,6 +276,7 @@ struct vordr_pkt {
 	bool sk_hand;			/* lookup_in: may be handed over */
 	bool failed;			/* finding the owner ran out of memory */
 	bool wait;			/* drop until the owner is found */
+	u64 hold;			/* hold for this cookie's owner */
 	union nf_inet_addr saddr, daddr;
 };
 
