@@ -212,6 +212,8 @@ prepare_share() {
     fi
     printf 'VORDR_MODULE=%q\n' "$(modinfo -F name "$VORDR_KO_PATH" 2>/dev/null || basename "$VORDR_KO_PATH" .ko)"
     printf 'VORDR_TESTS=%q\n' "${VORDR_TESTS:-}"
+    # Knobs of single test files (fuzz.test.mjs: VORDR_FUZZ_UNPRIV, ...).
+    local v; for v in ${!VORDR_FUZZ_@}; do printf 'export %s=%q\n' "$v" "${!v}"; done
     local kv; for kv in "$@"; do printf '%s=%q\n' "${kv%%=*}" "${kv#*=}"; done
   } >"$SHARE/vordr.env"
   printf '%s' "$REPO" >"$SHARE/repo"

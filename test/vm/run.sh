@@ -68,6 +68,14 @@ run_flavor() {
   build_module "$flavor" || { flavor_result "$flavor" 0 1 "CANNOT RUN (module build failed)"; return; }
   build_initramfs "$flavor" || { flavor_result "$flavor" 0 1 "CANNOT RUN (initramfs)"; return; }
   prepare_share "$flavor" VORDR_MODE=test
+  # The tests' C helpers (test/vm/*.c, e.g. nlfuzz.c), built here into the
+  # share (/mnt/out/NAME in the VM): a compiler under emulation takes minutes.
+  local helper
+  for helper in "$(dirname "${BASH_SOURCE[0]}")"/*.c; do
+    [[ -e $helper ]] || continue
+    gcc -O2 -Wall -Wextra -Werror -o "$SHARE/$(basename "$helper" .c)" "$helper" \
+      || { flavor_result "$flavor" 0 1 "CANNOT RUN (build of $helper failed)"; return; }
+  done
   qemu_cmd "$flavor"
 
   local tvar="VORDR_TIMEOUT_$flavor" tmo
