@@ -356,8 +356,8 @@ sys.stdin.readline()
 test('an unprivileged user\'s short-lived long-path programs: identities and slab stay within the bound', async (t) => {
   const mark = klogMark();
   // Scaled to the debug kernel's pace: a module with the idents_max
-  // parameter is loaded with a bound of 512 (today's had 4,096, fixed).
-  if (param('idents_max') !== undefined) await reload(['idents_max=512']);
+  // parameter is loaded with a bound of 256 (today's had 4,096, fixed).
+  if (param('idents_max') !== undefined) await reload(['idents_max=256']);
   const max = param('idents_max') ?? 4096;
   const n = max + 500;
   const dir = join(W, 'u');
