@@ -53,7 +53,11 @@
 unsigned int vordr_ksc_max = 131072;
 unsigned int vordr_ksc_user_max = 16384;
 
-/* One user's entries of one kind, oldest first. */
+/*
+ * One user's entries of one kind, oldest first.  @count weighs each
+ * entry by the identities it names (1 + nalso), so the bounds bound the
+ * identities a user's entries can keep in use as well.
+ */
 struct ksc_part {
 	struct hlist_node node;
 	struct list_head lru;
@@ -61,6 +65,7 @@ struct ksc_part {
 	bool derived;
 	unsigned int count;
 };
+
 
 struct vordr_ksc_entry {
 	struct hlist_node node;
@@ -71,6 +76,11 @@ struct vordr_ksc_entry {
 	struct ksc_part *part;		/* ksc_lock */
 	struct vordr_owner owner;
 };
+
+static unsigned int ksc_weight(const struct vordr_ksc_entry *e)
+{
+	return 1 + e->owner.nalso;
+}
 
 /* ksc_lock serializes writers of every bucket and partition; readers use RCU. */
 static DEFINE_SPINLOCK(ksc_lock);
@@ -206,8 +216,9 @@ static void ksc_unlink(struct vordr_ksc_entry *e, struct ksc_part *keep)
 	lockdep_assert_held(&ksc_lock);
 	hlist_del_rcu(&e->node);
 	list_del(&e->lru);
-	ksc_count--;
-	if (!--p->count && p != keep) {
+	ksc_count -= ksc_weight(e);
+	p->count -= ksc_weight(e);
+	if (!p->count && p != keep) {
 		hlist_del(&p->node);
 		kfree(p);
 		if (ksc_heavy == p)
@@ -222,8 +233,9 @@ static void ksc_link(struct vordr_ksc_entry *e, struct ksc_part *p)
 	hlist_add_head_rcu(&e->node, ksc_bucket(e->cookie));
 	list_add_tail(&e->lru, &p->lru);
 	e->part = p;
-	ksc_count++;
-	if (++p->count > (ksc_heavy ? ksc_heavy->count : 0))
+	ksc_count += ksc_weight(e);
+	p->count += ksc_weight(e);
+	if (p->count > (ksc_heavy ? ksc_heavy->count : 0))
 		ksc_heavy = p;
 }
 
@@ -233,12 +245,14 @@ static struct vordr_ksc_entry *ksc_oldest(struct ksc_part *p)
 }
 
 /* All entries in use: the largest partition (maybe @p) gives one up. */
-static void ksc_full(struct ksc_part *p)
+static bool ksc_full(struct ksc_part *p)
 {
 	struct ksc_part *v = ksc_heavy && ksc_heavy->count > p->count ? ksc_heavy : p;
 
-	if (v->count)
-		ksc_unlink(ksc_oldest(v), p);
+	if (!v->count)
+		return false;
+	ksc_unlink(ksc_oldest(v), p);
+	return true;
 }
 
 /*
@@ -356,10 +370,10 @@ again:
 			break;
 		ksc_unlink(it, p);
 	}
-	if (p->count && p->count >= READ_ONCE(vordr_ksc_user_max))
+	while (p->count && p->count + ksc_weight(e) > READ_ONCE(vordr_ksc_user_max))
 		ksc_unlink(ksc_oldest(p), p);
-	else if (ksc_count >= READ_ONCE(vordr_ksc_max))
-		ksc_full(p);
+	while (ksc_count + ksc_weight(e) > READ_ONCE(vordr_ksc_max) && ksc_full(p))
+		;
 	ksc_link(e, p);
 	spin_unlock_irqrestore(&ksc_lock, flags);
 	kfree(fresh);

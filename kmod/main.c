@@ -203,7 +203,7 @@ static const struct kernel_param_ops vordr_size_ops = {
 };
 
 module_param_cb(ksc_max, &vordr_size_ops, &vordr_ksc_max, 0444);
-MODULE_PARM_DESC(ksc_max, "known-socket entries in all (1 to 16777216)");
+MODULE_PARM_DESC(ksc_max, "known-socket entries in all, each weighed by the identities it names (1 to 16777216)");
 module_param_cb(ksc_user_max, &vordr_size_ops, &vordr_ksc_user_max, 0444);
 MODULE_PARM_DESC(ksc_user_max, "known-socket entries per user and kind (1 to 16777216)");
 module_param_cb(idents_max, &vordr_size_ops, &vordr_idents_max, 0444);
@@ -228,7 +228,7 @@ static const struct kernel_param_ops vordr_now_ops = {
 };
 
 module_param_cb(ksc_entries, &vordr_now_ops, vordr_ksc_count_now, 0444);
-MODULE_PARM_DESC(ksc_entries, "known-socket entries now (read-only)");
+MODULE_PARM_DESC(ksc_entries, "known-socket entries now, each weighed by the identities it names (read-only)");
 module_param_cb(idents, &vordr_now_ops, vordr_ident_count_now, 0444);
 MODULE_PARM_DESC(idents, "identities interned now (read-only)");
 

@@ -35,6 +35,9 @@ const VC = String.raw`
  *	under DIR, DEPTH directories of 250 characters each; there, N hard
  *	links of this program (each a distinct executable path of about
  *	DEPTH * 251 bytes); then runs each once as "send PORT" and waits for it
+ *   vc fill N PORT
+ *	opens N UDP sockets, sends one datagram from each to 127.0.0.1:PORT,
+ *	and keeps them open until stdin closes
  *   vc evict COOKIE BITS N PORT
  *	opens UDP sockets until N of them have a cookie that the kernel's
  *	hash_64(cookie, BITS) puts in COOKIE's bucket, sends one datagram
@@ -49,6 +52,7 @@ const VC = String.raw`
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -166,15 +170,41 @@ static int evict(uint64_t victim, int bits, int n, const char *port)
 	return found == n ? 0 : 1;
 }
 
+static int fill(int n, const char *port)
+{
+	struct sockaddr_in a = dest(port);
+	struct rlimit rl;
+	int i;
+	char c;
+
+	if (!getrlimit(RLIMIT_NOFILE, &rl)) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	for (i = 0; i < n; i++) {
+		int s = socket(AF_INET, SOCK_DGRAM, 0);
+
+		if (s < 0 || sendto(s, "f", 1, 0, (struct sockaddr *)&a, sizeof(a)) != 1)
+			return perror("fill"), 2;
+	}
+	printf("%d\n", n);
+	fflush(stdout);
+	while (read(0, &c, 1) > 0)
+		;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 4 && !strcmp(argv[1], "fill"))
+		return fill(atoi(argv[2]), argv[3]);
 	if (argc == 3 && !strcmp(argv[1], "send"))
 		return send_one(argv[2]);
 	if (argc == 6 && !strcmp(argv[1], "farm"))
 		return farm(argv[2], atoi(argv[3]), atoi(argv[4]), argv[5]);
 	if (argc == 6 && !strcmp(argv[1], "evict"))
 		return evict(strtoull(argv[2], NULL, 0), atoi(argv[3]), atoi(argv[4]), argv[5]);
-	fprintf(stderr, "usage: vc send PORT | farm DIR N DEPTH PORT | evict COOKIE BITS N PORT\n");
+	fprintf(stderr, "usage: vc send PORT | farm DIR N DEPTH PORT | fill N PORT | evict COOKIE BITS N PORT\n");
 	return 2;
 }
 `;
@@ -236,8 +266,8 @@ after(async () => {
 // a cookie in the same known-socket bucket as a blocked UDP receiver's and
 // sent one datagram from each; the receiver's entry was evicted, and its
 // next datagrams followed unkproc (allow).
-test('an unprivileged user cannot evict a blocked UDP receiver\'s entry', async (t) => {
-  const mark = klogMark();
+/** Root's UDP receiver, blocked, its owner learnt from its own send; probe() counts what reaches it. */
+async function blockedReceiver() {
   const exe = copyExe(bin.python, join(W, 'victim', 'py'));
   await k.add('block', 'udp', exe);
   const victim = lineChild(exe, ['-S', '-u', '-c', `
@@ -254,23 +284,54 @@ while True:
     print(s.recvfrom(2048)[0].decode(), flush=True)
 `]);
   const [vport, cookie] = (await victim.line(0, 'the receiver')).split(' ');
-  const probe = async (tag) => {
+  const probe = async () => {
     const n = victim.lines.length;
     for (let i = 0; i < 3; i++) run('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', vc, 'send', vport]);
     await sleep(700);
     return victim.lines.slice(n).length;
   };
-  assert.equal(await probe('before'), 0, 'a blocked receiver got datagrams before any eviction');
+  assert.equal(await probe(), 0, 'a blocked receiver got datagrams before any eviction');
+  return { victim, cookie, probe };
+}
+
+test('an unprivileged user cannot evict a blocked UDP receiver\'s entry', async (t) => {
+  const mark = klogMark();
+  const { victim, cookie, probe } = await blockedReceiver();
   const ev = lineChild('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups',
     vc, 'evict', cookie, '14', '12', '9']);
   const got = await ev.line(0, 'the evicting user', 80_000);
   t.diagnostic(`evicting user: ${got} (matching sockets, sockets opened)`);
   assert.match(got, /^12 /);
-  const leaked = await probe('after');
+  const leaked = await probe();
   ev.end();
   victim.child.kill();
   await k.reset();
   assert.equal(leaked, 0, `${leaked} datagrams reached a blocked receiver after another user filled its bucket`);
+  assertKlogClean(mark);
+});
+
+// The partitions themselves, with small bounds: a user past its own bound,
+// and a user filling the whole table, evict only their own entries.
+test('a user at its own bound or filling the table evicts its own entries, not root\'s', async (t) => {
+  const mark = klogMark();
+  // Root's and the probes' few entries come on top of a user's own bound.
+  for (const [params, what, cap] of [[['ksc_user_max=64'], 'its own bound (64)', 64 + 16],
+    [['ksc_max=128'], 'the whole table (128)', 128]]) {
+    await reload(params);
+    await k.reset();
+    const { victim, probe } = await blockedReceiver();
+    const fill = lineChild('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups',
+      vc, 'fill', '400', '9']);
+    assert.equal(await fill.line(0, 'the filling user', 30_000), '400');
+    const entries = param('ksc_entries');
+    const leaked = await probe();
+    t.diagnostic(`${what}: ${entries} entries with 400 of the user's sockets open; ${leaked} datagrams leaked`);
+    fill.end();
+    victim.child.kill();
+    assert.equal(leaked, 0, `past ${what}, another user's datagrams reached root's blocked receiver`);
+    assert.ok(entries <= cap, `${entries} entries, past ${what}`);
+  }
+  await reload([]);
   assertKlogClean(mark);
 });
 
@@ -359,7 +420,7 @@ test('an unprivileged user\'s short-lived long-path programs: identities and sla
   // parameter is loaded with a bound of 256 (today's had 4,096, fixed).
   if (param('idents_max') !== undefined) await reload(['idents_max=256']);
   const max = param('idents_max') ?? 4096;
-  const n = max + 500;
+  const n = max + (max < 4096 ? 200 : 500);
   const dir = join(W, 'u');
   mkdirSync(dir, { mode: 0o755 });
   chownSync(dir, NOBODY, NOBODY);
