@@ -90,6 +90,7 @@ static hsiphash_key_t ksc_key;
 static struct hlist_head ksc_parts[1 << KSC_PART_BITS];
 static unsigned int ksc_count;		/* ksc_lock; read locklessly */
 static struct ksc_part *ksc_heavy;	/* ksc_lock: the largest partition seen */
+static bool ksc_dying;			/* ksc_lock: module exit, no more heavy */
 static struct kmem_cache *ksc_cache;
 static unsigned int ksc_sweep_pos;	/* the sweep's own */
 static void ksc_sweep(struct work_struct *work);
@@ -221,8 +222,10 @@ static void ksc_unlink(struct vordr_ksc_entry *e, struct ksc_part *keep)
 	if (!p->count && p != keep) {
 		hlist_del(&p->node);
 		kfree(p);
-		if (ksc_heavy == p)
+		if (ksc_heavy == p && !ksc_dying)
 			ksc_heavy_find();
+		else if (ksc_heavy == p)
+			ksc_heavy = NULL;
 	}
 	call_rcu(&e->rcu, ksc_free_rcu);
 }
@@ -456,6 +459,7 @@ void vordr_ksc_exit(void)
 
 	cancel_delayed_work_sync(&ksc_sweep_work);
 	spin_lock_irq(&ksc_lock);
+	ksc_dying = true;
 	for (i = 0; i < (1u << ksc_bits); i++)
 		hlist_for_each_entry_safe(e, tmp, &ksc_table[i], node)
 			ksc_unlink(e, NULL);
