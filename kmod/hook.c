@@ -202,7 +202,8 @@ vordr_owner_slow(struct vordr_pkt *pkt, struct sock *sk, u64 cookie,
 		l = vordr_listener_owner(pkt, sk, &listener);
 		if (l && l->id) {
 			vordr_ident_get(l->id);
-			return vordr_ksc_set(cookie, l->id, l->pid, l->uid);
+			return vordr_ksc_set(sk, cookie, l->id, l->pid, l->uid,
+					     VORDR_KSC_DERIVED);
 		}
 		/*
 		 * Not accepted yet (no file), or its listener is being looked
@@ -232,9 +233,12 @@ vordr_owner_slow(struct vordr_pkt *pkt, struct sock *sk, u64 cookie,
 			return NULL;
 		}
 		/* Not retried on every packet: remembered as unknown. */
-		return vordr_ksc_set(cookie, NULL, 0, INVALID_UID);
+		return vordr_ksc_set(sk, cookie, NULL, 0, INVALID_UID, 0);
 	}
-	o = vordr_ksc_set(cookie, id, task_tgid_nr(current), current_euid());
+	/* TCP: data another executable queued may leave with this packet. */
+	o = vordr_ksc_set(sk, cookie, id, task_tgid_nr(current), current_euid(),
+			  VORDR_KSC_SENDER |
+			  (sk->sk_protocol == IPPROTO_TCP ? VORDR_KSC_KEEP : 0));
 	if (!o)
 		pkt->failed = true;
 	return o;
@@ -273,9 +277,47 @@ static const struct vordr_owner *vordr_owner(struct vordr_pkt *pkt,
 	       object_is_on_stack(pkt->state);
 
 	o = vordr_ksc_find(cookie);
-	if (likely(o && o->id && (!here || vordr_ident_is_current(o->id))))
+	if (likely(o && o->id && (!here || vordr_owner_is_current(o))))
 		return o;
 	return vordr_owner_slow(pkt, sk, cookie, o, here);
+}
+
+/* How strict a verdict is: allow < pending < block. */
+static int vordr_strictness(u8 verdict)
+{
+	return verdict == VORDR_VALUE_ALLOW ? 0 : verdict == VORDR_VALUE_PENDING ? 1 : 2;
+}
+
+/*
+ * A TCP socket several executables have sent on: its data may be any of
+ * theirs, so the strictest of their verdicts applies (@rule: the latest
+ * sender's).  More executables than the entry keeps: blocked, as an
+ * unknown owner would be (reason unkproc, no rule).
+ */
+static noinline const struct vordr_rule *
+vordr_strictest(const struct vordr_owner *owner, const struct vordr_pkt *pkt,
+		const struct vordr_rule *rule, u8 *reason)
+{
+	u8 unkrule = vordr_flag(VORDR_FLAG_UNKRULE);
+	u8 v = rule ? vordr_rule_verdict(rule) : unkrule;
+	unsigned int i;
+
+	*reason = rule ? VORDR_REASON_RULE : VORDR_REASON_NORULE;
+	if (owner->crowded) {
+		*reason = VORDR_REASON_UNKPROC;
+		return NULL;
+	}
+	for (i = 0; i < owner->nalso; i++) {
+		const struct vordr_rule *r = vordr_rule_match(owner->also[i], pkt->prot);
+		u8 w = r ? vordr_rule_verdict(r) : unkrule;
+
+		if (vordr_strictness(w) > vordr_strictness(v)) {
+			v = w;
+			rule = r;
+			*reason = r ? VORDR_REASON_RULE : VORDR_REASON_NORULE;
+		}
+	}
+	return rule;
 }
 
 static bool vordr_event_wanted(u8 verdict, u8 reason)
@@ -395,15 +437,19 @@ static unsigned int vordr_decide(struct sk_buff *skb, struct vordr_pkt *pkt)
 
 	now = ktime_get_real_seconds();
 	rule = vordr_rule_match(owner->id, pkt->prot);
+	if (unlikely(owner->nalso || owner->crowded))
+		rule = vordr_strictest(owner, pkt, rule, &reason);
+	else
+		reason = rule ? VORDR_REASON_RULE : VORDR_REASON_NORULE;
 	if (rule) {
 		verdict = vordr_rule_hit(rule, pkt->len, now);
-		reason = VORDR_REASON_RULE;
-	} else if (!named) {
+	} else if (reason == VORDR_REASON_NORULE && !named) {
 		verdict = vordr_flag(VORDR_FLAG_UNKPROT);
 		reason = VORDR_REASON_UNKPROT;
-	} else {
+	} else if (reason == VORDR_REASON_NORULE) {
 		verdict = vordr_flag(VORDR_FLAG_UNKRULE);
-		reason = VORDR_REASON_NORULE;
+	} else {
+		verdict = VORDR_VALUE_BLOCK;
 	}
 	vordr_ident_count(owner->id, verdict == VORDR_VALUE_ALLOW, pkt->len, now);
 out:

@@ -6,7 +6,11 @@
  * foreign or not), found through a hash index, shared by all the sockets
  * it owns and holding its per-CPU packet and byte counters.  Identities
  * stay after their last socket is gone, so STATS still shows them, until
- * the index holds IDENT_MAX of them; then unused ones make room.
+ * the index holds vordr_idents_max of them; then the one unused longest
+ * makes room (ident_unused, oldest first: no walk of the index).  Only
+ * known-socket entries hold identities in use (ksc.c drops the entries of
+ * closed sockets), so the index outgrows the bound only by identities of
+ * live sockets, each of a running program.
  *
  * Built in two places: the packet path (current, first packet of a
  * socket, task context: never sleeps) and the active-socket cache's work
@@ -39,8 +43,10 @@
 
 #include "vordr.h"
 
-#define IDENT_BITS 10
-#define IDENT_MAX 4096		/* beyond this, unused identities go */
+#define IDENT_BITS 12
+
+/* Beyond this many, unused identities go (module parameter idents_max). */
+unsigned int vordr_idents_max = 4096;
 
 struct vordr_ident_stats {
 	u64_stats_t apackets, abytes, bpackets, bbytes, lasthit;
@@ -50,7 +56,11 @@ struct vordr_ident_stats {
 /* ident_lock serializes writers of the index; readers use RCU. */
 static DEFINE_SPINLOCK(ident_lock);
 static struct hlist_head ident_index[1 << IDENT_BITS];
+/* The same identities by where the file was reached; ident_lock only. */
+static struct hlist_head ident_dindex[1 << IDENT_BITS];
 static unsigned int ident_count;
+/* ident_lock: identities no owner names, the longest unused first. */
+static LIST_HEAD(ident_unused);
 static u32 ident_gen = 1;	/* ident_lock; read locklessly */
 
 u32 vordr_ident_gen(void)
@@ -63,9 +73,20 @@ static struct path ident_root;
 /* The initial mount namespace; compared, never dereferenced. */
 static struct mnt_namespace *ident_mnt_ns;
 
-static struct hlist_head *ident_bucket(dev_t dev, unsigned long ino)
+/*
+ * By device, inode and path: the hard links of one file (any number of
+ * them, each a path of its own) spread over the buckets.
+ */
+static struct hlist_head *ident_bucket(dev_t dev, unsigned long ino, u32 hash)
 {
-	return &ident_index[hash_64(((u64)dev << 32) ^ ino, IDENT_BITS)];
+	return &ident_index[hash_64((((u64)dev << 32) ^ ino) + ((u64)hash << 12),
+				    IDENT_BITS)];
+}
+
+static struct hlist_head *ident_dbucket(const void *mnt, const void *dentry)
+{
+	return &ident_dindex[hash_64((unsigned long)mnt ^ (unsigned long)dentry,
+				     IDENT_BITS)];
 }
 
 /*
@@ -175,22 +196,30 @@ static void ident_hash(struct vordr_ident *id)
 	}
 }
 
-/* Make room: drop one identity no owner names.  ident_lock held. */
-static void ident_evict_one(void)
+/* Make room: drop the identity unused longest, if any.  ident_lock held. */
+static bool ident_evict_one(void)
 {
 	struct vordr_ident *id;
-	size_t i;
 
 	lockdep_assert_held(&ident_lock);
-	for (i = 0; i < ARRAY_SIZE(ident_index); i++)
-		hlist_for_each_entry(id, &ident_index[i], node)
-			if (!atomic_read(&id->users)) {
-				hlist_del_rcu(&id->node);
-				ident_count--;
-				WRITE_ONCE(ident_gen, ident_gen + 1);
-				call_rcu(&id->rcu, ident_free_rcu);
-				return;
-			}
+	id = list_first_entry_or_null(&ident_unused, struct vordr_ident, unused);
+	if (!id)
+		return false;
+	list_del_init(&id->unused);
+	hlist_del_rcu(&id->node);
+	hlist_del_init(&id->dnode);
+	ident_count--;
+	WRITE_ONCE(ident_gen, ident_gen + 1);
+	call_rcu(&id->rcu, ident_free_rcu);
+	return true;
+}
+
+/* One more user of @id, found in the index.  ident_lock held. */
+static void ident_use(struct vordr_ident *id)
+{
+	lockdep_assert_held(&ident_lock);
+	if (atomic_inc_return(&id->users) == 1)
+		list_del_init(&id->unused);
 }
 
 /* The interned identity matching @key, with a user reference; ident_lock held. */
@@ -200,11 +229,11 @@ static struct vordr_ident *ident_find(const struct vordr_ident *key,
 	struct vordr_ident *id;
 
 	lockdep_assert_held(&ident_lock);
-	hlist_for_each_entry(id, ident_bucket(key->dev, key->ino), node) {
+	hlist_for_each_entry(id, ident_bucket(key->dev, key->ino, key->hash), node) {
 		if (id->dev == key->dev && id->ino == key->ino &&
 		    id->foreign == key->foreign && id->hash == key->hash &&
 		    id->len == key->len && !memcmp(id->path, p, key->len)) {
-			atomic_inc(&id->users);
+			ident_use(id);
 			return id;
 		}
 	}
@@ -268,15 +297,25 @@ static struct vordr_ident *ident_intern(struct file *exe, const char *p,
 	for (i = 0; i < VORDR_RULE_CACHE; i++)
 		atomic64_set(&fresh->rule_cache[i], 0);
 	atomic_set(&fresh->users, 1);
+	INIT_LIST_HEAD(&fresh->unused);
 	ident_hash(fresh);
 
 	spin_lock_irqsave(&ident_lock, flags);
 	/* Another CPU may have interned it meanwhile. */
 	id = ident_find(&key, p);
 	if (!id) {
-		if (ident_count >= IDENT_MAX)
-			ident_evict_one();
-		hlist_add_head_rcu(&fresh->node, ident_bucket(key.dev, key.ino));
+		/*
+		 * Back under the bound if identities in use had pushed the
+		 * count past it: each goes at most once, so this is O(1)
+		 * amortized.
+		 */
+		while (ident_count >= READ_ONCE(vordr_idents_max) &&
+		       ident_evict_one())
+			;
+		hlist_add_head_rcu(&fresh->node,
+				   ident_bucket(key.dev, key.ino, key.hash));
+		hlist_add_head(&fresh->dnode,
+			       ident_dbucket(fresh->mnt_key, fresh->dentry_key));
 		ident_count++;
 		WRITE_ONCE(ident_gen, ident_gen + 1);
 	}
@@ -305,12 +344,13 @@ static struct vordr_ident *ident_known(struct file *exe, bool foreign)
 	unsigned long flags;
 
 	spin_lock_irqsave(&ident_lock, flags);
-	hlist_for_each_entry(id, ident_bucket(dev, inode->i_ino), node) {
+	hlist_for_each_entry(id, ident_dbucket(exe->f_path.mnt, exe->f_path.dentry),
+			     dnode) {
 		if (id->dentry_key == exe->f_path.dentry &&
 		    id->mnt_key == exe->f_path.mnt && id->dev == dev &&
 		    id->ino == inode->i_ino && id->foreign == foreign &&
 		    id->unlinked == ident_unlinked(inode)) {
-			atomic_inc(&id->users);
+			ident_use(id);
 			found = id;
 			break;
 		}
@@ -441,15 +481,31 @@ bool vordr_ident_is_current(const struct vordr_ident *id)
 	       (id->foreign || ident_executed(exe));
 }
 
+/* Another user of @id, which the caller's reference keeps in use. */
 void vordr_ident_get(struct vordr_ident *id)
 {
-	atomic_inc(&id->users);
+	WARN_ON_ONCE(atomic_inc_return(&id->users) < 2);
 }
 
-/* Any context: the identity itself goes only when evicted or at exit. */
+/*
+ * Any context: the identity itself goes only when evicted or at exit.
+ * Its last user puts it at the end of ident_unused, under ident_lock
+ * (every change of users to or from 0 is made under it).
+ */
 void vordr_ident_put(struct vordr_ident *id)
 {
-	atomic_dec(&id->users);
+	unsigned long flags;
+
+	if (!atomic_dec_and_lock_irqsave(&id->users, &ident_lock, flags))
+		return;
+	list_add_tail(&id->unused, &ident_unused);
+	spin_unlock_irqrestore(&ident_lock, flags);
+}
+
+/* Identities interned now (read without the lock: a figure, not a bound). */
+unsigned int vordr_ident_count_now(void)
+{
+	return READ_ONCE(ident_count);
 }
 
 void vordr_ident_count(const struct vordr_ident *id, bool allowed,
@@ -527,8 +583,10 @@ int vordr_ident_init(void)
 
 	get_fs_root(current->fs, &ident_root);
 	ident_mnt_ns = init_task.nsproxy->mnt_ns;
-	for (i = 0; i < ARRAY_SIZE(ident_index); i++)
+	for (i = 0; i < ARRAY_SIZE(ident_index); i++) {
 		INIT_HLIST_HEAD(&ident_index[i]);
+		INIT_HLIST_HEAD(&ident_dindex[i]);
+	}
 	return 0;
 }
 
@@ -544,7 +602,9 @@ void vordr_ident_exit(void)
 	for (i = 0; i < ARRAY_SIZE(ident_index); i++) {
 		hlist_for_each_entry_safe(id, tmp, &ident_index[i], node) {
 			WARN_ON_ONCE(atomic_read(&id->users));
+			list_del_init(&id->unused);
 			hlist_del_rcu(&id->node);
+			hlist_del_init(&id->dnode);
 			call_rcu(&id->rcu, ident_free_rcu);
 		}
 	}

@@ -13,40 +13,88 @@
  * retransmits, inbound) find the owner here; on a miss the active-socket
  * cache (asc.c) looks for it in the process table.  Entries are immutable
  * once published: a new owner replaces the whole entry.
+ *
+ * Bounded and partitioned: every entry counts against its owner's user
+ * and kind (learnt from a sender or the process table; or derived from a
+ * listener, for accepted TCP sockets), at most vordr_ksc_user_max each,
+ * and a user at its bound evicts its own oldest entry, never another's.
+ * Only when all entries together reach vordr_ksc_max does a new one evict
+ * the oldest of the largest partition.  An entry holds a reference to its
+ * socket (not to its memory's reuse: to the struct itself), so a closed
+ * socket, of which the entry holds the last reference, is seen and its
+ * entry dropped: at the next insertion into its partition (its two oldest
+ * entries are checked) or by a sweep of the whole table every
+ * KSC_SWEEP_ROUNDS seconds.  Identities named by entries of closed
+ * sockets are so given back, and the identity bound holds.  Buckets are
+ * chosen by a keyed hash (hsiphash) of the cookie, which a user may read
+ * (SO_COOKIE) but cannot aim at another's bucket, and are not bounded
+ * but by the total.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
-#include <linux/hash.h>
 #include <linux/jiffies.h>
+#include <linux/log2.h>
+#include <linux/random.h>
 #include <linux/rculist.h>
+#include <linux/siphash.h>
 #include <linux/slab.h>
 #include <linux/sock_diag.h>
 #include <linux/spinlock.h>
+#include <linux/workqueue.h>
 #include <net/sock.h>
 
 #include "vordr.h"
 
-#define KSC_BITS 14	/* 16384 buckets, 131072 entries */
-#define KSC_BUCKET_MAX 8	/* entries per bucket before the oldest goes */
+#define KSC_PART_BITS 8
+#define KSC_CHECK 2		/* oldest entries of a partition checked per insertion */
+#define KSC_SWEEP_ROUNDS 4	/* the sweep covers the table in this many seconds */
+
+/* Module parameters (main.c): read at load. */
+unsigned int vordr_ksc_max = 131072;
+unsigned int vordr_ksc_user_max = 16384;
+
+/*
+ * One user's entries of one kind, oldest first.  @count weighs each
+ * entry by the identities it names (1 + nalso), so the bounds bound the
+ * identities a user's entries can keep in use as well.
+ */
+struct ksc_part {
+	struct hlist_node node;
+	struct list_head lru;
+	kuid_t uid;
+	bool derived;
+	unsigned int count;
+};
+
 
 struct vordr_ksc_entry {
 	struct hlist_node node;
+	struct list_head lru;		/* in its partition, ksc_lock */
 	struct rcu_head rcu;
 	u64 cookie;
-	u8 nr;			/* place in its bucket's insertion order */
+	struct sock *sk;		/* a reference, or NULL */
+	struct ksc_part *part;		/* ksc_lock */
 	struct vordr_owner owner;
 };
 
-struct vordr_ksc_bucket {
-	struct hlist_head head;
-	u8 count;
-	u8 next_nr;
-};
+static unsigned int ksc_weight(const struct vordr_ksc_entry *e)
+{
+	return 1 + e->owner.nalso;
+}
 
-/* ksc_lock serializes writers of every bucket; readers use RCU only. */
+/* ksc_lock serializes writers of every bucket and partition; readers use RCU. */
 static DEFINE_SPINLOCK(ksc_lock);
-static struct vordr_ksc_bucket ksc_table[1 << KSC_BITS];
+static struct hlist_head *ksc_table;
+static unsigned int ksc_bits;
+static hsiphash_key_t ksc_key;
+static struct hlist_head ksc_parts[1 << KSC_PART_BITS];
+static unsigned int ksc_count;		/* ksc_lock; read locklessly */
+static struct ksc_part *ksc_heavy;	/* ksc_lock: the largest partition seen */
+static bool ksc_dying;			/* ksc_lock: module exit, no more heavy */
 static struct kmem_cache *ksc_cache;
+static unsigned int ksc_sweep_pos;	/* the sweep's own */
+static void ksc_sweep(struct work_struct *work);
+static DECLARE_DELAYED_WORK(ksc_sweep_work, ksc_sweep);
 
 /* vordr_sk_cookie() of a socket that has none yet: hands one out. */
 u64 vordr_sk_cookie_new(struct sock *sk)
@@ -57,18 +105,23 @@ u64 vordr_sk_cookie_new(struct sock *sk)
 	return ((u64)c[1] << 32) | c[0];
 }
 
-static struct vordr_ksc_bucket *ksc_bucket(u64 cookie)
+unsigned int vordr_ksc_count_now(void)
 {
-	return &ksc_table[hash_64(cookie, KSC_BITS)];
+	return READ_ONCE(ksc_count);
 }
 
-static struct vordr_ksc_entry *ksc_lookup(struct vordr_ksc_bucket *b,
-					  u64 cookie)
+static struct hlist_head *ksc_bucket(u64 cookie)
+{
+	u32 h = hsiphash_2u32((u32)cookie, (u32)(cookie >> 32), &ksc_key);
+
+	return &ksc_table[h & ((1u << ksc_bits) - 1)];
+}
+
+static struct vordr_ksc_entry *ksc_lookup(struct hlist_head *b, u64 cookie)
 {
 	struct vordr_ksc_entry *e;
 
-	hlist_for_each_entry_rcu(e, &b->head, node,
-				 lockdep_is_held(&ksc_lock))
+	hlist_for_each_entry_rcu(e, b, node, lockdep_is_held(&ksc_lock))
 		if (e->cookie == cookie)
 			return e;
 	return NULL;
@@ -82,98 +135,318 @@ const struct vordr_owner *vordr_ksc_find(u64 cookie)
 	return e ? &e->owner : NULL;
 }
 
-static void ksc_free_rcu(struct rcu_head *head)
+bool vordr_owner_is_current(const struct vordr_owner *o)
 {
-	struct vordr_ksc_entry *e = container_of(head, struct vordr_ksc_entry, rcu);
+	unsigned int i;
 
-	if (e->owner.id)
-		vordr_ident_put(e->owner.id);
+	if (o->id && vordr_ident_is_current(o->id))
+		return true;
+	for (i = 0; i < o->nalso; i++)
+		if (vordr_ident_is_current(o->also[i]))
+			return true;
+	return false;
+}
+
+static void ksc_owner_put(struct vordr_owner *o)
+{
+	unsigned int i;
+
+	if (o->id)
+		vordr_ident_put(o->id);
+	for (i = 0; i < o->nalso; i++)
+		vordr_ident_put(o->also[i]);
+}
+
+static void ksc_free(struct vordr_ksc_entry *e)
+{
+	ksc_owner_put(&e->owner);
+	if (e->sk)
+		sock_put(e->sk);
 	kmem_cache_free(ksc_cache, e);
 }
 
-/*
- * Any context.  Replaces an entry already there for @cookie.  Returns the
- * new owner, or NULL (and @id's reference dropped) if memory ran out.
- */
-static const struct vordr_owner *ksc_set(u64 cookie, struct vordr_ident *id,
-					 pid_t pid, kuid_t uid, bool weak)
+static void ksc_free_rcu(struct rcu_head *head)
 {
-	struct vordr_ksc_bucket *b = ksc_bucket(cookie);
-	struct vordr_ksc_entry *e, *old, *victim = NULL;
+	ksc_free(container_of(head, struct vordr_ksc_entry, rcu));
+}
+
+/* Whether the entry holds the last reference to its socket: closed. */
+static bool ksc_dead(const struct vordr_ksc_entry *e)
+{
+	return e->sk && refcount_read(&e->sk->sk_refcnt) == 1;
+}
+
+static struct hlist_head *ksc_part_bucket(kuid_t uid, bool derived)
+{
+	return &ksc_parts[hash_32(__kuid_val(uid) * 2 + derived, KSC_PART_BITS)];
+}
+
+static struct ksc_part *ksc_part_find(kuid_t uid, bool derived)
+{
+	struct ksc_part *p;
+
+	lockdep_assert_held(&ksc_lock);
+	hlist_for_each_entry(p, ksc_part_bucket(uid, derived), node)
+		if (uid_eq(p->uid, uid) && p->derived == derived)
+			return p;
+	return NULL;
+}
+
+/* The largest partition, found again (only when the last one emptied). */
+static void ksc_heavy_find(void)
+{
+	struct ksc_part *p;
+	size_t i;
+
+	lockdep_assert_held(&ksc_lock);
+	ksc_heavy = NULL;
+	for (i = 0; i < ARRAY_SIZE(ksc_parts); i++)
+		hlist_for_each_entry(p, &ksc_parts[i], node)
+			if (!ksc_heavy || p->count > ksc_heavy->count)
+				ksc_heavy = p;
+}
+
+/*
+ * Take @e out of the table and its partition, which goes too if emptied
+ * (unless it is @keep); @e is freed after a grace period.
+ */
+static void ksc_unlink(struct vordr_ksc_entry *e, struct ksc_part *keep)
+{
+	struct ksc_part *p = e->part;
+
+	lockdep_assert_held(&ksc_lock);
+	hlist_del_rcu(&e->node);
+	list_del(&e->lru);
+	ksc_count -= ksc_weight(e);
+	p->count -= ksc_weight(e);
+	if (!p->count && p != keep) {
+		hlist_del(&p->node);
+		kfree(p);
+		if (ksc_heavy == p && !ksc_dying)
+			ksc_heavy_find();
+		else if (ksc_heavy == p)
+			ksc_heavy = NULL;
+	}
+	call_rcu(&e->rcu, ksc_free_rcu);
+}
+
+static void ksc_link(struct vordr_ksc_entry *e, struct ksc_part *p)
+{
+	lockdep_assert_held(&ksc_lock);
+	hlist_add_head_rcu(&e->node, ksc_bucket(e->cookie));
+	list_add_tail(&e->lru, &p->lru);
+	e->part = p;
+	ksc_count += ksc_weight(e);
+	p->count += ksc_weight(e);
+	if (p->count > (ksc_heavy ? ksc_heavy->count : 0))
+		ksc_heavy = p;
+}
+
+static struct vordr_ksc_entry *ksc_oldest(struct ksc_part *p)
+{
+	return list_first_entry(&p->lru, struct vordr_ksc_entry, lru);
+}
+
+/* All entries in use: the largest partition (maybe @p) gives one up. */
+static bool ksc_full(struct ksc_part *p)
+{
+	struct ksc_part *v = ksc_heavy && ksc_heavy->count > p->count ? ksc_heavy : p;
+
+	if (!v->count)
+		return false;
+	ksc_unlink(ksc_oldest(v), p);
+	return true;
+}
+
+/*
+ * The executables that sent on @old into @o (TCP: data queued by any of
+ * them may leave in any later packet), each with a reference.  ksc_lock
+ * held.
+ */
+static void ksc_keep(struct vordr_owner *o, const struct vordr_owner *old)
+{
+	struct vordr_ident *ids[1 + VORDR_OWNER_ALSO];
+	unsigned int n = 0, i, j;
+
+	/* A listener's owner or a holder found in the process table sent nothing. */
+	if (old->id && old->sender)
+		ids[n++] = old->id;
+	for (i = 0; i < old->nalso; i++)
+		ids[n++] = old->also[i];
+	o->crowded |= old->crowded;
+	for (i = 0; i < n; i++) {
+		if (ids[i] == o->id)
+			continue;
+		for (j = 0; j < o->nalso && o->also[j] != ids[i]; j++)
+			;
+		if (j < o->nalso)
+			continue;
+		if (o->nalso == VORDR_OWNER_ALSO) {
+			o->crowded = true;
+			continue;
+		}
+		vordr_ident_get(ids[i]);
+		o->also[o->nalso++] = ids[i];
+	}
+}
+
+/*
+ * Any context.  Replaces an entry already there for @cookie (unless
+ * @weak and it names an owner).  Returns the new owner, or NULL (and
+ * @id's reference dropped) if memory ran out or @weak lost.
+ */
+static const struct vordr_owner *ksc_set(struct sock *sk, u64 cookie,
+					 struct vordr_ident *id, pid_t pid,
+					 kuid_t uid, unsigned int how, bool weak)
+{
+	bool derived = how & VORDR_KSC_DERIVED;
+	struct vordr_ksc_entry *e, *old, *it;
+	struct ksc_part *p, *fresh = NULL;
 	unsigned long flags;
+	unsigned int i;
 
 	e = kmem_cache_alloc(ksc_cache, GFP_ATOMIC | __GFP_NOWARN);
-	if (!e) {
-		if (id)
-			vordr_ident_put(id);
-		return NULL;
-	}
+	if (!e)
+		goto nomem;
+	memset(&e->owner, 0, sizeof(e->owner));
 	e->cookie = cookie;
 	e->owner.id = id;
 	e->owner.pid = pid;
 	e->owner.uid = uid;
 	e->owner.stamp = jiffies;
+	e->owner.sender = how & VORDR_KSC_SENDER;
+	/*
+	 * The socket is alive (a packet or lookup holds it) unless being
+	 * freed.  Only a socket that holds its namespace is held: a kernel
+	 * socket must not outlive the namespace it was made for.
+	 */
+	e->sk = sk && sk->sk_net_refcnt && refcount_inc_not_zero(&sk->sk_refcnt) ?
+		sk : NULL;
 
 	spin_lock_irqsave(&ksc_lock, flags);
-	old = ksc_lookup(b, cookie);
+again:
+	old = ksc_lookup(ksc_bucket(cookie), cookie);
+	/* An accepted socket stays with its kind when its server sends. */
+	if (old && old->part->derived)
+		derived = true;
+	p = ksc_part_find(uid, derived);
+	if (!p && !fresh) {
+		spin_unlock_irqrestore(&ksc_lock, flags);
+		fresh = kmalloc(sizeof(*fresh), GFP_ATOMIC | __GFP_NOWARN);
+		if (!fresh) {
+			e->owner.id = NULL;
+			ksc_free(e);
+			goto nomem;
+		}
+		spin_lock_irqsave(&ksc_lock, flags);
+		goto again;
+	}
+	if (!p) {
+		p = fresh;
+		fresh = NULL;
+		p->uid = uid;
+		p->derived = derived;
+		p->count = 0;
+		INIT_LIST_HEAD(&p->lru);
+		hlist_add_head(&p->node, ksc_part_bucket(uid, derived));
+	}
 	if (old && weak && old->owner.id) {
 		/* Learnt from its sender while the offer was made: keep that. */
+		if (!p->count) {
+			hlist_del(&p->node);
+			kfree(fresh);
+			fresh = p;
+		}
 		spin_unlock_irqrestore(&ksc_lock, flags);
-		if (id)
-			vordr_ident_put(id);
-		kmem_cache_free(ksc_cache, e);
+		kfree(fresh);
+		ksc_free(e);
 		return NULL;
 	}
-	e->nr = b->next_nr++;
-	if (old) {
-		hlist_replace_rcu(&old->node, &e->node);
-		victim = old;
-	} else {
-		if (b->count >= KSC_BUCKET_MAX) {
-			struct vordr_ksc_entry *it;
-
-			/* Evict the oldest: the number furthest behind. */
-			hlist_for_each_entry(it, &b->head, node)
-				if (!victim || (u8)(b->next_nr - it->nr) >
-					       (u8)(b->next_nr - victim->nr))
-					victim = it;
-			hlist_del_rcu(&victim->node);
-			b->count--;
-		}
-		hlist_add_head_rcu(&e->node, &b->head);
-		b->count++;
+	if (old && id && (how & VORDR_KSC_KEEP))
+		ksc_keep(&e->owner, &old->owner);
+	if (old)
+		ksc_unlink(old, p);
+	/* Closed sockets among the partition's oldest go first. */
+	for (i = 0; i < KSC_CHECK && p->count; i++) {
+		it = ksc_oldest(p);
+		if (!ksc_dead(it))
+			break;
+		ksc_unlink(it, p);
 	}
+	while (p->count && p->count + ksc_weight(e) > READ_ONCE(vordr_ksc_user_max))
+		ksc_unlink(ksc_oldest(p), p);
+	while (ksc_count + ksc_weight(e) > READ_ONCE(vordr_ksc_max) && ksc_full(p))
+		;
+	ksc_link(e, p);
 	spin_unlock_irqrestore(&ksc_lock, flags);
-
-	if (victim)
-		call_rcu(&victim->rcu, ksc_free_rcu);
+	kfree(fresh);
 	return &e->owner;
+nomem:
+	if (id)
+		vordr_ident_put(id);
+	return NULL;
 }
 
-const struct vordr_owner *vordr_ksc_set(u64 cookie, struct vordr_ident *id,
-					pid_t pid, kuid_t uid)
+const struct vordr_owner *vordr_ksc_set(struct sock *sk, u64 cookie,
+					struct vordr_ident *id, pid_t pid,
+					kuid_t uid, unsigned int how)
 {
-	return ksc_set(cookie, id, pid, uid, false);
+	return ksc_set(sk, cookie, id, pid, uid, how, false);
 }
 
 /* From the process table (asc): never overrides an owner learnt since. */
 void vordr_ksc_offer(u64 cookie, struct vordr_ident *id, pid_t pid, kuid_t uid)
 {
-	ksc_set(cookie, id, pid, uid, true);
+	ksc_set(NULL, cookie, id, pid, uid, 0, true);
+}
+
+/*
+ * Every second, 1/KSC_SWEEP_ROUNDS of the buckets: entries of closed
+ * sockets go, one bucket under the lock at a time.
+ */
+static void ksc_sweep(struct work_struct *work)
+{
+	unsigned int n = max(1u << ksc_bits >> ilog2(KSC_SWEEP_ROUNDS), 1u);
+	struct vordr_ksc_entry *e;
+	struct hlist_node *tmp;
+	unsigned int i;
+
+	for (i = 0; i < n; i++) {
+		struct hlist_head *b = &ksc_table[ksc_sweep_pos];
+
+		ksc_sweep_pos = (ksc_sweep_pos + 1) & ((1u << ksc_bits) - 1);
+		if (hlist_empty(b))
+			continue;
+		spin_lock_irq(&ksc_lock);
+		hlist_for_each_entry_safe(e, tmp, b, node)
+			if (ksc_dead(e))
+				ksc_unlink(e, NULL);
+		spin_unlock_irq(&ksc_lock);
+		cond_resched();
+	}
+	schedule_delayed_work(&ksc_sweep_work, HZ);
 }
 
 int vordr_ksc_init(void)
 {
 	size_t i;
 
-	ksc_cache = KMEM_CACHE(vordr_ksc_entry, 0);
-	if (!ksc_cache)
+	/* About four entries a bucket when full. */
+	ksc_bits = clamp(order_base_2(vordr_ksc_max / 4), 10, 20);
+	ksc_table = kvcalloc(1u << ksc_bits, sizeof(*ksc_table), GFP_KERNEL);
+	if (!ksc_table)
 		return -ENOMEM;
-	for (i = 0; i < ARRAY_SIZE(ksc_table); i++) {
-		INIT_HLIST_HEAD(&ksc_table[i].head);
-		ksc_table[i].count = 0;
-		ksc_table[i].next_nr = 0;
+	ksc_cache = KMEM_CACHE(vordr_ksc_entry, 0);
+	if (!ksc_cache) {
+		kvfree(ksc_table);
+		return -ENOMEM;
 	}
+	get_random_bytes(&ksc_key, sizeof(ksc_key));
+	for (i = 0; i < (1u << ksc_bits); i++)
+		INIT_HLIST_HEAD(&ksc_table[i]);
+	for (i = 0; i < ARRAY_SIZE(ksc_parts); i++)
+		INIT_HLIST_HEAD(&ksc_parts[i]);
+	schedule_delayed_work(&ksc_sweep_work, HZ);
 	return 0;
 }
 
@@ -182,19 +455,17 @@ void vordr_ksc_exit(void)
 {
 	struct vordr_ksc_entry *e;
 	struct hlist_node *tmp;
-	unsigned long flags;
 	size_t i;
 
-	spin_lock_irqsave(&ksc_lock, flags);
-	for (i = 0; i < ARRAY_SIZE(ksc_table); i++) {
-		hlist_for_each_entry_safe(e, tmp, &ksc_table[i].head, node) {
-			hlist_del_rcu(&e->node);
-			call_rcu(&e->rcu, ksc_free_rcu);
-		}
-		ksc_table[i].count = 0;
-	}
-	spin_unlock_irqrestore(&ksc_lock, flags);
+	cancel_delayed_work_sync(&ksc_sweep_work);
+	spin_lock_irq(&ksc_lock);
+	ksc_dying = true;
+	for (i = 0; i < (1u << ksc_bits); i++)
+		hlist_for_each_entry_safe(e, tmp, &ksc_table[i], node)
+			ksc_unlink(e, NULL);
+	spin_unlock_irq(&ksc_lock);
 	/* The callbacks are this module's code and use ksc_cache. */
 	rcu_barrier();
 	kmem_cache_destroy(ksc_cache);
+	kvfree(ksc_table);
 }

@@ -190,6 +190,55 @@ static const struct kernel_param_ops vordr_rules_max_ops = {
 module_param_cb(rules_max, &vordr_rules_max_ops, &vordr_rules_max, 0444);
 MODULE_PARM_DESC(rules_max, "capacity of the rule table (1 to 1048576)");
 
+/* Sizes of the caches, fixed at load: README (Memory) bounds the module by them. */
+static int vordr_size_set(const char *val, const struct kernel_param *kp)
+{
+	unsigned int v;
+	int err = kstrtouint(val, 0, &v);
+
+	if (err)
+		return err;
+	if (v < 1 || v > (1u << 24))
+		return -ERANGE;
+	*(unsigned int *)kp->arg = v;
+	return 0;
+}
+
+static const struct kernel_param_ops vordr_size_ops = {
+	.set = vordr_size_set,
+	.get = param_get_uint,
+};
+
+module_param_cb(ksc_max, &vordr_size_ops, &vordr_ksc_max, 0444);
+MODULE_PARM_DESC(ksc_max, "known-socket entries in all, each weighed by the identities it names (1 to 16777216)");
+module_param_cb(ksc_user_max, &vordr_size_ops, &vordr_ksc_user_max, 0444);
+MODULE_PARM_DESC(ksc_user_max, "known-socket entries per user and kind (1 to 16777216)");
+module_param_cb(idents_max, &vordr_size_ops, &vordr_idents_max, 0444);
+MODULE_PARM_DESC(idents_max, "identities kept when unused (1 to 16777216)");
+
+/* What the caches hold now: read-only figures. */
+static int vordr_now_set(const char *val, const struct kernel_param *kp)
+{
+	return -EPERM;
+}
+
+static int vordr_now_get(char *buf, const struct kernel_param *kp)
+{
+	unsigned int (*now)(void) = kp->arg;
+
+	return sysfs_emit(buf, "%u\n", now());
+}
+
+static const struct kernel_param_ops vordr_now_ops = {
+	.set = vordr_now_set,
+	.get = vordr_now_get,
+};
+
+module_param_cb(ksc_entries, &vordr_now_ops, vordr_ksc_count_now, 0444);
+MODULE_PARM_DESC(ksc_entries, "known-socket entries now, each weighed by the identities it names (read-only)");
+module_param_cb(idents, &vordr_now_ops, vordr_ident_count_now, 0444);
+MODULE_PARM_DESC(idents, "identities interned now (read-only)");
+
 /*
  * Rules in force from the first packet, before any console runs: see
  * vordr_rules_boot() for the format.  Read once at load.

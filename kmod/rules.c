@@ -259,6 +259,12 @@ u8 vordr_rule_hit(const struct vordr_rule *r, unsigned int bytes, time64_t now)
 	return r->verdict;
 }
 
+/* @r's verdict, without counting a hit. */
+u8 vordr_rule_verdict(const struct vordr_rule *r)
+{
+	return r->verdict;
+}
+
 /* Changes with every rule added, replaced or removed. */
 u32 vordr_rules_gen(void)
 {

@@ -115,6 +115,8 @@ struct vordr_ident_stats;
  */
 struct vordr_ident {
 	struct hlist_node node;		/* in the identity index, under RCU */
+	struct hlist_node dnode;	/* by mount and dentry: ident_lock */
+	struct list_head unused;	/* while no owner names it: ident_lock */
 	struct rcu_head rcu;
 	atomic_t users;			/* owners (ksc entries) naming it */
 	/* Where the file was reached, compared (never dereferenced) to find
@@ -143,8 +145,12 @@ struct vordr_ident_view {
 	u64 apackets, abytes, bpackets, bbytes, lasthit;
 };
 
+/* Unused identities beyond this many go (module parameter idents_max). */
+extern unsigned int vordr_idents_max;
+
 int vordr_ident_init(void);
 void vordr_ident_exit(void);
+unsigned int vordr_ident_count_now(void);
 /* The identity of @task's executable, with a user reference; may sleep. */
 struct vordr_ident *vordr_ident_of_task(struct task_struct *task, int *err);
 /* The same for current, from the packet path: never sleeps. */
@@ -166,20 +172,41 @@ bool vordr_ident_is_current(const struct vordr_ident *id);
 
 /* ---- known-socket cache (ksc.c) and active-socket cache (asc.c) -------- */
 
+/* Executables a TCP socket keeps besides its latest sender's. */
+#define VORDR_OWNER_ALSO 3
+
 /*
  * Who owns a socket: the task that sent its first packet (or that the
  * active-socket cache found holding it), and its executable.  A NULL
  * @id records that no owner could be found, at @stamp (jiffies).
+ *
+ * A TCP socket also keeps every other executable that has sent on it
+ * (@also; @crowded: more than fit): data one of them queued may leave
+ * with another's packet or from softirq, so each packet is judged by the
+ * strictest of their verdicts (hook.c).
  */
 struct vordr_owner {
 	struct vordr_ident *id;
+	struct vordr_ident *also[VORDR_OWNER_ALSO];
+	u8 nalso;
+	bool crowded;
+	bool sender;	/* @id sent on it (not found holding it) */
 	pid_t pid;
 	kuid_t uid;
 	unsigned long stamp;
 };
 
+/* vordr_ksc_set() @how */
+#define VORDR_KSC_DERIVED 1	/* from a listener: counted apart from learnt ones */
+#define VORDR_KSC_KEEP 2	/* keep the executables that sent on it (TCP) */
+#define VORDR_KSC_SENDER 4	/* @id is the sender's, current's */
+
+/* Known-socket entries in all (ksc_max), and per user and kind (ksc_user_max). */
+extern unsigned int vordr_ksc_max, vordr_ksc_user_max;
+
 int vordr_ksc_init(void);
 void vordr_ksc_exit(void);
+unsigned int vordr_ksc_count_now(void);
 u64 vordr_sk_cookie_new(struct sock *sk);
 
 /* @sk's cookie: one handed out on first use, never to another socket. */
@@ -190,9 +217,15 @@ static inline u64 vordr_sk_cookie(struct sock *sk)
 	return likely(cookie) ? cookie : vordr_sk_cookie_new(sk);
 }
 const struct vordr_owner *vordr_ksc_find(u64 cookie);
-/* Record @id (reference taken over, may be NULL) as @cookie's owner. */
-const struct vordr_owner *vordr_ksc_set(u64 cookie, struct vordr_ident *id,
-					pid_t pid, kuid_t uid);
+/*
+ * Record @id (reference taken over, may be NULL) as the owner of @sk,
+ * whose cookie is @cookie; @how: VORDR_KSC_*.
+ */
+const struct vordr_owner *vordr_ksc_set(struct sock *sk, u64 cookie,
+					struct vordr_ident *id, pid_t pid,
+					kuid_t uid, unsigned int how);
+/* Whether @o names current's executable (caller under RCU). */
+bool vordr_owner_is_current(const struct vordr_owner *o);
 /* The same, but an owner learnt meanwhile (a known identity) is kept. */
 void vordr_ksc_offer(u64 cookie, struct vordr_ident *id, pid_t pid, kuid_t uid);
 
@@ -237,6 +270,7 @@ int vordr_rules_init(void);
 void vordr_rules_exit(void);
 u32 vordr_hash(const char *s, u16 len);
 const struct vordr_rule *vordr_rule_match(struct vordr_ident *id, u8 prot);
+u8 vordr_rule_verdict(const struct vordr_rule *r);
 u8 vordr_rule_hit(const struct vordr_rule *r, unsigned int bytes, time64_t now);
 int vordr_rules_uniform(u8 unkrule);
 u32 vordr_rules_gen(void);
