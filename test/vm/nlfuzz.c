@@ -1726,8 +1726,10 @@ static bool gen_msg(struct msg *m, uint32_t seq, struct sent *sent)
 	}
 	mpad(m);
 	sent->seq = seq;
-	sent->admin = honest && req && type == fam_id && c && c->admin &&
-		      m->len - start >= NLMSG_HDRLEN + GENL_HDRLEN;
+	/* by the command the kernel reads: a mutation may have flipped it */
+	cmd = m->len - start >= NLMSG_HDRLEN + GENL_HDRLEN ? m->p[start + NLMSG_HDRLEN] : 0;
+	sent->admin = honest && req && type == fam_id && cmd >= 1 && cmd <= VORDR_CMD_MAX &&
+		      cmds[cmd].admin;
 	return honest;
 }
 
@@ -1978,6 +1980,50 @@ static int cmd_dump(bool stable)
 
 static bool opt_dry;
 
+static int ignore_cb(const struct nlmsghdr *h, void *arg)
+{
+	(void)h;
+	(void)arg;
+	return 0;
+}
+
+/*
+ * --root: rules with paths as long as the schema allows and life exit, on
+ * a socket of their own held to the end, so that RULE_LIST spans pages
+ * (real cursors to send back and to forge) and goes when the run does.
+ * Added again at every check (RULE_CLEAR takes them); errors are fine.
+ */
+#define BALLAST 8
+static void ballast(int fd)
+{
+	static char path[8200];
+	uint8_t b[8400];
+	struct msg m = { .p = b, .cap = sizeof(b) };
+	struct text err = { 0 };
+	uint8_t prot = 0, verdict = (uint8_t)attrs[VORDR_A_VERDICT].lo, life = VORDR_LIFE_EXIT;
+	size_t n;
+
+	for (size_t i = 0; i < N(consts); i++)
+		if (!strcmp(consts[i].group, "PROT")) {
+			prot = (uint8_t)consts[i].value;
+			break;
+		}
+	for (int i = 0; i < BALLAST; i++) {
+		n = (size_t)snprintf(path, sizeof(path), "/nlfuzz/ballast/%d/", i);
+		while ((long long)n < attrs[VORDR_A_PATH].hi && n < sizeof(path) - 1)
+			path[n++] = 'b';
+		path[n] = 0;
+		req_start(&m, VORDR_CMD_RULE_ADD, false);
+		nla_put(&m, VORDR_A_PROT, &prot, sizeof(prot));
+		nla_put(&m, VORDR_A_VERDICT, &verdict, sizeof(verdict));
+		nla_put(&m, VORDR_A_LIFE, &life, sizeof(life));
+		nla_put(&m, VORDR_A_PATH, path, n + 1);
+		msg_end(&m, 0);
+		nl_request(fd, &m, ignore_cb, NULL, NULL, &err);
+	}
+	free(err.p);
+}
+
 static int cmd_fuzz(uint64_t count, uint64_t seed, uint64_t check_every, bool events,
 		    uint64_t from, int64_t only, bool hex)
 {
@@ -1986,7 +2032,7 @@ static int cmd_fuzz(uint64_t count, uint64_t seed, uint64_t check_every, bool ev
 	uint64_t next_check = check_every, checks = 0, last_ok = 0;
 	bool checked = false;
 	double t0, t1;
-	int fd;
+	int fd, bfd = -1;
 
 	if (opt_dry) {
 		/* no kernel: only build the units (--hex prints them) */
@@ -2023,6 +2069,10 @@ static int cmd_fuzz(uint64_t count, uint64_t seed, uint64_t check_every, bool ev
 		return 1;
 	}
 	make_pool(seed);
+	if (opt_root) {
+		bfd = nl_open(true);
+		ballast(bfd);
+	}
 	fd = nl_open(false);
 	t0 = now_ms();
 	for (uint64_t u = 0; st.msgs < count || only >= 0; u++) {
@@ -2124,6 +2174,8 @@ static int cmd_fuzz(uint64_t count, uint64_t seed, uint64_t check_every, bool ev
 					base.p ? base.p : "", now.p ? now.p : "");
 			if (!violation[0])
 				last_ok = u;
+			if (bfd >= 0)
+				ballast(bfd);
 		}
 		if (violation[0] && checked) {
 			/* the state holds what every unit so far did */
@@ -2139,6 +2191,11 @@ static int cmd_fuzz(uint64_t count, uint64_t seed, uint64_t check_every, bool ev
 				"; reproduce with --seed 0x%016" PRIx64 " --only %" PRIu64
 				"%s --hex): %s\n", u, st.msgs, seed, u,
 				opt_root ? " --root" : "", violation);
+			/* cursors come from earlier replies: --only may build another unit */
+			fprintf(stderr, "unit %" PRIu64 " as sent (%zu bytes):", u, m.len);
+			for (size_t j = 0; j < m.len; j++)
+				fprintf(stderr, "%s%02x", j % 32 ? "" : "\n  ", m.p[j]);
+			fputc('\n', stderr);
 			return 1;
 		}
 	}
