@@ -28,15 +28,20 @@
  * network namespace (net, root only).
  *
  * dump prints the module's state, one line each, after checking it:
- *   rule VERDICT PROT packets=P bytes=B last=L timeout=T PATH
+ *   rule VERDICT PROT packets=P bytes=B last=L timeout=T life=LIFE PATH
  *   flag NAME VALUE          (writable flags: their value's name)
  *   ro NAME VALUE            (read-only counters; not with --stable)
  * PATH has bytes outside 0x21-0x7e and '\' as \xHH; --stable prints a
  * timeout as yes or -, not the seconds left.  Exit 1 if anything is
  * invalid: a rule with a field missing, repeated or of the wrong size, an
- * unknown verdict or protocol, a path not absolute and canonical or longer
- * than the schema allows, two rules for one protocol and path, a flag
- * whose value it does not allow, a malformed reply.
+ * unknown verdict, protocol or LIFE, a path not absolute and canonical or
+ * longer than the schema allows, two rules for one protocol and path, a
+ * flag whose value it does not allow, a malformed reply, a page of
+ * RULE_LIST or STATS with anything after its CURSOR message or a CURSOR
+ * and no entry, a netlink dump (NLM_F_DUMP) of them not refused.
+ * RULE_LIST and STATS are read a page a request (NLM_F_ACK), each request
+ * sending back the CURSOR message that ended the page before; a listing
+ * with a page flagged NLM_F_DUMP_INTR is read again from the start.
  *
  * Exit status: 0 clean, 1 a check failed, 2 usage or setup error.
  */
@@ -686,17 +691,17 @@ static int rule_cb(const struct nlmsghdr *h, void *arg)
 {
 	static const int allowed[] = {
 		VORDR_A_PROT, VORDR_A_VERDICT, VORDR_A_PATH, VORDR_A_PACKETS,
-		VORDR_A_BYTES, VORDR_A_LASTHIT, VORDR_A_TIMEOUT,
+		VORDR_A_BYTES, VORDR_A_LASTHIT, VORDR_A_TIMEOUT, VORDR_A_LIFE,
 	};
 	static const int required[] = {
 		VORDR_A_PROT, VORDR_A_VERDICT, VORDR_A_PATH, VORDR_A_PACKETS,
-		VORDR_A_BYTES, VORDR_A_LASTHIT,
+		VORDR_A_BYTES, VORDR_A_LASTHIT, VORDR_A_LIFE,
 	};
 	struct dump_state *d = arg;
 	const struct nlattr *by[VORDR_A_MAX + 1];
 	const struct genlmsghdr *g = NLMSG_DATA(h);
-	const char *vname, *pname, *path;
-	uint64_t verdict, prot;
+	const char *vname, *pname, *lname, *path;
+	uint64_t verdict, prot, life;
 	size_t len;
 
 	if (h->nlmsg_type != fam_id || h->nlmsg_len < NLMSG_HDRLEN + GENL_HDRLEN ||
@@ -715,16 +720,20 @@ static int rule_cb(const struct nlmsghdr *h, void *arg)
 	}
 	verdict = nla_uint(by[VORDR_A_VERDICT]);
 	prot = nla_uint(by[VORDR_A_PROT]);
+	life = nla_uint(by[VORDR_A_LIFE]);
 	path = nla_data(by[VORDR_A_PATH]);
 	len = strlen(path);
 	vname = const_name("VALUE", (long long)verdict);
 	pname = const_name("PROT", (long long)prot);
+	lname = const_name("LIFE", (long long)life);
 	/* The verdicts a rule may hold are the VERDICT attribute's range. */
 	if ((long long)verdict < attrs[VORDR_A_VERDICT].lo ||
 	    (long long)verdict > attrs[VORDR_A_VERDICT].hi || !vname)
 		problem(d, "rule with verdict %" PRIu64, verdict);
 	if (!pname)
 		problem(d, "rule with protocol %" PRIu64, prot);
+	if (!lname)
+		problem(d, "rule with life %" PRIu64, life);
 	if ((long long)len < attrs[VORDR_A_PATH].lo || (long long)len > attrs[VORDR_A_PATH].hi)
 		problem(d, "rule path of %zu bytes", len);
 	else if (!path_canonical(path, len))
@@ -750,7 +759,7 @@ static int rule_cb(const struct nlmsghdr *h, void *arg)
 		tprintf(d->out, "yes");
 	else
 		tprintf(d->out, "%" PRIu64, nla_uint(by[VORDR_A_TIMEOUT]));
-	tprintf(d->out, " ");
+	tprintf(d->out, " life=%s ", lname ? lname : "?");
 	tescape(d->out, (const uint8_t *)path, len);
 	tprintf(d->out, "\n");
 	return 0;
@@ -817,10 +826,99 @@ static size_t req_start(struct msg *m, uint8_t cmd, bool dump)
 	return 0;
 }
 
+/* The only attribute of @h if it is one CURSOR (a page's last message), else NULL. */
+static const struct nlattr *cursor_of(const struct nlmsghdr *h)
+{
+	const struct genlmsghdr *g = NLMSG_DATA(h);
+	const struct nlattr *a, *cur = NULL;
+	struct nla_it it;
+	int n = 0;
+
+	if (h->nlmsg_len < NLMSG_HDRLEN + GENL_HDRLEN)
+		return NULL;
+	it = (struct nla_it){ .p = (const uint8_t *)(g + 1), .n = h->nlmsg_len - NLMSG_HDRLEN - GENL_HDRLEN };
+	while (nla_next(&it, &a)) {
+		n++;
+		if ((a->nla_type & NLA_TYPE_MASK) == VORDR_A_CURSOR)
+			cur = a;
+	}
+	return n == 1 && !it.bad ? cur : NULL;
+}
+
+/* One page of a listing: entries to @cb, the cursor that ends it kept. */
+struct page {
+	reply_cb cb;
+	struct dump_state *d;
+	const char *what;
+	uint8_t cursor[256];
+	size_t cursor_len;
+	bool has_cursor;
+	unsigned int entries;
+};
+
+static int page_cb(const struct nlmsghdr *h, void *arg)
+{
+	struct page *pg = arg;
+	const struct nlattr *cur = cursor_of(h);
+
+	if (pg->has_cursor)
+		problem(pg->d, "%s: a message after the page's CURSOR", pg->what);
+	if (!cur) {
+		pg->entries++;
+		return pg->cb(h, pg->d);
+	}
+	if ((long long)nla_plen(cur) > attrs[VORDR_A_CURSOR].hi || nla_plen(cur) > sizeof(pg->cursor))
+		problem(pg->d, "%s: a CURSOR of %zu bytes", pg->what, nla_plen(cur));
+	pg->has_cursor = true;
+	pg->cursor_len = nla_plen(cur) < sizeof(pg->cursor) ? nla_plen(cur) : sizeof(pg->cursor);
+	memcpy(pg->cursor, nla_data(cur), pg->cursor_len);
+	return 0;
+}
+
+/*
+ * Reads the listing @cmd (with a VERDICT filter if @verdict >= 0) page by
+ * page, each request sending back the previous page's CURSOR; entries go
+ * to @cb.  Returns the first error; *intr is set if a page was torn.
+ */
+static int read_pages(int fd, uint8_t cmd, int verdict, reply_cb cb, struct dump_state *d,
+		      bool *intr, const char *what)
+{
+	uint8_t b[512];
+	struct msg m = { .p = b, .cap = sizeof(b) };
+	struct page pg = { .cb = cb, .d = d, .what = what };
+	unsigned int pages;
+	int rc;
+
+	for (pages = 0; pages < 1u << 20; pages++) {
+		req_start(&m, cmd, false);
+		if (verdict >= 0) {
+			uint8_t v = (uint8_t)verdict;
+
+			nla_put(&m, VORDR_A_VERDICT, &v, sizeof(v));
+		}
+		if (pages)
+			nla_put(&m, VORDR_A_CURSOR, pg.cursor, pg.cursor_len);
+		msg_end(&m, 0);
+		pg.has_cursor = false;
+		pg.entries = 0;
+		rc = nl_request(fd, &m, page_cb, &pg, intr, d->err);
+		if (rc)
+			return rc;
+		if (!pg.has_cursor)
+			return 0;
+		if (!pg.entries) {
+			problem(d, "%s: page %u holds a CURSOR and no entry", what, pages);
+			return 0;
+		}
+	}
+	problem(d, "%s: more than %u pages", what, pages);
+	return 0;
+}
+
 /*
  * Reads and checks the whole state into @out; returns the number of
- * problems (written to @err).  A dump torn by a concurrent change is read
- * again.
+ * problems (written to @err).  A listing torn by a concurrent change is
+ * read again.
  */
 static int snapshot(bool stable, struct text *out, struct text *err)
 {
@@ -843,11 +941,9 @@ static int snapshot(bool stable, struct text *out, struct text *err)
 		for (size_t i = 0; i < d.nseen; i++)
 			free(d.seen[i].path);
 		d.nseen = 0;
-		req_start(&m, VORDR_CMD_RULE_LIST, true);
-		msg_end(&m, 0);
-		rc = nl_request(fd, &m, rule_cb, &d, &intr, err);
+		rc = read_pages(fd, VORDR_CMD_RULE_LIST, -1, rule_cb, &d, &intr, "rule list");
 		if (rc)
-			problem(&d, "rule dump: %s", strerror(-rc));
+			problem(&d, "rule list: %s", strerror(-rc));
 		if (!intr || tries == 20)
 			break;
 		out->len = mark;
@@ -887,11 +983,20 @@ static int snapshot(bool stable, struct text *out, struct text *err)
 	}
 
 	if (!stable) {
-		req_start(&m, VORDR_CMD_STATS, true);
+		rc = read_pages(fd, VORDR_CMD_STATS, -1, stats_cb, &d, NULL, "stats");
+		if (rc)
+			problem(&d, "stats: %s", strerror(-rc));
+	}
+	/* The listings are pages now: a netlink dump of them is refused. */
+	for (int i = 0; i < 2; i++) {
+		uint8_t cmd = i ? VORDR_CMD_STATS : VORDR_CMD_RULE_LIST;
+
+		req_start(&m, cmd, true);
 		msg_end(&m, 0);
 		rc = nl_request(fd, &m, stats_cb, &d, NULL, err);
-		if (rc)
-			problem(&d, "stats dump: %s", strerror(-rc));
+		if (rc != -EOPNOTSUPP)
+			problem(&d, "a netlink dump of %s answered %s, not %s", cmds[cmd].name,
+				rc ? strerror(-rc) : "done", strerror(EOPNOTSUPP));
 	}
 	close(fd);
 	for (size_t i = 0; i < d.nseen; i++)
@@ -1140,6 +1245,109 @@ static void put_int(struct msg *m, uint16_t type, uint64_t v, size_t size)
 }
 
 /*
+ * Cursors the kernel sent (the last message of a RULE_LIST or STATS page),
+ * a few of each listing, to send back as they came or forged.
+ */
+#define CURSORS 8
+static struct {
+	uint8_t b[64];
+	size_t len;
+} cursors[2][CURSORS];
+static unsigned int ncursors[2];
+static uint64_t cursors_kept, cursors_sent, cursors_forged;
+static int unit_cmd;    /* the command of the message being built */
+
+static int cursor_slot(int cmd)
+{
+	return cmd == VORDR_CMD_STATS ? 1 : cmd == VORDR_CMD_RULE_LIST ? 0 : -1;
+}
+
+static void cursor_keep(int cmd, const struct nlattr *a)
+{
+	int s = cursor_slot(cmd);
+	unsigned int i;
+
+	if (s < 0 || nla_plen(a) > sizeof(cursors[0][0].b))
+		return;
+	cursors_kept++;
+	i = ncursors[s] < CURSORS ? ncursors[s] : below(CURSORS);
+	if (ncursors[s] < CURSORS)
+		ncursors[s]++;
+	cursors[s][i].len = nla_plen(a);
+	memcpy(cursors[s][i].b, nla_data(a), nla_plen(a));
+}
+
+/*
+ * A CURSOR: one the kernel sent for this listing, as it came (Q_VALID), or
+ * forged from one (words set to edges or random, bits flipped, another
+ * listing's, cut or lengthened), or random bytes of any length.
+ */
+static void put_cursor(struct msg *m, uint16_t type, enum quality q)
+{
+	int s = cursor_slot(unit_cmd);
+	uint8_t b[80];
+	size_t n;
+
+	if (s < 0 || chance(15))
+		s = (int)below(2);
+	if (!ncursors[s] || (q != Q_VALID && chance(20))) {
+		n = below((uint32_t)attrs[VORDR_A_CURSOR].hi + 8);
+		for (size_t i = 0; i < n; i++)
+			b[i] = (uint8_t)rnd();
+		cursors_forged++;
+		nla_put(m, type, b, n);
+		return;
+	}
+	{
+		unsigned int i = below(ncursors[s]);
+
+		n = cursors[s][i].len;
+		memcpy(b, cursors[s][i].b, n);
+	}
+	if (q == Q_VALID) {
+		cursors_sent++;
+		nla_put(m, type, b, n);
+		return;
+	}
+	cursors_forged++;
+	for (unsigned int k = 1 + below(3); k; k--) {
+		static const uint32_t words[] = {
+			0, 1, 0x7fffffffu, 0x80000000u, 0xffffffffu, 0xfffffffeu, 1u << 16,
+		};
+		uint32_t w = chance(60) ? words[below(N(words))] : (uint32_t)rnd();
+
+		switch (below(4)) {
+		case 0: /* a word (gen, position, skip) set to an edge */
+			if (n >= 4)
+				memcpy(b + 4 * below((uint32_t)n / 4), &w, 4);
+			break;
+		case 1: /* a word moved on or back a little */
+			if (n >= 4) {
+				size_t at = 4 * below((uint32_t)n / 4);
+				uint32_t v;
+
+				memcpy(&v, b + at, 4);
+				v += chance(50) ? 1 + below(64) : -(1 + below(64));
+				memcpy(b + at, &v, 4);
+			}
+			break;
+		case 2: /* bits flipped */
+			if (n)
+				b[below((uint32_t)n)] ^= (uint8_t)(1 + below(255));
+			break;
+		default: /* cut or lengthened */
+			if (chance(50) && n)
+				n -= 1 + below((uint32_t)n);
+			else
+				for (unsigned int j = 1 + below(8); j && n < sizeof(b); j--)
+					b[n++] = (uint8_t)rnd();
+			break;
+		}
+	}
+	nla_put(m, type, b, n);
+}
+
+/*
  * One attribute @a: its value of the right size, or (wrong types) of
  * another size, or a string without a NUL, or with bytes after the NUL.
  */
@@ -1150,6 +1358,10 @@ static void put_attr(struct msg *m, const struct attr *a, enum quality q, int fl
 	uint16_t type = (uint16_t)(a->nr | type_bits);
 	size_t n;
 
+	if (a->nr == VORDR_A_CURSOR) {
+		put_cursor(m, type, q);
+		return;
+	}
 	switch (a->type) {
 	case T_U8:
 	case T_U16:
@@ -1250,10 +1462,12 @@ struct recipe {
 };
 
 static const struct recipe recipes[] = {
-	{ VORDR_CMD_RULE_ADD, { VORDR_A_PROT, VORDR_A_PATH, VORDR_A_VERDICT }, { VORDR_A_TIMEOUT } },
+	{ VORDR_CMD_RULE_ADD, { VORDR_A_PROT, VORDR_A_PATH, VORDR_A_VERDICT },
+	  { VORDR_A_TIMEOUT, VORDR_A_LIFE } },
 	{ VORDR_CMD_RULE_DEL, { VORDR_A_PATH }, { VORDR_A_PROT } },
 	{ VORDR_CMD_RULE_CLEAR, { 0 }, { VORDR_A_VERDICT } },
-	{ VORDR_CMD_RULE_LIST, { 0 }, { VORDR_A_VERDICT } },
+	{ VORDR_CMD_RULE_LIST, { 0 }, { VORDR_A_VERDICT, VORDR_A_CURSOR } },
+	{ VORDR_CMD_STATS, { 0 }, { VORDR_A_CURSOR } },
 	{ VORDR_CMD_FLAG_SET, { VORDR_A_FLAG, VORDR_A_VALUE }, { 0 } },
 	{ VORDR_CMD_FLAG_GET, { VORDR_A_FLAG }, { 0 } },
 };
@@ -1319,10 +1533,10 @@ static bool gen_msg(struct msg *m, uint32_t seq, struct sent *sent)
 	bool honest = true, req = true;
 
 	clean = c && c->kind != K_EVENT && chance(opt_root ? 45 : 20);
+	unit_cmd = cmd;
 	fl = NLM_F_REQUEST;
-	if (c && c->kind == K_DUMP)
-		fl |= NLM_F_DUMP;
-	if (chance(70))
+	/* The listings are paged requests: NLM_F_DUMP only as a mutation. */
+	if (chance(70) || (clean && c->kind == K_DUMP))
 		fl |= NLM_F_ACK;
 	if (mut(25)) {
 		static const uint16_t fx[] = {
@@ -1512,8 +1726,10 @@ static bool gen_msg(struct msg *m, uint32_t seq, struct sent *sent)
 	}
 	mpad(m);
 	sent->seq = seq;
-	sent->admin = honest && req && type == fam_id && c && c->admin &&
-		      m->len - start >= NLMSG_HDRLEN + GENL_HDRLEN;
+	/* by the command the kernel reads: a mutation may have flipped it */
+	cmd = m->len - start >= NLMSG_HDRLEN + GENL_HDRLEN ? m->p[start + NLMSG_HDRLEN] : 0;
+	sent->admin = honest && req && type == fam_id && cmd >= 1 && cmd <= VORDR_CMD_MAX &&
+		      cmds[cmd].admin;
 	return honest;
 }
 
@@ -1542,6 +1758,42 @@ static void violate(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(violation, sizeof(violation), fmt, ap);
 	va_end(ap);
+}
+
+/*
+ * A RULE_LIST or STATS message the kernel sent: a page's CURSOR is kept to
+ * send back; an entry (of a page, whatever cursor asked for it, or of an
+ * rchngq table) is checked as the dump checks it, two rules for one
+ * protocol and path within one page included.
+ */
+static void check_listed(const struct nlmsghdr *h, uint8_t cmd)
+{
+	static struct text out, err;
+	static struct dump_state d = { .out = &out, .err = &err, .stable = true };
+	static uint32_t seq;
+	const struct nlattr *cur = cursor_of(h);
+
+	if (cur) {
+		if (!h->nlmsg_seq && !h->nlmsg_pid)
+			violate("a CURSOR multicast (cmd %u)", cmd);
+		cursor_keep(cmd, cur);
+		return;
+	}
+	if (!h->nlmsg_seq || h->nlmsg_seq != seq) {
+		for (size_t i = 0; i < d.nseen; i++)
+			free(d.seen[i].path);
+		d.nseen = 0;
+	}
+	seq = h->nlmsg_seq;
+	out.len = 0;
+	err.len = 0;
+	d.problems = 0;
+	if (cmd == VORDR_CMD_RULE_LIST)
+		rule_cb(h, &d);
+	else
+		stats_cb(h, &d);
+	if (d.problems)
+		violate("%s entry (seq %u): %.600s", cmds[cmd].name, h->nlmsg_seq, err.p);
 }
 
 static void check_reply(const struct nlmsghdr *h)
@@ -1622,6 +1874,9 @@ static void check_reply(const struct nlmsghdr *h)
 			violate("reply (type %u cmd %u) with malformed attributes", h->nlmsg_type, g->cmd);
 		if (h->nlmsg_type == fam_id && (g->cmd == 0 || g->cmd > VORDR_CMD_MAX))
 			violate("reply with command %u", g->cmd);
+		if (h->nlmsg_type == fam_id && !it.bad &&
+		    (g->cmd == VORDR_CMD_RULE_LIST || g->cmd == VORDR_CMD_STATS))
+			check_listed(h, g->cmd);
 		return;
 	}
 	violate("reply of unexpected type %u", h->nlmsg_type);
@@ -1725,6 +1980,50 @@ static int cmd_dump(bool stable)
 
 static bool opt_dry;
 
+static int ignore_cb(const struct nlmsghdr *h, void *arg)
+{
+	(void)h;
+	(void)arg;
+	return 0;
+}
+
+/*
+ * --root: rules with paths as long as the schema allows and life exit, on
+ * a socket of their own held to the end, so that RULE_LIST spans pages
+ * (real cursors to send back and to forge) and goes when the run does.
+ * Added again at every check (RULE_CLEAR takes them); errors are fine.
+ */
+#define BALLAST 8
+static void ballast(int fd)
+{
+	static char path[8200];
+	uint8_t b[8400];
+	struct msg m = { .p = b, .cap = sizeof(b) };
+	struct text err = { 0 };
+	uint8_t prot = 0, verdict = (uint8_t)attrs[VORDR_A_VERDICT].lo, life = VORDR_LIFE_EXIT;
+	size_t n;
+
+	for (size_t i = 0; i < N(consts); i++)
+		if (!strcmp(consts[i].group, "PROT")) {
+			prot = (uint8_t)consts[i].value;
+			break;
+		}
+	for (int i = 0; i < BALLAST; i++) {
+		n = (size_t)snprintf(path, sizeof(path), "/nlfuzz/ballast/%d/", i);
+		while ((long long)n < attrs[VORDR_A_PATH].hi && n < sizeof(path) - 1)
+			path[n++] = 'b';
+		path[n] = 0;
+		req_start(&m, VORDR_CMD_RULE_ADD, false);
+		nla_put(&m, VORDR_A_PROT, &prot, sizeof(prot));
+		nla_put(&m, VORDR_A_VERDICT, &verdict, sizeof(verdict));
+		nla_put(&m, VORDR_A_LIFE, &life, sizeof(life));
+		nla_put(&m, VORDR_A_PATH, path, n + 1);
+		msg_end(&m, 0);
+		nl_request(fd, &m, ignore_cb, NULL, NULL, &err);
+	}
+	free(err.p);
+}
+
 static int cmd_fuzz(uint64_t count, uint64_t seed, uint64_t check_every, bool events,
 		    uint64_t from, int64_t only, bool hex)
 {
@@ -1733,7 +2032,7 @@ static int cmd_fuzz(uint64_t count, uint64_t seed, uint64_t check_every, bool ev
 	uint64_t next_check = check_every, checks = 0, last_ok = 0;
 	bool checked = false;
 	double t0, t1;
-	int fd;
+	int fd, bfd = -1;
 
 	if (opt_dry) {
 		/* no kernel: only build the units (--hex prints them) */
@@ -1770,6 +2069,10 @@ static int cmd_fuzz(uint64_t count, uint64_t seed, uint64_t check_every, bool ev
 		return 1;
 	}
 	make_pool(seed);
+	if (opt_root) {
+		bfd = nl_open(true);
+		ballast(bfd);
+	}
 	fd = nl_open(false);
 	t0 = now_ms();
 	for (uint64_t u = 0; st.msgs < count || only >= 0; u++) {
@@ -1871,6 +2174,8 @@ static int cmd_fuzz(uint64_t count, uint64_t seed, uint64_t check_every, bool ev
 					base.p ? base.p : "", now.p ? now.p : "");
 			if (!violation[0])
 				last_ok = u;
+			if (bfd >= 0)
+				ballast(bfd);
 		}
 		if (violation[0] && checked) {
 			/* the state holds what every unit so far did */
@@ -1886,6 +2191,11 @@ static int cmd_fuzz(uint64_t count, uint64_t seed, uint64_t check_every, bool ev
 				"; reproduce with --seed 0x%016" PRIx64 " --only %" PRIu64
 				"%s --hex): %s\n", u, st.msgs, seed, u,
 				opt_root ? " --root" : "", violation);
+			/* cursors come from earlier replies: --only may build another unit */
+			fprintf(stderr, "unit %" PRIu64 " as sent (%zu bytes):", u, m.len);
+			for (size_t j = 0; j < m.len; j++)
+				fprintf(stderr, "%s%02x", j % 32 ? "" : "\n  ", m.p[j]);
+			fputc('\n', stderr);
 			return 1;
 		}
 	}
@@ -1911,10 +2221,11 @@ static int cmd_fuzz(uint64_t count, uint64_t seed, uint64_t check_every, bool ev
 	printf("nlfuzz: done messages=%" PRIu64 " units=%" PRIu64 " bytes=%" PRIu64
 	       " ms=%.0f per10k_ms=%.0f replies=%" PRIu64 " acks_ok=%" PRIu64 " errors=%" PRIu64
 	       " dumps_done=%" PRIu64 " multicast=%" PRIu64 " overruns=%" PRIu64
-	       " send_errors=%" PRIu64 " reopened=%" PRIu64 " checks=%" PRIu64 "\n",
+	       " send_errors=%" PRIu64 " reopened=%" PRIu64 " checks=%" PRIu64
+	       " cursors_kept=%" PRIu64 " cursors_sent=%" PRIu64 " cursors_forged=%" PRIu64 "\n",
 	       st.msgs, st.units, st.bytes, t1 - t0, st.msgs ? (t1 - t0) * 1e4 / st.msgs : 0,
 	       st.replies, st.acks_ok, st.errors, st.dumps_done, st.multicast, st.overruns,
-	       st.send_err, st.reopen, checks);
+	       st.send_err, st.reopen, checks, cursors_kept, cursors_sent, cursors_forged);
 	printf("nlfuzz: errors by errno:");
 	for (size_t e = 1; e < N(st.err_by); e++)
 		if (st.err_by[e])
