@@ -223,6 +223,10 @@ static int vordr_nl_rule_clear(struct sk_buff *skb, struct genl_info *info)
  * the table gets its page flagged NLM_F_DUMP_INTR, as a dump's next part
  * would be.
  */
+/*
+ * What a page is asked for; nlmsg_new() may round the buffer up (a page
+ * holds about 32 KiB on x86-64), and a page fills whatever room it has.
+ */
 #define VORDR_PAGE (16 * 1024)
 
 struct vordr_cursor {
@@ -230,6 +234,13 @@ struct vordr_cursor {
 	u32 pos;	/* rules: the slot; stats: the bucket */
 	u32 skip;	/* stats: identities of that bucket already sent */
 };
+
+/* No room left on the page for another entry and the cursor after it. */
+static bool vordr_page_full(const struct sk_buff *skb)
+{
+	return skb_tailroom(skb) < nla_total_size(sizeof(struct vordr_cursor)) +
+				   GENL_HDRLEN + NLMSG_HDRLEN;
+}
 
 /* The request's cursor, or a fresh one at @gen; -EINVAL if malformed. */
 static int vordr_cursor_get(struct genl_info *info, u32 gen, struct vordr_cursor *c)
@@ -303,14 +314,13 @@ static int vordr_nl_rule_list(struct sk_buff *req, struct genl_info *info)
 		return -ENOMEM;
 	rcu_read_lock();
 	for (; (more = vordr_rule_next(&c.pos, !v, v ? nla_get_u8(v) : 0, &rv)); c.pos++) {
-		/* Room for this one and the cursor message after it. */
-		if (skb_tailroom(skb) < nla_total_size(sizeof(c)) + GENL_HDRLEN + NLMSG_HDRLEN)
+		if (vordr_page_full(skb))
 			break;
 		hdr = vordr_page_put(skb, info, VORDR_CMD_RULE_LIST);
 		if (!hdr)
 			break;
 		if (vordr_put_rule(skb, &rv) ||
-		    skb_tailroom(skb) < nla_total_size(sizeof(c)) + GENL_HDRLEN + NLMSG_HDRLEN) {
+		    vordr_page_full(skb)) {
 			genlmsg_cancel(skb, hdr);
 			break;
 		}
@@ -358,7 +368,7 @@ static int vordr_nl_stats(struct sk_buff *req, struct genl_info *info)
 		    nla_put_u64_64bit(skb, VORDR_A_BPACKETS, iv.bpackets, VORDR_A_PAD) ||
 		    nla_put_u64_64bit(skb, VORDR_A_BBYTES, iv.bbytes, VORDR_A_PAD) ||
 		    nla_put_u64_64bit(skb, VORDR_A_LASTHIT, iv.lasthit, VORDR_A_PAD) ||
-		    skb_tailroom(skb) < nla_total_size(sizeof(c)) + GENL_HDRLEN + NLMSG_HDRLEN) {
+		    vordr_page_full(skb)) {
 			genlmsg_cancel(skb, hdr);
 			break;
 		}
