@@ -291,10 +291,14 @@ export async function main(io: Io): Promise<number> {
       });
       return r.code;
     }
-    const runner = runnerFor(io.stdout, io.stderr, privileged);
+    // Typed at a terminal, a bare block or allow is asked on its own line;
+    // read from a pipe it runs as E7 wrote it.
+    const typed = Boolean(io.stdin.isTTY);
+    let ask: ((question: string) => Promise<boolean>) | undefined;
+    const runner = runnerFor(io.stdout, io.stderr, privileged, typed ? { confirm: (q) => (ask ? ask(q) : Promise.resolve(false)) } : {});
     if (!privileged) say(`read-only console: ${PERMISSION_MESSAGE}`);
     await start(runner, io.stderr);
-    await runConsole({ input: io.stdin, output: io.stdout, err: io.stderr, terminal: Boolean(io.stdin.isTTY && io.stdout.isTTY) }, runner);
+    await runConsole({ input: io.stdin, output: io.stdout, err: io.stderr, terminal: Boolean(io.stdin.isTTY && io.stdout.isTTY), asker: (a) => (ask = a) }, runner);
     await runner.endSession();
     return EXIT.ok;
   } finally {

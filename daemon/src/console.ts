@@ -16,6 +16,16 @@ export interface ConsoleIo {
   readonly err: Output;
   /** Line editing and history; false for a pipe or a test stream. */
   readonly terminal: boolean;
+  /**
+   * Given the console's way of asking a yes/no question on its own line;
+   * the runner's confirm calls it (a bare `block` or `allow` typed here).
+   */
+  readonly asker?: (ask: (question: string) => Promise<boolean>) => void;
+}
+
+/** y or yes (any case) is yes; anything else, Enter included, is no. */
+export function isYes(answer: string): boolean {
+  return /^\s*y(es)?\s*$/i.test(answer);
 }
 
 /** Resolves with the number of lines that failed. */
@@ -29,6 +39,9 @@ export async function runConsole(io: ConsoleIo, runner: Runner): Promise<number>
     removeHistoryDuplicates: true,
   });
   let failed = 0;
+  // rl.question takes the next line for itself, so the loop below never
+  // sees the answer as a command.
+  io.asker?.((question) => new Promise<boolean>((resolve) => rl.question(`${question} [y/N] `, (a) => resolve(isYes(a)))));
   rl.prompt();
   for await (const line of rl) {
     const r = await runner.runLine(line);

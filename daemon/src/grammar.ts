@@ -195,8 +195,7 @@ export type RunError =
   | { kind: 'recursive-load'; file: string }
   | { kind: 'unrepresentable'; paths: string[] }
   /** The kernel took the change; the rules file could not (e.g. a full disk). */
-  | { kind: 'not-saved'; what: string; file: string; code: string; message: string }
-  | { kind: 'declined'; what: string };
+  | { kind: 'not-saved'; what: string; file: string; code: string; message: string };
 
 export function describeRunError(e: RunError): string {
   switch (e.kind) {
@@ -216,8 +215,6 @@ export function describeRunError(e: RunError): string {
       return `cannot write a path with a line break as a command: ${e.paths.map((p) => JSON.stringify(p)).join(', ')}`;
     case 'not-saved':
       return `${e.what} is in force but not saved: cannot write ${e.file}: ${e.message}`;
-    case 'declined':
-      return `${e.what}: not changed`;
     default:
       return describeKernelError(e);
   }

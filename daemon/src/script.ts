@@ -99,8 +99,8 @@ export interface RunnerOptions {
   readonly cwd?: string;
   /**
    * Asks the interactive console's user a yes/no question (a bare `block`
-   * or `allow` switches the whole machine).  Without it, runLine refuses
-   * those two; scripts never ask.
+   * or `allow` switches the whole machine).  Without it (commands read
+   * from standard input, files) they run as E7 wrote them.
    */
   readonly confirm?: (question: string) => Promise<boolean>;
   readonly now?: () => Date;
@@ -258,10 +258,7 @@ export class Runner {
     if (cmd.kind === 'mode' && cmd.value !== this.opts.vocab.value(GRAMMAR_WORDS.modeEnabled)) {
       const word = text.trim().split(/\s+/)[0] ?? '';
       const mode = this.opts.vocab.valueName(cmd.value) ?? String(cmd.value);
-      const what = `${word}: mode ${mode} (${modeMeaning(this.opts.vocab, cmd.value)})`;
-      if (!this.opts.confirm)
-        return err({ kind: 'run', error: { kind: 'declined', what: `${what} needs confirmation, which this console cannot ask; type 'set ${GRAMMAR_WORDS.modeFlag} ${mode}' to mean it` } });
-      if (!(await this.opts.confirm(`Switch the whole machine to mode ${mode}: ${modeMeaning(this.opts.vocab, cmd.value)}?`))) {
+      if (this.opts.confirm && !(await this.opts.confirm(`Switch the whole machine to mode ${mode}: ${modeMeaning(this.opts.vocab, cmd.value)}?`))) {
         this.opts.out.write(`${word}: cancelled; the mode is unchanged\n`);
         return ok('continue');
       }

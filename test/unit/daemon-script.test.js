@@ -399,17 +399,36 @@ test('a bare block or allow typed in the console asks first; no leaves the mode 
   assert.equal(yes.asked.length, 1, 'enable is not asked');
 });
 
-test('a bare block in a console that cannot ask is refused, saying how to mean it; in a script it runs as written', async () => {
+test('a bare block read from standard input (no one to ask) runs as E7 wrote it, as in a script', async () => {
   const t = await consoleSetup();
   const r = await t.runner.runLine('block');
-  assert.ok(r.isErr());
-  assert.match(describeLineError(r.error), /needs confirmation.*'set mode block'/);
-  assert.equal(t.mode(), BigInt(t.S.constants.value.enabled.value));
+  assert.ok(r.isOk());
+  assert.equal(t.mode(), BigInt(t.S.constants.value.block.value));
+  assert.match(t.out.text, /^mode: block \(every packet is dropped\)/m);
   const asked = await consoleSetup({ confirm: () => false });
   const s = await asked.runner.runLines(['block'], 'f');
   assert.deepEqual(s.failures, []);
   assert.equal(asked.asked.length, 0, 'a script is never asked');
   assert.equal(asked.mode(), BigInt(asked.S.constants.value.block.value));
+});
+
+test('the line console asks a typed bare block on its own line; the answer is not run as a command', async () => {
+  const { runConsole } = require('../../daemon/dist/console.js');
+  const { PassThrough } = require('node:stream');
+  for (const [answer, expect] of [['y', 'block'], ['', 'enabled'], ['block', 'enabled']]) {
+    let ask;
+    const t = await consoleSetup({ confirm: (q) => ask(q) });
+    const input = new PassThrough();
+    const output = sink();
+    const done = runConsole({ input, output, err: t.err, terminal: false, asker: (a) => (ask = a) }, t.runner);
+    input.write('block\n');
+    await new Promise((r) => setTimeout(r, 50));
+    assert.match(output.text, /Switch the whole machine to mode block.*\[y\/N\]/);
+    input.end(`${answer}\n`);
+    assert.equal(await done, 0, `answer '${answer}': nothing failed`);
+    assert.equal(t.mode(), BigInt(t.S.constants.value[expect].value), `answer '${answer}'`);
+    assert.equal(t.asked.length, 1, `answer '${answer}' was not taken as a second command`);
+  }
 });
 
 test('every console change prints one confirmation line', async () => {
