@@ -3,6 +3,8 @@
 // Types of the vordr native addon.  Every name and number in `schema` is
 // expanded from defs.x by the addon at build time; nothing here repeats one.
 
+import type { Ids } from './ids';
+
 /// <reference types="node" />
 
 export type AttrType = 'u8' | 'u16' | 'u32' | 'u64' | 'string' | 'binary';
@@ -76,6 +78,12 @@ export interface FlagInfo {
 }
 
 export interface Schema {
+  /**
+   * Every defs.x entry by its C identifier: ids.CMD.RULE_ADD is
+   * 'rule_add', ids.VALUE.ENABLED is 'enabled'.  The types come from defs.x
+   * (ids.d.ts, generated), so a lookup of an ID defs.x lacks does not compile.
+   */
+  readonly ids: Ids;
   readonly family: {
     readonly name: string;
     readonly version: number;

@@ -117,7 +117,20 @@ Napi::Object build_schema(Napi::Env env)
 	platform.Set("af", frozen(af));
 	platform.Set("cap", frozen(cap));
 
+	// ids.KIND.ID = name: CMD, ATTR, FLAG and each constant group as
+	// defs.x writes them (ids.CMD.RULE_ADD is 'rule_add').
+	Napi::Object ids = Napi::Object::New(env);
+	for (size_t i = 0; i < vordr_nids; i++) {
+		const IdDesc &d = vordr_ids[i];
+		if (!ids.Has(d.kind))
+			ids.Set(d.kind, Napi::Object::New(env));
+		ids.Get(d.kind).As<Napi::Object>().Set(d.id, d.name);
+	}
+	for (auto name : ids.GetPropertyNames())
+		ids.Get(static_cast<Napi::Value>(name.second)).As<Napi::Object>().Freeze();
+
 	Napi::Object s = Napi::Object::New(env);
+	s.Set("ids", frozen(ids));
 	s.Set("platform", frozen(platform));
 	s.Set("family", frozen(family));
 	s.Set("commands", frozen(commands));

@@ -96,6 +96,20 @@ const FlagDesc vordr_flags[] = {
 };
 const size_t vordr_nflags = sizeof(vordr_flags) / sizeof(vordr_flags[0]);
 
+const IdDesc vordr_ids[] = {
+#define VORDR_CMD(id, name, perm, kind) {"CMD", #id, #name},
+#include "defs.x"
+#define VORDR_ATTR(id, name, type, dir, lo, hi) {"ATTR", #id, #name},
+#include "defs.x"
+#define VORDR_FLAG(id, name, access, def, allowed) {"FLAG", #id, #name},
+#include "defs.x"
+#define VORDR_CONST_NAME(name, ...) name
+#define VORDR_CONST(group, id, value, ...) {#group, #id, VORDR_CONST_NAME(__VA_ARGS__, 0)},
+#include "defs.x"
+#undef VORDR_CONST_NAME
+};
+const size_t vordr_nids = sizeof(vordr_ids) / sizeof(vordr_ids[0]);
+
 const char *type_name(AttrType t)
 {
 	switch (t) {

@@ -111,6 +111,18 @@ extern const size_t vordr_nconsts;
 extern const FlagDesc vordr_flags[];
 extern const size_t vordr_nflags;
 
+// Every entry of defs.x by its C identifier: kind ("CMD", "ATTR", "FLAG",
+// or a constant's group), the ID as written (RULE_ADD), and its name
+// (rule_add).  The daemon names what it uses by these IDs, as C does with
+// VORDR_CMD_RULE_ADD, and never by the name or number itself.
+struct IdDesc {
+	const char *kind;
+	const char *id;
+	const char *name;
+};
+extern const IdDesc vordr_ids[];
+extern const size_t vordr_nids;
+
 const char *type_name(AttrType t);
 const char *kind_name(Kind k);
 const AttrDesc *find_attr(const FamilyDesc &f, uint16_t id);

@@ -18,8 +18,39 @@ export type EventLoss = Native.EventLoss;
 export type Constant = Native.Constant;
 export type FlagDef = Native.FlagInfo;
 export type Schema = Native.Schema;
+export type Ids = Native.Schema['ids'];
 export type AddonError = Native.VordrError;
 export type Connection = Native.Connection;
+
+/** A constant group of defs.x by its C identifier (VALUE, PROT, LIFE...). */
+export type ConstGroupId = Exclude<keyof Ids, 'CMD' | 'ATTR' | 'FLAG'>;
+
+/** A constant's number by its group's and its own C identifier. */
+export function constValue<G extends ConstGroupId>(schema: Schema, group: G, id: keyof Ids[G]): number | undefined {
+  const name = (schema.ids[group] as Readonly<Record<PropertyKey, string>>)[id];
+  return name === undefined ? undefined : schema.constants[group.toLowerCase()]?.[name]?.value;
+}
+
+/**
+ * What schema.ids names but the rest of the schema lacks ('command
+ * rule_list', 'constant life always'): an addon at odds with itself, or
+ * one whose ids the daemon was not built for.
+ */
+export function schemaGaps(schema: Schema): string[] {
+  if (!schema.ids) return ['schema ids'];
+  const gaps: string[] = [];
+  for (const [kind, entries] of Object.entries(schema.ids) as [string, Readonly<Record<string, string>>][]) {
+    for (const name of Object.values(entries)) {
+      const has =
+        kind === 'CMD' ? name in schema.commands
+        : kind === 'ATTR' ? name in schema.attrs
+        : kind === 'FLAG' ? name in schema.flags
+        : name in (schema.constants[kind.toLowerCase()] ?? {});
+      if (!has) gaps.push(`${kind === 'CMD' ? 'command' : kind === 'ATTR' ? 'attribute' : kind === 'FLAG' ? 'flag' : `constant ${kind.toLowerCase()}`} ${name}`);
+    }
+  }
+  return gaps;
+}
 
 /** The part of the addon the daemon uses. */
 export interface Addon {

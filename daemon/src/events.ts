@@ -4,7 +4,7 @@
 // comes from the schema through vocab.ts.
 
 import fs from 'node:fs';
-import type { Event, EventLoss, Message, AttrValue } from './addon';
+import { constValue, type ConstGroupId, type Event, type EventLoss, type Message, type AttrValue } from './addon';
 import type { Vocab } from './vocab';
 
 export interface VordrEvent {
@@ -30,6 +30,17 @@ export interface VordrEvent {
   readonly count: number;
   /** The rule that decided, when one did. */
   readonly rule?: { readonly path: string; readonly prot: string };
+  /** What the daemon asks of an event, read off its numbers by defs.x's C identifiers. */
+  readonly is: {
+    /** Waiting for a prompt's answer (VALUE PENDING). */
+    readonly pending: boolean;
+    readonly blocked: boolean;
+    /** Allowed because no rule names it (an `allow norule` row). */
+    readonly noruleAllow: boolean;
+    readonly inbound: boolean;
+    /** The protocol has ports (TCP, UDP). */
+    readonly ported: boolean;
+  };
 }
 
 /** The addon's marker of events lost to a full receive buffer. */
@@ -102,8 +113,8 @@ function addr(v: AttrValue | undefined): string {
   return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`;
 }
 
-function named(v: Vocab, group: string, n: number): string {
-  const g = v.schema.constants[group] ?? {};
+function named(v: Vocab, group: ConstGroupId, n: number): string {
+  const g = v.schema.constants[group.toLowerCase()] ?? {};
   for (const [name, c] of Object.entries(g)) if (c.value === n) return name;
   return String(n);
 }
@@ -116,36 +127,48 @@ function ipVersion(v: Vocab, af: number, daddr: AttrValue | undefined): 4 | 6 {
 }
 
 export function decodeEvent(m: Message, v: Vocab, now: Date = new Date()): VordrEvent {
-  const af = num(m['af']);
-  const rpath = m['rpath'];
+  const A = v.ids.ATTR;
+  const S = v.schema;
+  const af = num(m[A.AF]);
+  const rpath = m[A.RPATH];
+  const verdict = num(m[A.VERDICT]);
+  const prot = num(m[A.PROT]);
+  const ino = m[A.INO];
   return {
     time: now,
-    verdict: named(v, 'value', num(m['verdict'])),
-    reason: named(v, 'reason', num(m['reason'])),
-    dir: named(v, 'dir', num(m['dir'])),
-    prot: v.protName(num(m['prot'])),
-    ip: ipVersion(v, af, m['daddr']),
-    saddr: addr(m['saddr']),
-    daddr: addr(m['daddr']),
-    sport: num(m['sport']),
-    dport: num(m['dport']),
-    pid: opt(m['pid']),
-    uid: opt(m['uid']),
-    path: typeof m['path'] === 'string' ? m['path'] : '',
-    dev: opt(m['dev']),
-    ino: typeof m['ino'] === 'bigint' ? m['ino'] : m['ino'] === undefined ? undefined : BigInt(num(m['ino'])),
-    count: num(m['count']),
-    ...(typeof rpath === 'string' ? { rule: { path: rpath, prot: v.protName(num(m['rprot'])) } } : {}),
+    verdict: named(v, 'VALUE', verdict),
+    reason: named(v, 'REASON', num(m[A.REASON])),
+    dir: named(v, 'DIR', num(m[A.DIR])),
+    prot: v.protName(prot),
+    ip: ipVersion(v, af, m[A.DADDR]),
+    saddr: addr(m[A.SADDR]),
+    daddr: addr(m[A.DADDR]),
+    sport: num(m[A.SPORT]),
+    dport: num(m[A.DPORT]),
+    pid: opt(m[A.PID]),
+    uid: opt(m[A.UID]),
+    path: typeof m[A.PATH] === 'string' ? (m[A.PATH] as string) : '',
+    dev: opt(m[A.DEV]),
+    ino: typeof ino === 'bigint' ? ino : ino === undefined ? undefined : BigInt(num(ino)),
+    count: num(m[A.COUNT]),
+    ...(typeof rpath === 'string' ? { rule: { path: rpath, prot: v.protName(num(m[A.RPROT])) } } : {}),
+    is: {
+      pending: verdict === constValue(S, 'VALUE', 'PENDING'),
+      blocked: verdict === constValue(S, 'VALUE', 'BLOCK'),
+      noruleAllow: verdict === constValue(S, 'VALUE', 'ALLOW') && num(m[A.REASON]) === constValue(S, 'REASON', 'NORULE'),
+      inbound: num(m[A.DIR]) === constValue(S, 'DIR', 'IN'),
+      ported: prot === constValue(S, 'PROT', 'TCP') || prot === constValue(S, 'PROT', 'UDP'),
+    },
   };
 }
 
 /** The far end of the packet: where an outbound one goes, where an inbound one comes from. */
 export function peer(e: VordrEvent): string {
-  const outbound = e.dir !== 'in';
+  const outbound = !e.is.inbound;
   const a = outbound ? e.daddr : e.saddr;
   const p = outbound ? e.dport : e.sport;
   const host = e.ip === 6 ? `[${a}]` : a;
-  return e.prot === 'tcp' || e.prot === 'udp' ? `${host}:${p}` : host;
+  return e.is.ported ? `${host}:${p}` : host;
 }
 
 /** The application's short name: the executable's file name. */

@@ -6,6 +6,7 @@
 
 import type { AppStats, Rule } from './kernel';
 import type { Vocab } from './vocab';
+import { LIFE_IDS, lifetimeWords } from './grammar';
 
 /** A word as the tokenizer reads it back: quoted when it has blanks or quotes. */
 export function quote(word: string): string {
@@ -30,8 +31,9 @@ export function formatTime(unixSeconds: bigint): string {
  */
 export function ruleLifetime(r: Rule, v: Vocab): string {
   if (r.timeout > 0) return `for ${r.timeout}s`;
-  const name = v.lifeName(r.life);
-  return name === 'exit' || name === 'reboot' ? `until ${name}` : '';
+  if (r.life === v.lifeOf(LIFE_IDS.exit)) return lifetimeWords({ kind: 'exit' });
+  if (r.life === v.lifeOf(LIFE_IDS.reboot)) return lifetimeWords({ kind: 'reboot' });
+  return '';
 }
 
 /** The command that recreates the rule, with its lifetime. */

@@ -13,7 +13,7 @@
 import { Result, ResultAsync, err, errAsync, ok, okAsync } from 'neverthrow';
 import { quote, ruleLine, sortRules, statsLines } from './format';
 import { describeKernelError, type KernelError, type Kernel } from './kernel';
-import { GRAMMAR_WORDS, type Flag, type Vocab } from './vocab';
+import { type Flag, type LifeId, type ValueId, type Vocab } from './vocab';
 
 // ---------------------------------------------------------------- tokens
 
@@ -129,6 +129,9 @@ export function tokenize(line: string): Result<Token[], ParseError> {
 export type Lifetime = { kind: 'always' } | { kind: 'for'; seconds: number } | { kind: 'exit' } | { kind: 'reboot' };
 
 export const ALWAYS: Lifetime = { kind: 'always' };
+
+/** The kernel's life (defs.x LIFE, by C identifier) of each lifetime but 'for'. */
+export const LIFE_IDS: { readonly [K in Exclude<Lifetime['kind'], 'for'>]: LifeId } = { always: 'ALWAYS', exit: 'EXIT', reboot: 'REBOOT' };
 
 export const LIFETIME_USAGE = 'for TIME | until exit | until reboot';
 
@@ -258,14 +261,15 @@ const CONTINUE = (): Next => 'continue';
 
 // ---------------------------------------------------------------- argument helpers
 
-function schemaValue(v: Vocab, word: string): Result<number, ParseError> {
-  const n = v.value(word);
-  return n === undefined ? err({ kind: 'schema', missing: `value '${word}'` }) : ok(n);
+function modeFlag(v: Vocab): Result<Flag, ParseError> {
+  const f = v.flag(v.ids.FLAG.MODE);
+  return f === undefined ? err({ kind: 'schema', missing: `flag '${v.ids.FLAG.MODE}'` }) : ok(f);
 }
 
-function modeFlag(v: Vocab): Result<Flag, ParseError> {
-  const f = v.flag(GRAMMAR_WORDS.modeFlag);
-  return f === undefined ? err({ kind: 'schema', missing: `flag '${GRAMMAR_WORDS.modeFlag}'` }) : ok(f);
+/** A VALUE constant's number by its C identifier. */
+function schemaValueOf(v: Vocab, id: ValueId): Result<number, ParseError> {
+  const n = v.valueOf(id);
+  return n === undefined ? err({ kind: 'schema', missing: `value '${v.ids.VALUE[id]}'` }) : ok(n);
 }
 
 function isProtWord(t: Token, v: Vocab): boolean {
@@ -275,7 +279,7 @@ function isProtWord(t: Token, v: Vocab): boolean {
 function protArg(t: Token, v: Vocab): Result<number, ParseError> {
   const byName = t.quoted ? undefined : v.prot(t.text);
   if (byName !== undefined) return ok(byName);
-  const attr = v.schema.attrs['prot'];
+  const attr = v.schema.attrs[v.ids.ATTR.PROT];
   if (!t.quoted && /^\d+$/.test(t.text) && attr && Number(t.text) >= attr.lo && Number(t.text) <= attr.hi)
     return ok(Number(t.text));
   return err({ kind: 'unknown-protocol', word: t.text, known: v.protNames() });
@@ -342,7 +346,7 @@ function protPath(
 
 /** The longest `for TIME` the module takes: its timeout attribute's bound. */
 function maxTimeout(v: Vocab): number {
-  const a = v.schema.attrs['timeout'];
+  const a = v.schema.attrs[v.ids.ATTR.TIMEOUT];
   if (!a) return 0;
   if (a.hi > 0) return a.hi;
   const bits = { u8: 8, u16: 16, u32: 32, u64: 53 }[a.type as 'u8' | 'u16' | 'u32' | 'u64'];
@@ -358,7 +362,7 @@ function lifetimeArg(command: string, rest: readonly Token[], v: Vocab): Result<
   if (word.text === 'for') {
     if (arg === undefined) return err({ kind: 'missing-argument', command, what: 'TIME after for', usage: [`${command} [PROT] PATH for TIME`] });
     const max = maxTimeout(v);
-    if (max === 0) return err({ kind: 'schema', missing: 'attribute timeout' });
+    if (max === 0) return err({ kind: 'schema', missing: `attribute ${v.ids.ATTR.TIMEOUT}` });
     return parseDuration(arg.text, max).andThen((seconds) =>
       noMore(command, rest, 2).map((): Lifetime => ({ kind: 'for', seconds })),
     );
@@ -392,22 +396,41 @@ function delResolved(ctx: Context, path: string, prot: number | undefined): Resu
 }
 
 function modeRun(cmd: Extract<Command, { kind: 'mode' }>, ctx: Context): ResultAsync<Next, RunError> {
-  const f = ctx.vocab.flag(GRAMMAR_WORDS.modeFlag);
-  if (!f) return errAsync({ kind: 'unsupported', what: `flag '${GRAMMAR_WORDS.modeFlag}'` });
+  const f = ctx.vocab.flag(ctx.vocab.ids.FLAG.MODE);
+  if (!f) return errAsync({ kind: 'unsupported', what: `flag '${ctx.vocab.ids.FLAG.MODE}'` });
   return ctx.kernel.flagSet(f.id, cmd.value).map(CONTINUE);
 }
 
+/**
+ * The grammar's verdict words (SPEC section 2, E7's command language):
+ * commands, each standing for a rule's verdict and, alone, a mode.
+ */
+export const ALLOW = 'allow';
+export const BLOCK = 'block';
+export type VerdictWord = typeof ALLOW | typeof BLOCK;
+
+/** What each verdict word stands for in the schema, by C identifier. */
+export const VERDICT_WORDS: { readonly [W in VerdictWord]: { readonly verdict: ValueId; readonly mode: ValueId } } = {
+  [ALLOW]: { verdict: 'ALLOW', mode: 'DISABLED' },
+  [BLOCK]: { verdict: 'BLOCK', mode: 'BLOCK' },
+};
+
+function isVerdictWord(w: string): w is VerdictWord {
+  return w === ALLOW || w === BLOCK;
+}
+
 /** `allow`/`block`: a rule with a path, the mode without. */
-function verdictEntry(word: typeof GRAMMAR_WORDS.allow | typeof GRAMMAR_WORDS.block, mode: string, meaning: string): Entry<Extract<Command, { kind: 'rule' | 'mode' }>> {
+function verdictEntry(word: VerdictWord, meaning: string): Entry<Extract<Command, { kind: 'rule' | 'mode' }>> {
+  const ids = VERDICT_WORDS[word];
   return {
     name: word,
     aliases: [],
     usage: [`${word} [PROT] PATH [${LIFETIME_USAGE}]`, word],
-    summary: `${word} PATH's traffic (PROT omitted: any); without PATH, set mode ${mode} (${meaning})`,
+    summary: `${word} PATH's traffic (PROT omitted: any); without PATH, the whole machine: ${meaning}`,
     parse: (args, v) => {
       if (args.length === 0)
-        return modeFlag(v).andThen(() => schemaValue(v, mode)).map((value) => ({ kind: 'mode' as const, value }));
-      return schemaValue(v, word).andThen((verdict) =>
+        return modeFlag(v).andThen(() => schemaValueOf(v, ids.mode)).map((value) => ({ kind: 'mode' as const, value }));
+      return schemaValueOf(v, ids.verdict).andThen((verdict) =>
         protPath(word, args, v).andThen(({ prot, path, rest }) =>
           (prot === undefined ? schemaProt(v) : ok(prot)).andThen((p) =>
             lifetimeArg(word, rest, v).map((lifetime) => ({ kind: 'rule' as const, verdict, prot: p, path, lifetime })),
@@ -420,8 +443,8 @@ function verdictEntry(word: typeof GRAMMAR_WORDS.allow | typeof GRAMMAR_WORDS.bl
 }
 
 function schemaProt(v: Vocab): Result<number, ParseError> {
-  const p = v.prot(GRAMMAR_WORDS.anyProt);
-  return p === undefined ? err({ kind: 'schema', missing: `protocol '${GRAMMAR_WORDS.anyProt}'` }) : ok(p);
+  const p = v.prot(v.ids.PROT.ANY);
+  return p === undefined ? err({ kind: 'schema', missing: `protocol '${v.ids.PROT.ANY}'` }) : ok(p);
 }
 
 const CLEAR_ALL = 'all';
@@ -429,28 +452,28 @@ const CLEAR_ALL = 'all';
 // ---------------------------------------------------------------- the table
 
 export const COMMANDS: readonly Entry[] = [
-  verdictEntry(GRAMMAR_WORDS.allow, GRAMMAR_WORDS.modeDisabled, 'every packet passes, nothing is enforced') as Entry,
-  verdictEntry(GRAMMAR_WORDS.block, GRAMMAR_WORDS.modeBlock, 'every packet is dropped') as Entry,
+  verdictEntry(ALLOW, 'every packet passes, nothing is enforced') as Entry,
+  verdictEntry(BLOCK, 'every packet is dropped') as Entry,
   {
     name: 'clear',
     aliases: [],
-    usage: ['clear PROT PATH', 'clear PATH', `clear ${GRAMMAR_WORDS.allow}|${GRAMMAR_WORDS.block}|${CLEAR_ALL}`],
+    usage: ['clear PROT PATH', 'clear PATH', `clear ${ALLOW}|${BLOCK}|${CLEAR_ALL}`],
     summary: 'remove one rule, every rule for PATH, or all allow/block/all rules',
     parse: (args, v) => {
       const [first] = args;
       if (first === undefined)
         return err({ kind: 'missing-argument', command: 'clear', what: 'what to clear', usage: COMMANDS_BY_NAME.get('clear')?.usage ?? [] });
-      const keyword = !first.quoted && [CLEAR_ALL, GRAMMAR_WORDS.allow, GRAMMAR_WORDS.block].includes(first.text);
+      const keyword = !first.quoted && (first.text === CLEAR_ALL || isVerdictWord(first.text));
       if (keyword && !isProtWord(first, v)) {
         const more = noMore('clear', args, 1);
         if (more.isErr()) return err(more.error);
       }
       if (!first.quoted && args.length === 1) {
         if (first.text === CLEAR_ALL) return ok({ kind: 'clear-verdict', verdict: undefined });
-        if (first.text === GRAMMAR_WORDS.allow || first.text === GRAMMAR_WORDS.block)
-          return schemaValue(v, first.text).map((verdict) => ({ kind: 'clear-verdict', verdict }));
+        if (isVerdictWord(first.text))
+          return schemaValueOf(v, VERDICT_WORDS[first.text].verdict).map((verdict) => ({ kind: 'clear-verdict', verdict }));
         if (!first.text.startsWith('/') && !isProtWord(first, v))
-          return err({ kind: 'bad-argument', command: 'clear', word: first.text, expected: `PROT PATH, an absolute PATH, ${GRAMMAR_WORDS.allow}, ${GRAMMAR_WORDS.block} or ${CLEAR_ALL}` });
+          return err({ kind: 'bad-argument', command: 'clear', word: first.text, expected: `PROT PATH, an absolute PATH, ${ALLOW}, ${BLOCK} or ${CLEAR_ALL}` });
       }
       return protPath('clear', args, v).andThen(({ prot, path, rest }) =>
         noMore('clear', rest, 0).map((): Command =>
@@ -479,24 +502,25 @@ export const COMMANDS: readonly Entry[] = [
     name: 'enable',
     aliases: [],
     usage: ['enable'],
-    summary: `set mode ${GRAMMAR_WORDS.modeEnabled}: rules are enforced`,
+    summary: 'the whole machine: rules are enforced',
     parse: (args, v) =>
       noMore('enable', args, 0).andThen(() =>
-        modeFlag(v).andThen(() => schemaValue(v, GRAMMAR_WORDS.modeEnabled)).map((value): Command => ({ kind: 'mode', value })),
+        modeFlag(v).andThen(() => schemaValueOf(v, 'ENABLED')).map((value): Command => ({ kind: 'mode', value })),
       ),
     run: (cmd, ctx) => (cmd.kind === 'mode' ? modeRun(cmd, ctx) : okAsync(CONTINUE())),
   },
   {
     name: 'query',
     aliases: [],
-    usage: ['query', `query ${GRAMMAR_WORDS.allow}`, `query ${GRAMMAR_WORDS.block}`],
+    usage: ['query', `query ${ALLOW}`, `query ${BLOCK}`],
     summary: "print the mode and the rules (all, or one verdict's) with their counters",
     parse: (args, v) => {
       const [first] = args;
       if (first === undefined) return ok({ kind: 'query', verdict: undefined });
-      if (first.quoted || (first.text !== GRAMMAR_WORDS.allow && first.text !== GRAMMAR_WORDS.block))
-        return err({ kind: 'bad-argument', command: 'query', word: first.text, expected: `${GRAMMAR_WORDS.allow} or ${GRAMMAR_WORDS.block}` });
-      return noMore('query', args, 1).andThen(() => schemaValue(v, first.text)).map((verdict): Command => ({ kind: 'query', verdict }));
+      const word = first.text;
+      if (first.quoted || !isVerdictWord(word))
+        return err({ kind: 'bad-argument', command: 'query', word, expected: `${ALLOW} or ${BLOCK}` });
+      return noMore('query', args, 1).andThen(() => schemaValueOf(v, VERDICT_WORDS[word].verdict)).map((verdict): Command => ({ kind: 'query', verdict }));
     },
     run: (cmd, ctx) => (cmd.kind === 'query' ? query(cmd.verdict, ctx) : okAsync(CONTINUE())),
   },
@@ -632,8 +656,8 @@ export function flagValueName(v: Vocab, flag: string, value: bigint): string {
 // ---------------------------------------------------------------- query, help
 
 function query(verdict: number | undefined, ctx: Context): ResultAsync<Next, RunError> {
-  const mode = ctx.vocab.flag(GRAMMAR_WORDS.modeFlag);
-  if (!mode) return errAsync({ kind: 'unsupported', what: `flag '${GRAMMAR_WORDS.modeFlag}'` });
+  const mode = ctx.vocab.flag(ctx.vocab.ids.FLAG.MODE);
+  if (!mode) return errAsync({ kind: 'unsupported', what: `flag '${ctx.vocab.ids.FLAG.MODE}'` });
   return ctx.kernel
     .flagGet(mode.id)
     .andThen((value) => ctx.kernel.ruleList(verdict).map((rules) => ({ value, rules })))
@@ -652,8 +676,7 @@ function flagHelp(v: Vocab): string[] {
     const name = n.padEnd(width);
     if (!f.writable) return `  ${name}  (read-only)`;
     const words = f.allowed.map((a) => {
-      const c = v.schema.constants['value']?.[a];
-      const aliases = (c?.aliases ?? []).filter((x) => x !== a);
+      const aliases = v.valueAliases(a).filter((x) => x !== a);
       return aliases.length ? `${a} (${aliases.join(', ')})` : a;
     });
     const def = v.valueName(f.default);
@@ -668,7 +691,7 @@ export function help(topic: string | undefined, v: Vocab): string {
     return [
       'commands:',
       ...rows.map(([u, s]) => (s ? `  ${u.padEnd(width)}  ${s}` : `  ${u}`)),
-      `PROT: ${v.protNames().join(', ')} (omitted: ${GRAMMAR_WORDS.anyProt}); PATH: absolute, "quoted" if it has blanks, ending in / for a directory`,
+      `PROT: ${v.protNames().join(', ')} (omitted: ${v.ids.PROT.ANY}); PATH: absolute, "quoted" if it has blanks, ending in / for a directory`,
       '',
     ].join('\n');
   }
@@ -676,7 +699,7 @@ export function help(topic: string | undefined, v: Vocab): string {
   if (!e) return `unknown command '${topic}'\n`;
   const lines = [...e.usage.map((u) => `usage: ${u}`), `  ${e.summary}`];
   if (e.name === 'set' || e.name === 'get') lines.push('flags:', ...flagHelp(v));
-  if (e.name === GRAMMAR_WORDS.allow || e.name === GRAMMAR_WORDS.block || e.name === 'clear')
+  if (isVerdictWord(e.name) || e.name === 'clear')
     lines.push(`PROT: ${v.protNames().join(', ')}`);
   return lines.join('\n') + '\n';
 }

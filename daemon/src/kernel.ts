@@ -7,7 +7,7 @@
 
 import os from 'node:os';
 import { ResultAsync, errAsync, okAsync } from 'neverthrow';
-import type { Addon, AttrValue, Connection, Event, EventLoss, Message, Schema } from './addon';
+import { constValue, schemaGaps, type Addon, type AttrValue, type Connection, type Event, type EventLoss, type Message, type Schema } from './addon';
 
 export type KernelError =
   | { kind: 'not-loaded' }
@@ -65,15 +65,11 @@ export interface AppStats {
   lasthit: bigint;
 }
 
-const COMMANDS = ['hello', 'rule_add', 'rule_del', 'rule_clear', 'rule_list', 'flag_set', 'flag_get'] as const;
-const ATTRS = ['version', 'schema', 'prot', 'path', 'verdict', 'flag', 'value', 'packets', 'bytes', 'lasthit'] as const;
-/** The schema's constants for a rule's life, and the one a rule has by default. */
-const LIFE_GROUP = 'life';
-const LIFE_ALWAYS = 'always';
-/** The module's count of undelivered events. */
-const EVDROPS = 'evdrops';
-type CommandName = (typeof COMMANDS)[number];
-type AttrName = (typeof ATTRS)[number] | 'timeout' | 'life';
+// Commands, attributes and flags are named by defs.x's C identifiers
+// (schema.ids.CMD.RULE_ADD), checked when the daemon is compiled; the
+// addon that supplies them was built from the same defs.x, and HELLO
+// checks that the module was too.
+type Ids = Schema['ids'];
 
 export const PERMISSION_MESSAGE = 'changing rules needs root or CAP_NET_ADMIN';
 
@@ -118,22 +114,19 @@ function toKernelError(command: string, e: unknown): KernelError {
 export class Kernel {
   /** The life of a rule whose dump carries none. */
   private readonly lifeAlways: number;
+  private readonly ids: Ids;
 
   private constructor(
     private readonly conn: Connection,
     private readonly schema: Schema,
   ) {
-    // connect() checked it is there.
-    this.lifeAlways = schema.constants[LIFE_GROUP]?.[LIFE_ALWAYS]?.value ?? Number.NaN;
+    this.ids = schema.ids;
+    this.lifeAlways = constValue(schema, 'LIFE', 'ALWAYS') ?? Number.NaN;
   }
 
   /** Opens the family and checks the module was built from our defs.x. */
   static connect(addon: Addon): ResultAsync<Kernel, KernelError> {
-    const missing = [
-      ...COMMANDS.filter((c) => !(c in addon.schema.commands)).map((c) => `command ${c}`),
-      ...ATTRS.filter((a) => !(a in addon.schema.attrs)).map((a) => `attribute ${a}`),
-      ...(addon.schema.constants[LIFE_GROUP]?.[LIFE_ALWAYS] ? [] : [`constant ${LIFE_GROUP} ${LIFE_ALWAYS}`]),
-    ];
+    const missing = schemaGaps(addon.schema);
     if (missing.length > 0) return errAsync({ kind: 'addon-mismatch', missing });
     let opening: Promise<Connection>;
     try {
@@ -163,7 +156,7 @@ export class Kernel {
     }
   }
 
-  private call(command: CommandName | 'stats', attrs?: Partial<Record<AttrName, number | bigint | string>>): ResultAsync<Message[], KernelError> {
+  private call(command: string, attrs?: Readonly<Record<string, number | bigint | string | undefined>>): ResultAsync<Message[], KernelError> {
     let wire: Message | undefined;
     if (attrs) {
       wire = {};
@@ -190,9 +183,10 @@ export class Kernel {
   }
 
   private hello(): ResultAsync<Kernel, KernelError> {
-    return this.call('hello').andThen((replies) => {
+    const A = this.ids.ATTR;
+    return this.call(this.ids.CMD.HELLO).andThen((replies) => {
       const r = replies[0] ?? {};
-      const module = { version: num(r['version']), schema: num(r['schema']) >>> 0 };
+      const module = { version: num(r[A.VERSION]), schema: num(r[A.SCHEMA]) >>> 0 };
       const daemon = { version: this.schema.family.version, schema: this.schema.family.schemaCrc >>> 0 };
       if (module.version !== daemon.version || module.schema !== daemon.schema)
         return errAsync<Kernel, KernelError>({ kind: 'schema-mismatch', module, daemon });
@@ -203,22 +197,19 @@ export class Kernel {
   /** Adds or replaces a rule; see RuleAddOptions for timeout and life. */
   ruleAdd(prot: number, path: string, verdict: number, opts: RuleAddOptions = {}): ResultAsync<void, KernelError> {
     const { timeout, life } = opts;
-    const missing = [
-      ...(timeout !== undefined && !('timeout' in this.schema.attrs) ? ['attribute timeout'] : []),
-      ...(life !== undefined && !('life' in this.schema.attrs) ? ['attribute life'] : []),
-    ];
-    if (missing.length > 0) return errAsync({ kind: 'addon-mismatch', missing });
-    return this.call('rule_add', { prot, path, verdict, timeout, life }).map(() => undefined);
+    const A = this.ids.ATTR;
+    return this.call(this.ids.CMD.RULE_ADD, { [A.PROT]: prot, [A.PATH]: path, [A.VERDICT]: verdict, [A.TIMEOUT]: timeout, [A.LIFE]: life }).map(() => undefined);
   }
 
   /** Without prot, removes every rule for path. */
   ruleDel(path: string, prot?: number): ResultAsync<void, KernelError> {
-    return this.call('rule_del', prot === undefined ? { path } : { path, prot }).map(() => undefined);
+    const A = this.ids.ATTR;
+    return this.call(this.ids.CMD.RULE_DEL, { [A.PATH]: path, [A.PROT]: prot }).map(() => undefined);
   }
 
   /** Without verdict, removes every rule. */
   ruleClear(verdict?: number): ResultAsync<void, KernelError> {
-    return this.call('rule_clear', verdict === undefined ? undefined : { verdict }).map(() => undefined);
+    return this.call(this.ids.CMD.RULE_CLEAR, verdict === undefined ? undefined : { [this.ids.ATTR.VERDICT]: verdict }).map(() => undefined);
   }
 
   /**
@@ -226,26 +217,27 @@ export class Kernel {
    * caller wants one consistent listing, not a partial one.
    */
   ruleList(verdict?: number, tries = 3): ResultAsync<Rule[], KernelError> {
-    return this.call('rule_list', verdict === undefined ? undefined : { verdict })
-      .map((replies) => replies.map((r) => toRule(r, this.lifeAlways)))
+    return this.call(this.ids.CMD.RULE_LIST, verdict === undefined ? undefined : { [this.ids.ATTR.VERDICT]: verdict })
+      .map((replies) => replies.map((r) => toRule(r, this.ids.ATTR, this.lifeAlways)))
       .orElse((e) =>
         e.kind === 'kernel' && e.code === 'EINTR' && tries > 1 ? this.ruleList(verdict, tries - 1) : errAsync(e),
       );
   }
 
   flagSet(flag: number, value: number | bigint): ResultAsync<void, KernelError> {
-    return this.call('flag_set', { flag, value }).map(() => undefined);
+    const A = this.ids.ATTR;
+    return this.call(this.ids.CMD.FLAG_SET, { [A.FLAG]: flag, [A.VALUE]: value }).map(() => undefined);
   }
 
   flagGet(flag: number): ResultAsync<bigint, KernelError> {
-    return this.call('flag_get', { flag }).map((replies) => big(replies[0]?.['value']));
+    const A = this.ids.ATTR;
+    return this.call(this.ids.CMD.FLAG_GET, { [A.FLAG]: flag }).map((replies) => big(replies[0]?.[A.VALUE]));
   }
 
   /** Per-executable counters (STATS dump); EINTR is asked again like ruleList. */
   stats(tries = 3): ResultAsync<AppStats[], KernelError> {
-    if (!('stats' in this.schema.commands)) return errAsync({ kind: 'addon-mismatch', missing: ['command stats'] });
-    return this.call('stats')
-      .map((replies) => replies.map(toStats))
+    return this.call(this.ids.CMD.STATS)
+      .map((replies) => replies.map((r) => toStats(r, this.ids.ATTR)))
       .orElse((e) => (e.kind === 'kernel' && e.code === 'EINTR' && tries > 1 ? this.stats(tries - 1) : errAsync(e)));
   }
 
@@ -279,35 +271,39 @@ export class Kernel {
 
   /** The module's evdrops: events it could not deliver to some listener, since load. */
   evdrops(): ResultAsync<bigint, KernelError> {
-    const f = this.schema.flags[EVDROPS];
-    if (!f) return errAsync({ kind: 'addon-mismatch', missing: [`flag ${EVDROPS}`] });
+    const f = this.schema.flags[this.ids.FLAG.EVDROPS];
+    if (!f) return errAsync({ kind: 'addon-mismatch', missing: [`flag ${this.ids.FLAG.EVDROPS}`] });
     return this.flagGet(f.id);
   }
 }
 
-function toRule(r: Message, lifeAlways: number): Rule {
+function str(v: AttrValue | undefined): string {
+  return typeof v === 'string' ? v : String(v ?? '');
+}
+
+function toRule(r: Message, A: Ids['ATTR'], lifeAlways: number): Rule {
   return {
-    prot: num(r['prot']),
-    path: typeof r['path'] === 'string' ? r['path'] : String(r['path'] ?? ''),
-    verdict: num(r['verdict']),
-    packets: big(r['packets']),
-    bytes: big(r['bytes']),
-    lasthit: big(r['lasthit']),
-    timeout: num(r['timeout']),
-    life: r['life'] === undefined ? lifeAlways : num(r['life']),
+    prot: num(r[A.PROT]),
+    path: str(r[A.PATH]),
+    verdict: num(r[A.VERDICT]),
+    packets: big(r[A.PACKETS]),
+    bytes: big(r[A.BYTES]),
+    lasthit: big(r[A.LASTHIT]),
+    timeout: num(r[A.TIMEOUT]),
+    life: r[A.LIFE] === undefined ? lifeAlways : num(r[A.LIFE]),
   };
 }
 
-function toStats(r: Message): AppStats {
+function toStats(r: Message, A: Ids['ATTR']): AppStats {
   return {
-    path: typeof r['path'] === 'string' ? r['path'] : String(r['path'] ?? ''),
-    dev: num(r['dev']),
-    ino: big(r['ino']),
-    apackets: big(r['apackets']),
-    abytes: big(r['abytes']),
-    bpackets: big(r['bpackets']),
-    bbytes: big(r['bbytes']),
-    lasthit: big(r['lasthit']),
+    path: str(r[A.PATH]),
+    dev: num(r[A.DEV]),
+    ino: big(r[A.INO]),
+    apackets: big(r[A.APACKETS]),
+    abytes: big(r[A.ABYTES]),
+    bpackets: big(r[A.BPACKETS]),
+    bbytes: big(r[A.BBYTES]),
+    lasthit: big(r[A.LASTHIT]),
   };
 }
 

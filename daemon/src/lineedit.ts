@@ -4,8 +4,8 @@
 
 import fs from 'node:fs';
 import nodePath from 'node:path';
-import { COMMANDS } from './grammar';
-import { GRAMMAR_WORDS, type Vocab } from './vocab';
+import { ALLOW, BLOCK, COMMANDS } from './grammar';
+import type { Vocab } from './vocab';
 
 export interface DirEntry {
   readonly name: string;
@@ -79,16 +79,17 @@ export function complete(line: string, cursor: number, v: Vocab, opts: { cwd?: s
   const cmd = prev[0];
   const words: string[] = [];
   let paths = false;
-  const verdicts = [GRAMMAR_WORDS.allow, GRAMMAR_WORDS.block];
+  const verdicts = [ALLOW, BLOCK];
+  const ruleCmd = cmd === ALLOW || cmd === BLOCK;
   if (prev.length === 0) {
     for (const e of COMMANDS) words.push(e.name, ...e.aliases);
-  } else if ((cmd === GRAMMAR_WORDS.allow || cmd === GRAMMAR_WORDS.block) && prev.length >= 2 && prev.at(-1) === 'until') {
+  } else if (ruleCmd && prev.length >= 2 && prev.at(-1) === 'until') {
     // The lives a rule may be given (the schema's, but the default one).
-    const always = v.life('always');
+    const always = v.lifeOf('ALWAYS');
     words.push(...v.lifeNames().filter((n) => v.life(n) !== always));
-  } else if ((cmd === GRAMMAR_WORDS.allow || cmd === GRAMMAR_WORDS.block) && prev.length >= 2 && (prev.at(-1) ?? '').startsWith('/')) {
+  } else if (ruleCmd && prev.length >= 2 && (prev.at(-1) ?? '').startsWith('/')) {
     words.push('for', 'until');
-  } else if (cmd === GRAMMAR_WORDS.allow || cmd === GRAMMAR_WORDS.block || cmd === 'clear') {
+  } else if (ruleCmd || cmd === 'clear') {
     if (prev.length === 1) {
       words.push(...v.protNames());
       if (cmd === 'clear') words.push(...verdicts, 'all');

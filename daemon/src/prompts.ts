@@ -30,7 +30,7 @@
 import { ResultAsync, errAsync, okAsync } from 'neverthrow';
 import type { VordrEvent } from './events';
 import type { Kernel } from './kernel';
-import type { Lifetime, RunError } from './grammar';
+import { ALLOW, BLOCK, VERDICT_WORDS, type Lifetime, type RunError, type VerdictWord } from './grammar';
 import type { Runner } from './script';
 import type { Vocab } from './vocab';
 
@@ -54,7 +54,7 @@ export const DURATIONS: readonly { readonly key: string; readonly label: string;
 ];
 
 export interface Decision {
-  readonly verdict: 'allow' | 'block';
+  readonly verdict: VerdictWord;
   /** 'prot': the protocols the application tried; 'any': every protocol. */
   readonly scope: 'prot' | 'any';
   readonly lifetime: Lifetime;
@@ -62,9 +62,9 @@ export interface Decision {
 
 const ONCE: Lifetime = { kind: 'for', seconds: ONCE_SECONDS };
 /** What the user is asked and what Enter decides until they change it. */
-export const DEFAULT_DECISION: Decision = { verdict: 'block', scope: 'prot', lifetime: ONCE };
+export const DEFAULT_DECISION: Decision = { verdict: BLOCK, scope: 'prot', lifetime: ONCE };
 /** No answer (and Esc, which the prompt says). */
-export const TIMEOUT_DECISION: Decision = { verdict: 'block', scope: 'prot', lifetime: ONCE };
+export const TIMEOUT_DECISION: Decision = { verdict: BLOCK, scope: 'prot', lifetime: ONCE };
 
 export function sameLifetime(a: Lifetime, b: Lifetime): boolean {
   return a.kind === b.kind && (a.kind !== 'for' || (b.kind === 'for' && a.seconds === b.seconds));
@@ -124,8 +124,9 @@ export interface PromptOptions {
   readonly onDecided?: (p: Pending, d: Decision, error: RunError | undefined, timedOut: boolean, lines: readonly string[]) => void;
 }
 
-export function describeDecision(p: Pending, d: Decision): string {
-  const prot = d.scope === 'any' ? 'any' : p.prots.join('+');
+/** The decision as the command it stands for; v names the protocol a rule of every protocol has. */
+export function describeDecision(p: Pending, d: Decision, v: Vocab): string {
+  const prot = d.scope === 'any' ? v.ids.PROT.ANY : p.prots.join('+');
   return `${d.verdict} ${prot} ${p.path} ${lifetimeLabel(d.lifetime)}`;
 }
 
@@ -158,9 +159,9 @@ export class Prompts {
    * the same application.  Returns what happened to it.
    */
   offer(e: VordrEvent): 'opened' | 'merged' | 'ignored' {
-    if (e.verdict !== 'pending' || e.path === '') return 'ignored';
+    if (!e.is.pending || e.path === '') return 'ignored';
     const now = this.clock.now();
-    const settledUntil = this.settled.get(this.settleKey(e.path, e.prot)) ?? this.settled.get(this.settleKey(e.path, 'any'));
+    const settledUntil = this.settled.get(this.settleKey(e.path, e.prot)) ?? this.settled.get(this.settleKey(e.path, this.opts.vocab.ids.PROT.ANY));
     if (settledUntil !== undefined && settledUntil > now) return 'ignored';
     const open = this.queue.find((p) => p.path === e.path);
     if (open) {
@@ -227,8 +228,8 @@ export class Prompts {
     p.taking = true;
     const d = DURATIONS.find((x) => x.key === name);
     if (d) this.choose({ lifetime: d.lifetime });
-    else if (name === 'a') this.choose({ verdict: 'allow' });
-    else if (name === 'b') this.choose({ verdict: 'block' });
+    else if (name === 'a') this.choose({ verdict: ALLOW });
+    else if (name === 'b') this.choose({ verdict: BLOCK });
     else if (name === 'p') this.choose({ scope: 'prot' });
     else if (name === 'n') this.choose({ scope: 'any' });
     else if (name === 'enter') void this.answer();
@@ -300,13 +301,13 @@ export class Prompts {
     if (i >= 0) this.queue.splice(i, 1);
     const v = this.opts.vocab;
     const until = this.clock.now() + SETTLE_MS;
-    for (const prot of d.scope === 'any' ? ['any'] : p.prots) this.settled.set(this.settleKey(p.path, prot), until);
+    for (const prot of d.scope === 'any' ? [v.ids.PROT.ANY] : p.prots) this.settled.set(this.settleKey(p.path, prot), until);
     // The next prompt's countdown starts when the console shows it.
     this.arm();
     this.opts.onChange?.();
 
-    const verdict = v.value(d.verdict);
-    const prots = d.scope === 'any' ? [v.prot('any')] : p.prots.map((n) => v.prot(n));
+    const verdict = v.valueOf(VERDICT_WORDS[d.verdict].verdict);
+    const prots = d.scope === 'any' ? [v.prot(v.ids.PROT.ANY)] : p.prots.map((n) => v.prot(n));
     const lines: string[] = [];
     const add = async (): Promise<RunError | undefined> => {
       if (verdict === undefined || prots.some((x) => x === undefined)) return { kind: 'unsupported', what: `a verdict or protocol of this prompt` };

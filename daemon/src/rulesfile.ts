@@ -21,7 +21,7 @@ import path from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 import { quote, representable } from './format';
 import { parseLine, type Command, type Parsed } from './grammar';
-import { GRAMMAR_WORDS, type Flag, type Vocab } from './vocab';
+import { type Flag, type Vocab } from './vocab';
 
 export interface DocLine {
   text: string;
@@ -205,7 +205,7 @@ export class RulesDoc {
 
 /** The flag a bare `enable`/`block`/`allow` sets. */
 export function modeFlagOf(v: Vocab): Flag | undefined {
-  return v.flag(GRAMMAR_WORDS.modeFlag);
+  return v.flag(v.ids.FLAG.MODE);
 }
 
 // ---------------------------------------------------------------- writing

@@ -29,15 +29,13 @@ import {
   type Parsed,
   type RunError,
   type Lifetime,
-  ALWAYS,
+  LIFE_IDS,
   lifetimeWords,
 } from './grammar';
 import type { Kernel, KernelError, Rule } from './kernel';
 import { RulesDoc, modeFlagOf, readIfExists, resolveRulePath, ruleText, withLock, writeDurable, type Edit } from './rulesfile';
 import { flagValueName } from './grammar';
-import { GRAMMAR_WORDS, type Flag, type Vocab } from './vocab';
-
-const UNKRULE_FLAG = GRAMMAR_WORDS.unknownFlag;
+import type { Flag, Vocab } from './vocab';
 
 export const DEFAULT_RULES_FILE = '/etc/vordr/rules';
 export const DEFAULT_MODPROBE_CONF = '/etc/modprobe.d/vordr.conf';
@@ -108,8 +106,8 @@ export interface RunnerOptions {
 
 /** What a mode means, for the confirmation and its question. */
 function modeMeaning(v: Vocab, value: number): string {
-  if (value === v.value(GRAMMAR_WORDS.modeBlock)) return 'every packet is dropped';
-  if (value === v.value(GRAMMAR_WORDS.modeDisabled)) return 'every packet passes, nothing is enforced';
+  if (value === v.valueOf('BLOCK')) return 'every packet is dropped';
+  if (value === v.valueOf('DISABLED')) return 'every packet passes, nothing is enforced';
   return 'rules are enforced';
 }
 
@@ -255,7 +253,7 @@ export class Runner {
     if (parsed.isErr()) return err({ kind: 'parse', error: parsed.error });
     if (parsed.value === null) return ok('continue');
     const cmd = parsed.value.command;
-    if (cmd.kind === 'mode' && cmd.value !== this.opts.vocab.value(GRAMMAR_WORDS.modeEnabled)) {
+    if (cmd.kind === 'mode' && cmd.value !== this.opts.vocab.valueOf('ENABLED')) {
       const word = text.trim().split(/\s+/)[0] ?? '';
       const mode = this.opts.vocab.valueName(cmd.value) ?? String(cmd.value);
       if (this.opts.confirm && !(await this.opts.confirm(`Switch the whole machine to mode ${mode}: ${modeMeaning(this.opts.vocab, cmd.value)}?`))) {
@@ -333,8 +331,8 @@ export class Runner {
   private kernelAdd(prot: number, path: string, verdict: number, l: Lifetime): ResultAsync<void, KernelError> {
     if (l.kind === 'for') return this.opts.kernel.ruleAdd(prot, path, verdict, { timeout: l.seconds });
     if (l.kind === 'always') return this.opts.kernel.ruleAdd(prot, path, verdict);
-    const life = this.opts.vocab.life(l.kind);
-    if (life === undefined) return errAsync({ kind: 'addon-mismatch', missing: [`constant life ${l.kind}`] });
+    const life = this.opts.vocab.lifeOf(LIFE_IDS[l.kind]);
+    if (life === undefined) return errAsync({ kind: 'addon-mismatch', missing: [`constant ${this.opts.vocab.ids.LIFE[LIFE_IDS[l.kind]]}`] });
     return this.opts.kernel.ruleAdd(prot, path, verdict, { life });
   }
 
@@ -344,14 +342,14 @@ export class Runner {
    */
   private afterAdd(verdict: number): ResultAsync<void, RunError> {
     const v = this.opts.vocab;
-    const unkrule = v.flag(UNKRULE_FLAG);
-    if (this.noted || verdict !== v.value(GRAMMAR_WORDS.block) || !unkrule || this.scriptDepth > 0) return okAsync(undefined);
+    const unkrule = v.flag(v.ids.FLAG.UNKRULE);
+    if (this.noted || verdict !== v.valueOf('BLOCK') || !unkrule || this.scriptDepth > 0) return okAsync(undefined);
     return this.opts.kernel
       .flagGet(unkrule.id)
       .map((value) => {
-        if (Number(value) !== v.value(GRAMMAR_WORDS.allow)) return;
+        if (Number(value) !== v.valueOf('ALLOW')) return;
         this.noted = true;
-        const deny = unkrule.allowed.filter((a) => a !== GRAMMAR_WORDS.allow);
+        const deny = unkrule.allowed.filter((a) => a !== v.ids.VALUE.ALLOW);
         this.opts.out.write(
           `note: a block rule names a path; a copy or hard link of the program, one started through the ELF loader (ld.so) or a renamed binary is not caught. ` +
             `With ${unkrule.name} ${v.valueName(value) ?? value}, whatever has no rule passes: default-deny (${deny.map((d) => `'set ${unkrule.name} ${d}'`).join(' or ')}) is the security boundary.\n`,
@@ -481,7 +479,7 @@ export class Runner {
    */
   private isLasting(r: Rule): boolean {
     const key = ruleKey(r.prot, r.path);
-    const always = this.opts.vocab.life(ALWAYS.kind);
+    const always = this.opts.vocab.lifeOf(LIFE_IDS.always);
     return r.timeout === 0 && (always === undefined || r.life === always) && !this.session.has(key) && !this.untilReboot.has(key);
   }
 

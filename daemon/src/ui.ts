@@ -24,7 +24,7 @@ import blessed from 'blessed';
 import type { Readable, Writable } from 'node:stream';
 import { appName, clock, decodeEvent, decodeLoss, isLost, peer, Users, type Loss, type VordrEvent } from './events';
 import { quote, ruleLine, sortRules, statsLines } from './format';
-import { COMMANDS, describeRunError, flagValueName, help, parseLine, type Output } from './grammar';
+import { ALLOW, BLOCK, COMMANDS, describeRunError, flagValueName, help, parseLine, type Output, type VerdictWord } from './grammar';
 import type { Kernel } from './kernel';
 import { LineEditor } from './lineedit';
 import { DURATIONS, describeDecision, GUARD_MS, lifetimeLabel, ONCE_SECONDS, Prompts, sameLifetime, TIMEOUT_DECISION, type Clock } from './prompts';
@@ -164,7 +164,7 @@ export function eventLine(e: VordrEvent, users: Users, width: number, reason?: s
 
 /** `allow norule` events: the flood a summary row stands for. */
 function isNoruleAllow(e: VordrEvent): boolean {
-  return e.verdict === 'allow' && e.reason === 'norule';
+  return e.is.noruleAllow;
 }
 
 interface Summary {
@@ -331,8 +331,8 @@ export function runUi(o: UiOptions): Promise<UiExit> {
       onChange: render,
       onDecided: (p, d, error, timedOut, lines) => {
         const why = timedOut ? 'no answer: ' : '';
-        if (error) errOut.write(`error: ${why}${describeDecision(p, d)}: ${describeRunError(error)}\n`);
-        else for (const l of lines.length > 0 ? lines : [describeDecision(p, d)]) out.write(`${why}${l}\n`);
+        if (error) errOut.write(`error: ${why}${describeDecision(p, d, o.vocab)}: ${describeRunError(error)}\n`);
+        else for (const l of lines.length > 0 ? lines : [describeDecision(p, d, o.vocab)]) out.write(`${why}${l}\n`);
         void refresh();
       },
     });
@@ -370,7 +370,8 @@ export function runUi(o: UiOptions): Promise<UiExit> {
       const n = prompts.waiting();
       const prompt = n > 0 ? `  {yellow-fg}{bold}${n} prompt${n === 1 ? '' : 's'} open{/bold}{/yellow-fg}` : '';
       const keys = width >= 110 ? '  F1 help F2 events F3 stats F6 panes' : '  F1 help';
-      header.setContent(` {bold}vordr{/bold}  mode ${f('mode')}  unkrule ${f('unkrule')}  rules ${ruleCount}  events ${events.length}${lossText()}${prompt}  ${who}${keys}`);
+      const I = o.vocab.ids.FLAG;
+      header.setContent(` {bold}vordr{/bold}  ${I.MODE} ${f(I.MODE)}  ${I.UNKRULE} ${f(I.UNKRULE)}  rules ${ruleCount}  events ${events.length}${lossText()}${prompt}  ${who}${keys}`);
     }
 
     /** The events pane's rows, oldest first: filtered, allow-norule summarized. */
@@ -439,8 +440,8 @@ export function runUi(o: UiOptions): Promise<UiExit> {
       const rows = shown.map(({ e, summary }) => {
         const reason = summary ? `norule: ${summary.count} events since ${clock(summary.since)}` : undefined;
         let text = blessed.escape(eventLine(e, users, width, reason));
-        if (e.verdict === 'pending') text = `{yellow-fg}${text}{/yellow-fg}`;
-        else if (e.verdict === 'block') text = `{red-fg}${text}{/red-fg}`;
+        if (e.is.pending) text = `{yellow-fg}${text}{/yellow-fg}`;
+        else if (e.is.blocked) text = `{red-fg}${text}{/red-fg}`;
         else if (summary) text = `{gray-fg}${text}{/gray-fg}`;
         return focused && e === selected ? `{inverse}${text}{/inverse}` : text;
       });
@@ -509,8 +510,8 @@ export function runUi(o: UiOptions): Promise<UiExit> {
       const c = p.choice;
       const mark = (on: boolean, s: string) => (on ? `{inverse}${s}{/inverse}` : s);
       const e = p.last;
-      const dest = e.dir === 'in' ? `from ${e.saddr}` : `to ${e.daddr}`;
-      const port = e.prot === 'tcp' || e.prot === 'udp' ? `:${e.dir === 'in' ? e.sport : e.dport}` : '';
+      const dest = e.is.inbound ? `from ${e.saddr}` : `to ${e.daddr}`;
+      const port = e.is.ported ? `:${e.is.inbound ? e.sport : e.dport}` : '';
       const more = prompts.waiting() > 1 ? `   {yellow-fg}{bold}(${prompts.waiting() - 1} more waiting){/bold}{/yellow-fg}` : '';
       const durations = DURATIONS.map((d) => mark(sameLifetime(c.lifetime, d.lifetime), `[${d.key}] ${d.label}`));
       const guard = prompts.takesKeys()
@@ -521,12 +522,12 @@ export function runUi(o: UiOptions): Promise<UiExit> {
           ` {bold}${blessed.escape(p.path)}{/bold} wants to connect${more}`,
           ` pid ${e.pid}  user ${blessed.escape(users.name(e.uid))}  ${e.prot} ${e.dir} ${dest}${port}  attempts ${p.attempts}`,
           '',
-          ` ${mark(c.verdict === 'allow', '[a] allow')}   ${mark(c.verdict === 'block', '[b] block')}`,
+          ` ${mark(c.verdict === ALLOW, `[a] ${ALLOW}`)}   ${mark(c.verdict === BLOCK, `[b] ${BLOCK}`)}`,
           ` ${mark(c.scope === 'prot', `[p] ${p.prots.join('+')} only`)}   ${mark(c.scope === 'any', '[n] any protocol')}`,
           ` ${durations.slice(0, 3).join('   ')}`,
           ` ${durations.slice(3).join('   ')}`,
           '',
-          ` Enter: ${blessed.escape(describeDecision(p, c))}`,
+          ` Enter: ${blessed.escape(describeDecision(p, c, o.vocab))}`,
           ` Esc: ${TIMEOUT_DECISION.verdict} ${lifetimeLabel(TIMEOUT_DECISION.lifetime)}.  No answer in ${prompts.secondsLeft()} s: the same.`,
           ` ${guard}`,
         ].join('\n'),
@@ -585,13 +586,13 @@ export function runUi(o: UiOptions): Promise<UiExit> {
             ? ['(no rules)']
             : sortRules(list.value).map((r) => ({
                 line: ruleLine(r, v),
-                color: r.verdict === v.value('block') ? ('red' as const) : ('green' as const),
+                color: r.verdict === v.valueOf('BLOCK') ? ('red' as const) : ('green' as const),
               }));
       } else {
         rulesText = [`{red-fg}${blessed.escape(describeRunError(list.error))}{/red-fg}`];
       }
       const next: Record<string, string> = {};
-      for (const name of ['mode', 'unkrule']) {
+      for (const name of [v.ids.FLAG.MODE, v.ids.FLAG.UNKRULE]) {
         const f = v.flag(name);
         if (!f) continue;
         const r = await o.kernel.flagGet(f.id);
@@ -736,7 +737,7 @@ export function runUi(o: UiOptions): Promise<UiExit> {
     }
 
     /** Puts a rule for the selected row on the command line, to be finished and run with Enter. */
-    function ruleFromRow(verdict: 'allow' | 'block'): void {
+    function ruleFromRow(verdict: VerdictWord): void {
       const e = selected;
       if (!e) return;
       if (e.path === '') {
@@ -783,9 +784,9 @@ export function runUi(o: UiOptions): Promise<UiExit> {
         }
         switch (ch) {
           case 'a':
-            return ruleFromRow('allow'), true;
+            return ruleFromRow(ALLOW), true;
           case 'b':
-            return ruleFromRow('block'), true;
+            return ruleFromRow(BLOCK), true;
           case 'f':
             return toggleFilter('app'), true;
           case 'v':

@@ -1,26 +1,15 @@
 // The words of the grammar that come from the schema: protocols, flag
-// values, flags.  Built once from addon.schema at run time; the daemon names
-// no protocol, flag or value of its own except the few the grammar itself
-// defines (SPEC section 2), listed in GRAMMAR_WORDS and looked up here.
+// values, flags.  Built once from addon.schema at run time.  Where the
+// daemon needs one entry (the mode flag, the value enabled) it names it by
+// defs.x's C identifier through `ids` (ids.FLAG.MODE), as the module's C
+// does with VORDR_FLAG_MODE, and never by the name or number itself.
 
-import type { FlagDef, Schema } from './addon';
+import type { FlagDef, Ids, Schema } from './addon';
 
-/**
- * Schema words the grammar's own commands stand for.  `enable`, `block` and
- * `allow` (without a path) set the mode flag; a rule's verdict is the value
- * named like the command word; an omitted PROT is `any` (SPEC section 2).
- */
-export const GRAMMAR_WORDS = {
-  modeFlag: 'mode',
-  modeEnabled: 'enabled',
-  modeDisabled: 'disabled',
-  modeBlock: 'block',
-  allow: 'allow',
-  block: 'block',
-  anyProt: 'any',
-  /** The flag for applications no rule names (the note on block rules). */
-  unknownFlag: 'unkrule',
-} as const;
+/** A constant of defs.x's VALUE group by its C identifier. */
+export type ValueId = keyof Ids['VALUE'];
+/** A constant of defs.x's LIFE group by its C identifier. */
+export type LifeId = keyof Ids['LIFE'];
 
 export interface Flag extends FlagDef {
   readonly name: string;
@@ -30,11 +19,19 @@ export interface Flag extends FlagDef {
 
 export interface Vocab {
   readonly schema: Schema;
+  /** defs.x's entries by C identifier: ids.FLAG.MODE is the mode flag's name. */
+  readonly ids: Ids;
+  /** A VALUE constant's number by its C identifier (ids.VALUE). */
+  valueOf(id: ValueId): number | undefined;
+  /** A LIFE constant's number by its C identifier (ids.LIFE). */
+  lifeOf(id: LifeId): number | undefined;
   prot(word: string): number | undefined;
   protName(value: number): string;
   protNames(): string[];
   value(word: string): number | undefined;
   valueName(value: number | bigint): string | undefined;
+  /** A value's canonical name and its aliases ([] when unknown). */
+  valueAliases(name: string): readonly string[];
   flag(name: string): Flag | undefined;
   flagNames(): string[];
   flagById(id: number): Flag | undefined;
@@ -65,13 +62,15 @@ function byValue(group: Table): Map<number, string> {
 }
 
 export function vocabulary(schema: Schema): Vocab {
-  const prots = schema.constants['prot'] ?? {};
-  const values = schema.constants['value'] ?? {};
+  // constants are grouped by defs.x's group, lowercased (PROT -> prot).
+  const group = (g: keyof Ids): Table => schema.constants[g.toLowerCase()] ?? {};
+  const prots = group('PROT');
+  const values = group('VALUE');
   const protAlias = byAlias(prots);
   const protByValue = byValue(prots);
   const valueAlias = byAlias(values);
   const valueByNumber = byValue(values);
-  const lives = schema.constants['life'] ?? {};
+  const lives = group('LIFE');
   const lifeAlias = byAlias(lives);
   const lifeByValue = byValue(lives);
   const flags = new Map<string, Flag>();
@@ -84,13 +83,17 @@ export function vocabulary(schema: Schema): Vocab {
     flags.set(name, flag);
     flagsById.set(f.id, flag);
   }
-  const pathAttr = schema.attrs['path'];
+  const pathAttr = schema.attrs[schema.ids.ATTR.PATH];
   return {
     schema,
+    ids: schema.ids,
+    valueOf: (id) => valueAlias.get(schema.ids.VALUE[id]),
+    lifeOf: (id) => lifeAlias.get(schema.ids.LIFE[id]),
     prot: (w) => protAlias.get(w),
     protName: (v) => protByValue.get(v) ?? String(v),
     protNames: () => [...protByValue.values()],
     value: (w) => valueAlias.get(w),
+    valueAliases: (n) => values[n]?.aliases ?? [],
     valueName: (v) => (typeof v === 'bigint' && v > BigInt(Number.MAX_SAFE_INTEGER) ? undefined : valueByNumber.get(Number(v))),
     flag: (n) => flags.get(n),
     flagNames: () => [...flags.keys()],

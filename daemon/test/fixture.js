@@ -28,7 +28,8 @@ function schemaFromDefs() {
   const calls = [];
   const re = /VORDR_(FAMILY|CONST|FLAG|CMD|ATTR)\(([^;]*?)\)\s*(?=VORDR_|$)/g;
   for (const m of text.matchAll(re)) calls.push([m[1], splitArgs(m[2])]);
-  const schema = { family: null, commands: {}, attrs: {}, constants: {}, flags: {} };
+  const schema = { family: null, ids: {}, commands: {}, attrs: {}, constants: {}, flags: {} };
+  const idOf = (kind, cid, name) => ((schema.ids[kind] ??= {})[cid] = name);
   const consts = [];
   for (const [kind, a] of calls) {
     if (kind === 'CONST') {
@@ -37,6 +38,7 @@ function schemaFromDefs() {
       const c = { value: Number(value), aliases: names.map(unquote) };
       (schema.constants[g] ??= {})[c.aliases[0]] = c;
       consts.push({ group, id, c });
+      idOf(group, id, c.aliases[0]);
     }
   }
   const valueOf = (id) => consts.find((x) => x.group === 'VALUE' && x.id === id).c.value;
@@ -49,11 +51,13 @@ function schemaFromDefs() {
     if (kind === 'FAMILY') {
       schema.family = { name: unquote(a[0]), version: Number(a[1]), group: unquote(a[2]), schemaCrc: 0x12345678 };
     } else if (kind === 'FLAG') {
-      const [, name, access, def, allowed] = a;
+      const [cid, name, access, def, allowed] = a;
+      idOf('FLAG', cid, name);
       const d = /VORDR_VAL\((\w+)\)/.exec(def);
       schema.flags[name] = { id: ++flagId, writable: access === 'RW', default: d ? valueOf(d[1]) : Number(def), allowed: vals(allowed) };
     } else if (kind === 'CMD') {
-      const [, name, perm, k] = a;
+      const [cid, name, perm, k] = a;
+      idOf('CMD', cid, name);
       schema.commands[name] = { id: ++cmdId, admin: perm === 'ADMIN', kind: k.toLowerCase() };
     }
   }
@@ -67,7 +71,8 @@ function schemaFromDefs() {
   };
   for (const [kind, a] of calls) {
     if (kind !== 'ATTR') continue;
-    const [, name, type, dir, lo, hi] = a;
+    const [cid, name, type, dir, lo, hi] = a;
+    idOf('ATTR', cid, name);
     schema.attrs[name] = { id: ++attrId, type: type.toLowerCase(), input: dir === 'IN', lo: bound(lo), hi: bound(hi) };
   }
   return schema;
