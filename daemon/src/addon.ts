@@ -20,12 +20,17 @@ export type FlagDef = Native.FlagInfo;
 export type Schema = Native.Schema;
 export type AddonError = Native.VordrError;
 export type Connection = Native.Connection;
+export type FamilyChange = Native.FamilyChange;
 
 /** The part of the addon the daemon uses. */
 export interface Addon {
   readonly schema: Schema;
   /** Rejects with code ENOENT when the kernel module is not loaded. */
   open(): Promise<Connection>;
+  /** The vordr family coming and going (the module loaded, unloaded). */
+  watch?(callback: (change: FamilyChange) => void): Promise<Connection>;
+  /** sd_notify(3); false (a no-op) without NOTIFY_SOCKET. */
+  notify?(state: string): boolean;
 }
 
 export type LoadError = { kind: 'addon-missing'; path: string; message: string };
