@@ -149,19 +149,16 @@ test('READY=1 reaches NOTIFY_SOCKET only once the saved policy is in the kernel'
   // are all in would find the last one missing.
   const many = Array.from({ length: 400 }, (_, i) => `block tcp /opt/vordr-service-test/app-${i}`);
   const n = await notifySocket();
-  let rulesAtReady;
-  const ready = new Promise((resolve) => {
-    n.listeners.add((l) => {
-      if (l !== 'READY=1') return;
-      // At once, before anything else runs: what the kernel holds now.
-      resolve(k.rules().then((r) => { rulesAtReady = r; }));
-    });
+  let atReady;
+  n.listeners.add((l) => {
+    // At once, before anything else runs: what the kernel holds now.
+    if (l === 'READY=1' && !atReady) atReady = k.rules();
   });
   const t0 = Date.now();
   const s = service([...many, `block udp ${pokeExe}`], { env: { NOTIFY_SOCKET: n.path } });
-  await Promise.race([ready, s.exit.then((x) => assert.fail(`the service exited before READY=1: ${JSON.stringify(x)} ${s.err}`)),
-    sleep(300_000).then(() => assert.fail(`no READY=1 in 300 s; got ${JSON.stringify(n.got)}; stderr ${s.err}`))]);
-  await ready;
+  await waitFor(() => atReady || s.exited, 'READY=1', 300_000);
+  assert.ok(atReady, `READY=1 before the service exited (${JSON.stringify(s.exited)}); got ${JSON.stringify(n.got)}; stderr ${s.err}`);
+  const rulesAtReady = await atReady;
   t.diagnostic(`READY=1 after ${Date.now() - t0} ms; notify socket got ${JSON.stringify(n.got.slice(0, 6))}`);
   assert.ok(rulesAtReady.some((r) => r.path === pokeExe && r.verdict === 'block' && r.prot === 'udp'),
     `the rules file's last rule is in the kernel when READY=1 arrives (${rulesAtReady.length} rules)`);
