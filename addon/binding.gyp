@@ -23,10 +23,11 @@
       "cflags": [
         "-Wall",
         "-Wextra",
-        "<!@(pkg-config --cflags libnl-genl-3.0)"
+        "<!@(pkg-config --cflags libnl-genl-3.0 libsystemd)"
       ],
       "cflags_cc": ["-std=gnu++17"],
-      "libraries": ["<!@(pkg-config --libs libnl-genl-3.0)"]
+      # libsystemd: sd_notify() for the service's readiness (Type=notify).
+      "libraries": ["<!@(pkg-config --libs libnl-genl-3.0 libsystemd)"]
     }
   ]
 }

@@ -159,6 +159,29 @@ export const schema: Schema;
 export function open(): Promise<Connection>;
 
 /**
+ * What watch() reports: the vordr family registered (the module loaded:
+ * present) or unregistered (unloaded), or the `{lost: true}` marker when
+ * the watch's socket overran (then the state is unknown: ask open()).
+ */
+export type FamilyChange =
+  | { readonly family: string; readonly present: boolean; readonly familyId?: number }
+  | ({ readonly lost: true } & EventLoss);
+
+/**
+ * Watches the generic netlink controller (nlctrl's "notify" group) for the
+ * vordr family coming and going.  Resolves with the connection carrying the
+ * watch; its close() ends it.  Works whether or not the module is loaded.
+ */
+export function watch(callback: (change: FamilyChange) => void): Promise<Connection>;
+
+/**
+ * sd_notify(3): sends `state` ("READY=1", "STATUS=...", newline-separated
+ * assignments) to the service manager.  True when sent; false, doing
+ * nothing, when NOTIFY_SOCKET is unset.  Throws a VordrError on failure.
+ */
+export function notify(state: string): boolean;
+
+/**
  * Decodes one generic netlink message (nlmsghdr + genlmsghdr + attributes)
  * against the vordr schema.  Throws an Error with code 'EBADMSG' on
  * malformed input, TypeError when not given a Buffer/Uint8Array.

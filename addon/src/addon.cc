@@ -10,6 +10,7 @@
 
 #include <linux/capability.h>
 #include <sys/socket.h>
+#include <systemd/sd-daemon.h>
 
 #ifndef VORDR_SCHEMA_CRC
 #error "VORDR_SCHEMA_CRC must be defined by binding.gyp (cksum of defs.x)"
@@ -190,6 +191,8 @@ Addon::Addon(Napi::Env env, Napi::Object exports)
 		InstanceValue("schema", build_schema(env), napi_enumerable),
 		InstanceMethod("open", &Addon::Open, napi_enumerable),
 		InstanceMethod("_openFamily", &Addon::OpenFamily),
+		InstanceMethod("_openWatch", &Addon::OpenWatch),
+		InstanceMethod("notify", &Addon::Notify, napi_enumerable),
 		InstanceMethod("decode", &Addon::Decode, napi_enumerable),
 	});
 }
@@ -205,7 +208,8 @@ Addon::~Addon()
 	connections.clear();
 }
 
-Napi::Value Addon::DoOpen(Napi::Env env, const FamilyDesc &fam, const std::string &resolve)
+Napi::Value Addon::DoOpen(Napi::Env env, const FamilyDesc &fam, const std::string &resolve,
+			  bool watch)
 {
 	napi_deferred d;
 	napi_value promise;
@@ -217,7 +221,7 @@ Napi::Value Addon::DoOpen(Napi::Env env, const FamilyDesc &fam, const std::strin
 		napi_reject_deferred(env, d, e.Value());
 		return Napi::Value(env, promise);
 	}
-	Connection::Unwrap(obj)->Start(env, &fam, resolve, d);
+	Connection::Unwrap(obj)->Start(env, &fam, resolve, d, watch);
 	return Napi::Value(env, promise);
 }
 
@@ -244,6 +248,29 @@ Napi::Value Addon::OpenFamily(const Napi::CallbackInfo &info)
 	if (name == ctrl_family.name)
 		return DoOpen(env, ctrl_family, resolve);
 	throw Napi::TypeError::New(env, "no schema for family '" + name + "'");
+}
+
+// The generic netlink controller, whose "notify" group announces every
+// family registered and unregistered; index.js's watch() subscribes it.
+Napi::Value Addon::OpenWatch(const Napi::CallbackInfo &info)
+{
+	return DoOpen(info.Env(), ctrl_family, ctrl_family.name, true);
+}
+
+// notify(state): sd_notify(3) to the service manager.  True when sent,
+// false when there is none to tell (NOTIFY_SOCKET unset: a no-op).
+Napi::Value Addon::Notify(const Napi::CallbackInfo &info)
+{
+	Napi::Env env = info.Env();
+	if (!info[0].IsString())
+		throw Napi::TypeError::New(env, "notify() takes a string (\"READY=1\", \"STATUS=...\")");
+	std::string state = info[0].As<Napi::String>();
+	if (state.find('\0') != std::string::npos)
+		throw Napi::TypeError::New(env, "notify() state must not contain NUL");
+	int r = sd_notify(0, state.c_str());
+	if (r < 0)
+		throw make_errno_error(env, -r, std::string("sd_notify: ") + strerror(-r));
+	return Napi::Boolean::New(env, r > 0);
 }
 
 Napi::Value Addon::Decode(const Napi::CallbackInfo &info)

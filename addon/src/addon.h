@@ -41,8 +41,11 @@ public:
 private:
 	Napi::Value Open(const Napi::CallbackInfo &info);
 	Napi::Value OpenFamily(const Napi::CallbackInfo &info);
+	Napi::Value OpenWatch(const Napi::CallbackInfo &info);
+	Napi::Value Notify(const Napi::CallbackInfo &info);
 	Napi::Value Decode(const Napi::CallbackInfo &info);
-	Napi::Value DoOpen(Napi::Env env, const FamilyDesc &fam, const std::string &resolve);
+	Napi::Value DoOpen(Napi::Env env, const FamilyDesc &fam, const std::string &resolve,
+			   bool watch = false);
 };
 
 bool is_connection_token(const Napi::Value &v);
@@ -72,8 +75,10 @@ public:
 	// `resolve` is the kernel family to talk to, normally fam->name; the
 	// tests point the vordr schema at "nlctrl" to check argument validation
 	// on a host without the module.
+	// watch: a controller connection whose events are only vordr's
+	// family coming and going (see DeliverWatch()).
 	void Start(Napi::Env env, const FamilyDesc *fam, const std::string &resolve,
-		   napi_deferred open);
+		   napi_deferred open, bool watch = false);
 	// Releases every native resource without calling into JS; safe to
 	// call twice.  Used by the destructor and by environment teardown.
 	void Teardown(bool env_exiting);
@@ -129,6 +134,9 @@ private:
 	int Drain(Watched *w, size_t max);
 
 	void DeliverEvents(Napi::Env env, const std::vector<std::vector<uint8_t>> &batch);
+	// A watch's event for one controller message; empty when it is not
+	// about vordr's family appearing or disappearing.
+	Napi::Object WatchEvent(Napi::Env env, const Message &m);
 	// The event socket's drop counter (SO_MEMINFO), -1 when unreadable.
 	int64_t EventDrops() const;
 	// {overruns, drops}, with lost: true for a marker.
@@ -159,6 +167,7 @@ private:
 	bool torn_down_ = false;
 	bool refd_ = false;
 	bool open_ = false;	// family resolved
+	bool watch_ = false;	// a controller watch (Start())
 	uint32_t seq_ = 0;
 	uint16_t family_id_ = 0;
 	uint32_t family_version_ = 0;

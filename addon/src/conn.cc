@@ -230,9 +230,10 @@ void Connection::Teardown(bool env_exiting)
 }
 
 void Connection::Start(Napi::Env env, const FamilyDesc *fam, const std::string &resolve,
-		       napi_deferred open)
+		       napi_deferred open, bool watch)
 {
 	fam_ = fam;
+	watch_ = watch;
 	resolve_ = resolve;
 	int err = OpenSocket(&req_, false);
 	if (err) {
@@ -688,7 +689,13 @@ void Connection::DeliverEvents(Napi::Env env, const std::vector<std::vector<uint
 			const CmdDesc *cmd = find_cmd(*c->fam_, m.cmd);
 			if (!cmd || cmd->kind != Kind::EVENT)
 				continue;
-			ev = attrs_to_js(env, m.attrs);
+			if (c->watch_) {
+				ev = c->WatchEvent(env, m);
+				if (ev.IsEmpty())
+					continue;
+			} else {
+				ev = attrs_to_js(env, m.attrs);
+			}
 		}
 		try {
 			c->ev_cb_.Value().Call(env.Undefined(), {ev});
@@ -696,6 +703,30 @@ void Connection::DeliverEvents(Napi::Env env, const std::vector<std::vector<uint
 			napi_fatal_exception(env, e.Value());
 		}
 	}
+}
+
+// genl_register_family() sends CTRL_CMD_NEWFAMILY (then NEWMCAST_GRP per
+// group) and genl_unregister_family() DELMCAST_GRP per group, then
+// CTRL_CMD_DELFAMILY, each with CTRL_ATTR_FAMILY_NAME and _ID
+// (net/netlink/genetlink.c, genl_ctrl_event()).  A watch passes on the
+// family messages about vordr's family: {present, familyId}.
+Napi::Object Connection::WatchEvent(Napi::Env env, const Message &m)
+{
+	if (m.cmd != CTRL_CMD_NEWFAMILY && m.cmd != CTRL_CMD_DELFAMILY)
+		return Napi::Object();
+	const vordr::Value *name = nullptr, *id = nullptr;
+	for (const vordr::Value &v : m.attrs) {
+		if (v.desc->id == CTRL_ATTR_FAMILY_NAME) name = &v;
+		if (v.desc->id == CTRL_ATTR_FAMILY_ID) id = &v;
+	}
+	if (!name || name->str != vordr_family.name)
+		return Napi::Object();
+	Napi::Object o = Napi::Object::New(env);
+	o.Set("family", vordr_family.name);
+	o.Set("present", m.cmd == CTRL_CMD_NEWFAMILY);
+	if (id)
+		o.Set("familyId", Napi::Number::New(env, static_cast<double>(id->num)));
+	return o;
 }
 
 Napi::Value Connection::Request(const Napi::CallbackInfo &info)

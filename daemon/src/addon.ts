@@ -21,6 +21,7 @@ export type Schema = Native.Schema;
 export type Ids = Native.Schema['ids'];
 export type AddonError = Native.VordrError;
 export type Connection = Native.Connection;
+export type FamilyChange = Native.FamilyChange;
 
 /** A constant group of defs.x by its C identifier (VALUE, PROT, LIFE...). */
 export type ConstGroupId = Exclude<keyof Ids, 'CMD' | 'ATTR' | 'FLAG'>;
@@ -57,6 +58,10 @@ export interface Addon {
   readonly schema: Schema;
   /** Rejects with code ENOENT when the kernel module is not loaded. */
   open(): Promise<Connection>;
+  /** The vordr family coming and going (the module loaded, unloaded). */
+  watch?(callback: (change: FamilyChange) => void): Promise<Connection>;
+  /** sd_notify(3); false (a no-op) without NOTIFY_SOCKET. */
+  notify?(state: string): boolean;
 }
 
 export type LoadError = { kind: 'addon-missing'; path: string; message: string };

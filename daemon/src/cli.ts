@@ -269,14 +269,28 @@ export async function main(io: Io): Promise<number> {
       const r = await runner.runLines(script.lines, script.source);
       return r.failures.length + first.failures.length > 0 ? EXIT.failed : EXIT.ok;
     }
+    const timeout = opts['prompt-timeout'];
     if (opts.service) {
       const runner = runnerFor(io.stderr, io.stderr, false);
       if (!privileged) say(`read-only: ${PERMISSION_MESSAGE}; logging events only`);
-      await start(runner, io.stderr);
-      await runService({ kernel, vocab, out: io.stdout, err: io.stderr, stopped: io.stopService ?? untilSignal() });
+      // The one place the service puts the saved policy in force: at its
+      // start and each time the module comes back (service.ts).
+      const applySavedPolicy = () => start(runner, io.stderr);
+      const a = addon.value;
+      await runService({
+        kernel,
+        vocab,
+        out: io.stdout,
+        err: io.stderr,
+        stopped: io.stopService ?? untilSignal(),
+        applyPolicy: applySavedPolicy,
+        ...(a.watch ? { watch: (cb) => a.watch!(cb) } : {}),
+        ...(a.notify ? { notify: (state) => a.notify!(state) } : {}),
+        ...(privileged ? { runner } : {}),
+        ...(timeout !== undefined ? { promptTimeoutSeconds: Number(timeout) } : {}),
+      });
       return EXIT.ok;
     }
-    const timeout = opts['prompt-timeout'];
     if (io.stdin.isTTY && io.stdout.isTTY) {
       const r = await runUi({
         kernel,

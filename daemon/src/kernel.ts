@@ -117,8 +117,9 @@ export class Kernel {
   private readonly ids: Ids;
 
   private constructor(
-    private readonly conn: Connection,
+    private conn: Connection,
     private readonly schema: Schema,
+    private readonly addon: Addon,
   ) {
     this.ids = schema.ids;
     this.lifeAlways = constValue(schema, 'LIFE', 'ALWAYS') ?? Number.NaN;
@@ -140,11 +141,29 @@ export class Kernel {
         return { kind: 'not-loaded' };
       return toKernelError('open', e);
     }).andThen((conn) => {
-      const k = new Kernel(conn, addon.schema);
+      const k = new Kernel(conn, addon.schema, addon);
       return k.hello().orElse((e) => {
         k.close();
         return errAsync(e);
       });
+    });
+  }
+
+  /**
+   * Opens the family afresh and checks HELLO again: after the module was
+   * unloaded and loaded, its family id and multicast group are new ones.
+   * On success this Kernel talks to the new family (subscribe again); on
+   * failure it keeps the old connection.
+   */
+  reopen(): ResultAsync<void, KernelError> {
+    return Kernel.connect(this.addon).map((fresh) => {
+      const old = this.conn;
+      this.conn = fresh.conn;
+      try {
+        old.close();
+      } catch {
+        // Already closed.
+      }
     });
   }
 

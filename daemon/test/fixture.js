@@ -136,7 +136,8 @@ const INT_TYPES = new Set(['u8', 'u16', 'u32', 'u64']);
  *   noStats         STATS rejects with EOPNOTSUPP (a module without it)
  *
  * Events: emit(attrs) delivers one event message to the subscriber, as the
- * addon does for the module's multicast group; stats is a Map path -> counters
+ * addon does for the module's multicast group; unload() and load() play the
+ * module going and coming back (its family watch, a fresh open()); stats is a Map path -> counters
  * the STATS dump returns.
  */
 function fakeAddon(options = {}) {
@@ -149,7 +150,12 @@ function fakeAddon(options = {}) {
   let subscriber = null;
   const stats = new Map();
 
-  const connection = {
+  let watcher = null;
+  let present = true;
+  let opens = 0;
+  const notified = [];
+
+  const makeConnection = () => { const connection = {
     closed: false,
     request(command, attrs) {
       const c = s.commands[command];
@@ -177,7 +183,8 @@ function fakeAddon(options = {}) {
     close() {
       connection.closed = true;
     },
-  };
+  }; return connection; };
+  const connection = makeConnection();
 
   function handle(command, a) {
     switch (command) {
@@ -245,8 +252,36 @@ function fakeAddon(options = {}) {
       if (subscriber) subscriber({ ...attrs });
     },
     open() {
-      if (options.notLoaded) return Promise.reject(kernelError(2, 'ENOENT', 'Generic netlink family vordr not found'));
-      return Promise.resolve(connection);
+      if (options.notLoaded || !present) return Promise.reject(kernelError(2, 'ENOENT', 'Generic netlink family vordr not found'));
+      // A fresh connection after the first, as the addon's open() makes.
+      return Promise.resolve(opens++ === 0 ? connection : makeConnection());
+    },
+    /** The controller's watch: unload() and load() report to it. */
+    watch(cb) {
+      watcher = cb;
+      return Promise.resolve({ close() { watcher = null; } });
+    },
+    get watched() {
+      return watcher !== null;
+    },
+    /** rmmod: the rules and flags go, the subscriber with them, and the watch is told. */
+    unload() {
+      present = false;
+      rules.clear();
+      for (const [, f] of Object.entries(s.flags)) flags.set(f.id, BigInt(f.default));
+      subscriber = null;
+      watcher?.({ family: s.family.name, present: false });
+    },
+    /** modprobe: the family is back. */
+    load() {
+      present = true;
+      watcher?.({ family: s.family.name, present: true });
+    },
+    /** sd_notify: each state with the number of requests made before it. */
+    notified,
+    notify(state) {
+      notified.push({ state, calls: calls.length });
+      return true;
     },
   };
 }
