@@ -136,7 +136,7 @@ export async function runService(o: ServiceOptions): Promise<ServiceResult> {
               prompt: timedOut ? 'unanswered' : 'answered',
               after: timeoutSeconds,
               path: p.path,
-              prot: d.scope === 'any' ? ['any'] : p.prots,
+              prot: d.scope === 'any' ? [o.vocab.ids.PROT.ANY] : p.prots,
               verdict: d.verdict,
               ...(d.lifetime.kind === 'for' ? { seconds: d.lifetime.seconds } : { until: d.lifetime.kind }),
             }),
