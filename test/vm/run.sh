@@ -83,7 +83,7 @@ run_flavor() {
     systemd_host_prepare "$dir" || { flavor_result "$flavor" 0 1 "CANNOT RUN (host side of the systemd flavor)"; return; }
   fi
   prepare_share "$flavor" VORDR_MODE=$mode ${extra[@]+"${extra[@]}"}
-  [[ $flavor == systemd ]] && cp -r "$dir/prod-deps" "$dir/modules" "$SHARE/"
+  [[ $flavor == systemd ]] && cp -r "$dir/daemon.tar" "$dir/modules" "$SHARE/"
   # The tests' C helpers (test/vm/*.c, e.g. nlfuzz.c), built here into the
   # share (/mnt/out/NAME in the VM): a compiler under emulation takes minutes.
   local helper

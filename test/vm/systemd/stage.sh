@@ -36,24 +36,15 @@ say "staging the systemd boot (kernel $kver, ${VORDR_SYSD_RULES:-6} saved rules)
 # (test/vm/systemd/host.sh): DKMS's build of kmod/ and depmod -a take minutes
 # under emulation.
 install_vordr() {
-  local lib=/usr/lib/vordr p rel
+  local lib=/usr/lib/vordr
   install -D -m 0644 "$VORDR_KO" "/lib/modules/$kver/updates/dkms/vordr.ko"
   cp "$out"/modules/modules.* "/lib/modules/$kver/"
   say "install: module in place"
   rm -rf "$lib"
-  install -d -m 0755 "$lib/daemon" "$lib/addon/build/Release" "$lib/node_modules"
-  install -m 0644 "$repo/package.json" "$lib/"
-  cp -r "$repo/daemon/dist" "$lib/daemon/dist"
-  install -m 0644 "$repo/addon/index.js" "$lib/addon/"
-  install -m 0755 "$repo/addon/build/Release/vordr.node" "$lib/addon/build/Release/"
-  while IFS= read -r p; do
-    [[ -n $p ]] || continue
-    rel=${p#"$repo"/node_modules/}
-    install -d "$lib/node_modules/$(dirname "$rel")"
-    cp -r "$p" "$lib/node_modules/$rel"
-  done <"$out/prod-deps"
-  say "install: daemon copied"
+  install -d -m 0755 "$lib"
+  tar -C "$lib" --no-same-owner -xf "$out/daemon.tar"
   chmod 0755 "$lib/daemon/dist/cli.js"
+  say "install: daemon copied"
   printf '#!/bin/sh\n# Installed by vordr test/vm/systemd/stage.sh\nexec %q %q "$@"\n' \
     "$(command -v node)" "$lib/daemon/dist/cli.js" >/usr/bin/vordr
   chmod 0755 /usr/bin/vordr
