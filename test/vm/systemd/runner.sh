@@ -12,8 +12,9 @@ out=/mnt/out
 source "$out/vordr.env"
 export VORDR_REPO VORDR_FLAVOR VORDR_KO VORDR_MODULE VORDR_SYSD_RULES
 say() { echo "vordr-runner: $*"; }
-say "tests start at $(cut -d' ' -f1 /proc/uptime)s after kernel start"
-cut -d' ' -f1 /proc/uptime >"$out/boot-seconds"
+t0=$(cut -d' ' -f1 /proc/uptime)
+say "tests start at ${t0}s after kernel start"
+echo "$t0" >"$out/boot-seconds"
 # Boot times from systemd's own timestamps (systemd-analyze time and blame
 # wait for the boot to finish, which includes this unit).
 mono() { local v; v=$(systemctl show -p "$2" --value "$1" 2>/dev/null); echo "$(( ${v:-0} / 1000 ))"; }
@@ -22,7 +23,7 @@ mono() { local v; v=$(systemctl show -p "$2" --value "$1" 2>/dev/null); echo "$(
   echo "units loaded, boot queued: $(( $(systemctl show -p UnitsLoadFinishTimestampMonotonic --value) / 1000 )) ms"
   echo "basic.target reached:     $(mono basic.target ActiveEnterTimestampMonotonic) ms"
   echo "vordr.service active:     $(mono vordr.service ActiveEnterTimestampMonotonic) ms"
-  echo "tests start:              $(cut -d' ' -f1 /proc/uptime) s"
+  echo "tests start:              ${t0} s"
 } >"$out/boot.txt" 2>&1
 cat "$out/boot.txt"
 
