@@ -233,7 +233,7 @@ qemu_cmd() {
   fi
   [[ $flavor == try ]] && append+=" quiet"
   # systemd flavor (test/vm/systemd.sh): /init hands over to systemd, which
-  # boots the test target (test/vm/systemd/vordr-test.target) instead of the
+  # boots the test target (test/vm/systemd/units/vordr-test.target) instead of the
   # host's default one.
   [[ $flavor == systemd ]] && append+=" systemd.unit=vordr-test.target systemd.log_color=0"
   append+=" ${VORDR_APPEND:-}"
