@@ -68,7 +68,7 @@ PY
 resolve_kernel() {
   local flavor=$1
   case "$flavor" in
-    stock|dkms)
+    stock|dkms|systemd)
       KERNEL_VERSION=$(stock_kernel_version) || return 1
       KERNEL_IMAGE=/boot/vmlinuz-$KERNEL_VERSION
       MODULES_DIR=/lib/modules/$KERNEL_VERSION
@@ -93,7 +93,7 @@ resolve_kernel() {
       KERNEL_VERSION=$(make -s -C "$KDIR" kernelrelease 2>/dev/null || echo unknown)
       MODULES_DIR=""
       ;;
-    *) vm_log "unknown flavor '$flavor' (stock | debug | dkms)"; return 1 ;;
+    *) vm_log "unknown flavor '$flavor' (stock | debug | dkms | systemd)"; return 1 ;;
   esac
   [[ -r "$KERNEL_IMAGE" ]] || { vm_log "kernel image $KERNEL_IMAGE not readable"; return 1; }
   vm_log "kernel $KERNEL_VERSION: $KERNEL_IMAGE (KDIR=$KDIR)"
@@ -232,6 +232,10 @@ qemu_cmd() {
     append+=" acpi=noirq"
   fi
   [[ $flavor == try ]] && append+=" quiet"
+  # systemd flavor (test/vm/systemd.sh): /init hands over to systemd, which
+  # boots the test target (test/vm/systemd/units/vordr-test.target) instead of the
+  # host's default one.
+  [[ $flavor == systemd ]] && append+=" systemd.unit=vordr-test.target systemd.log_color=0"
   append+=" ${VORDR_APPEND:-}"
   QEMU_CMD=(qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m "${VORDR_VM_MEM:-2048}"
     -nodefaults -no-user-config -display none -no-reboot -nic none

@@ -22,6 +22,12 @@
 #   VORDR_APPEND   extra kernel command line
 #   VORDR_TESTS="test/vm/a.test.mjs ..."   run only these test files
 #   VORDR_QUIET=1  do not stream the console (it is still in out/FLAVOR/console.log)
+#
+# Flavor systemd (what test/vm/systemd.sh runs): the stock kernel, but /init
+# stages vordr's install into the overlay root (test/vm/systemd/stage.sh) and
+# hands over to the host's systemd as PID 1, which runs
+# test/vm/systemd/*.test.mjs from a unit and powers off. VORDR_SYSD_RULES
+# (default 6): how many rules the saved policy has at that boot.
 set -uo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -67,7 +73,17 @@ run_flavor() {
   resolve_kernel "$flavor" || { flavor_result "$flavor" 0 1 "CANNOT RUN (no kernel)"; return; }
   build_module "$flavor" || { flavor_result "$flavor" 0 1 "CANNOT RUN (module build failed)"; return; }
   build_initramfs "$flavor" || { flavor_result "$flavor" 0 1 "CANNOT RUN (initramfs)"; return; }
-  prepare_share "$flavor" VORDR_MODE=test
+  # systemd (test/vm/systemd.sh): /init stages the install into the root and
+  # starts systemd, whose test unit runs test/vm/systemd/runner.sh.
+  local mode=test extra=()
+  if [[ $flavor == systemd ]]; then
+    mode=systemd
+    extra+=(VORDR_SYSD_RULES="${VORDR_SYSD_RULES:-6}")
+    source "$VM_DIR/systemd/host.sh"
+    systemd_host_prepare "$dir" || { flavor_result "$flavor" 0 1 "CANNOT RUN (host side of the systemd flavor)"; return; }
+  fi
+  prepare_share "$flavor" VORDR_MODE=$mode ${extra[@]+"${extra[@]}"}
+  [[ $flavor == systemd ]] && cp -r "$dir/daemon.tar" "$dir/modules" "$SHARE/"
   # The tests' C helpers (test/vm/*.c, e.g. nlfuzz.c), built here into the
   # share (/mnt/out/NAME in the VM): a compiler under emulation takes minutes.
   local helper
