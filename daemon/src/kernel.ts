@@ -72,8 +72,11 @@ const LIFE_GROUP = 'life';
 const LIFE_ALWAYS = 'always';
 /** The module's count of undelivered events. */
 const EVDROPS = 'evdrops';
-type CommandName = (typeof COMMANDS)[number];
-type AttrName = (typeof ATTRS)[number] | 'timeout' | 'life';
+/** The saved policy's transaction (defs.x POLICY_BEGIN); checked when used. */
+const POLICY_COMMANDS = ['policy_begin', 'policy_commit', 'policy_fail'] as const;
+const POLICY_ATTRS = ['records', 'crc', 'stage', 'policy'] as const;
+type CommandName = (typeof COMMANDS)[number] | (typeof POLICY_COMMANDS)[number];
+type AttrName = (typeof ATTRS)[number] | (typeof POLICY_ATTRS)[number] | 'timeout' | 'life';
 
 export const PERMISSION_MESSAGE = 'changing rules needs root or CAP_NET_ADMIN';
 
@@ -231,6 +234,45 @@ export class Kernel {
       .orElse((e) =>
         e.kind === 'kernel' && e.code === 'EINTR' && tries > 1 ? this.ruleList(verdict, tries - 1) : errAsync(e),
       );
+  }
+
+  /** What the module lacks of the policy transaction (an older module), if anything. */
+  policyMissing(): string[] {
+    return [
+      ...POLICY_COMMANDS.filter((c) => !(c in this.schema.commands)).map((c) => `command ${c}`),
+      ...POLICY_ATTRS.filter((a) => !(a in this.schema.attrs)).map((a) => `attribute ${a}`),
+    ];
+  }
+
+  private policyCall(command: (typeof POLICY_COMMANDS)[number] | 'rule_add' | 'flag_set', attrs?: Partial<Record<AttrName, number | bigint | string>>): ResultAsync<void, KernelError> {
+    const missing = this.policyMissing();
+    if (missing.length > 0) return errAsync({ kind: 'addon-mismatch', missing });
+    return this.call(command, attrs).map(() => undefined);
+  }
+
+  /** Opens this connection's policy transaction: records, and their crc32. */
+  policyBegin(records: number, crc: number): ResultAsync<void, KernelError> {
+    return this.policyCall('policy_begin', { records, crc: crc >>> 0 });
+  }
+
+  /** A lasting rule, staged in this connection's transaction. */
+  stageRule(prot: number, path: string, verdict: number): ResultAsync<void, KernelError> {
+    return this.policyCall('rule_add', { prot, path, verdict, stage: 1 });
+  }
+
+  /** A flag value, staged in this connection's transaction. */
+  stageFlag(flag: number, value: number | bigint): ResultAsync<void, KernelError> {
+    return this.policyCall('flag_set', { flag, value, stage: 1 });
+  }
+
+  /** Checks and applies the transaction (EBADMSG: it failed closed). */
+  policyCommit(): ResultAsync<void, KernelError> {
+    return this.policyCall('policy_commit');
+  }
+
+  /** The loader could not load the policy: reason is a `policy` constant; the module fails closed. */
+  policyFail(reason: number): ResultAsync<void, KernelError> {
+    return this.policyCall('policy_fail', { policy: reason });
   }
 
   flagSet(flag: number, value: number | bigint): ResultAsync<void, KernelError> {
