@@ -198,6 +198,8 @@ static int vordr_nl_rule_add(struct sk_buff *skb, struct genl_info *info)
 	}
 	path = nla_data(a[VORDR_A_PATH]);
 	if (!vordr_path_valid(path)) {
+		if (a[VORDR_A_STAGE])
+			vordr_policy_reject(genl_info_net(info), info->snd_portid);
 		NL_SET_ERR_MSG_ATTR(info->extack, a[VORDR_A_PATH],
 				    "path must be absolute and canonical");
 		return -EINVAL;

@@ -239,8 +239,11 @@ export async function main(io: Io): Promise<number> {
         const k = r.error.kind === 'kernel' ? r.error.error.kind : undefined;
         return k === 'not-loaded' || k === 'schema-mismatch' || k === 'addon-mismatch' ? connectExit((r.error as { error: KernelError }).error) : EXIT.policy;
       }
-      const { rules, flags, derived, ms } = r.value;
-      io.stdout.write(`loaded the saved policy ${policyFile}${derived ? ` (derived again from ${rulesFile})` : ''}: ${rules} rule${rules === 1 ? '' : 's'}, ${flags} flag${flags === 1 ? '' : 's'} in ${ms} ms\n`);
+      const { rules, flags, derived, ms, deriveMs, streamMs } = r.value;
+      io.stdout.write(
+        `loaded the saved policy ${policyFile}${derived ? ` (derived again from ${rulesFile})` : ''}: ${rules} rule${rules === 1 ? '' : 's'}, ${flags} flag${flags === 1 ? '' : 's'} in ${ms} ms` +
+          ` (${derived ? `deriving ${deriveMs} ms, ` : ''}the transaction ${streamMs} ms)\n`,
+      );
       return EXIT.ok;
     } finally {
       kernel.close();

@@ -179,10 +179,56 @@ export function derive(doc: RulesDoc, v: Vocab): PolicyRecord[] {
   return out;
 }
 
+/**
+ * resolveRulePath() for many paths: each parent directory is resolved
+ * once (rules share directories), then the leaf is looked at once; the
+ * answer is the same (a path that cannot be resolved stays as written).
+ */
+export function pathResolver(): (p: string) => Promise<string> {
+  const dirs = new Map<string, Promise<string | null>>();
+  const realDir = (d: string): Promise<string | null> => {
+    let r = dirs.get(d);
+    if (!r) {
+      r = fs.realpath(d).then(
+        (x) => x,
+        () => null,
+      );
+      dirs.set(d, r);
+    }
+    return r;
+  };
+  return async (p) => {
+    const isDir = p.endsWith('/') && p.length > 1;
+    const q = isDir ? p.slice(0, -1) : p;
+    const cut = q.lastIndexOf('/');
+    if (cut < 0 || q === '/') return (await resolveRulePath(p)).path;
+    const parent = await realDir(cut === 0 ? '/' : q.slice(0, cut));
+    if (parent === null) return p;
+    const joined = (parent === '/' ? '' : parent) + q.slice(cut);
+    try {
+      const st = await fs.lstat(joined);
+      const real = st.isSymbolicLink() ? await fs.realpath(joined) : joined;
+      return isDir && real !== '/' ? `${real}/` : real;
+    } catch {
+      return p;
+    }
+  };
+}
+
+/** Lookups in flight at once while resolving a document's rule paths. */
+const RESOLVE_WINDOW = 32;
+
 /** The policy file's bytes for the rules file's bytes (undefined: there is none). */
 export async function deriveFile(rulesText: Buffer | undefined, v: Vocab): Promise<Buffer> {
   const doc = RulesDoc.parse(rulesText === undefined ? undefined : rulesText.toString('utf8'), v);
-  await doc.resolveKeys(async (p) => (await resolveRulePath(p)).path);
+  const resolve = pathResolver();
+  const rules = doc.rules();
+  for (let i = 0; i < rules.length; i += RESOLVE_WINDOW)
+    await Promise.all(
+      rules.slice(i, i + RESOLVE_WINDOW).map(async ({ line, cmd }) => {
+        line.keyPath = await resolve(cmd.path);
+      }),
+    );
   return encodePolicy(derive(doc, v), crc32(rulesText ?? Buffer.alloc(0)), v);
 }
 
@@ -206,7 +252,10 @@ export interface Loaded {
   flags: number;
   /** The policy file was derived again first (stale or missing). */
   derived: boolean;
+  /** In all, and of it deriving the file again (0 when not) and the transaction. */
   ms: number;
+  deriveMs: number;
+  streamMs: number;
 }
 
 export type BootError =
@@ -282,6 +331,7 @@ export async function bootPolicy(kernel: Kernel, v: Vocab, paths: PolicyPaths): 
       (header.value.format !== POLICY_FORMAT ||
         header.value.schema !== v.schema.family.schemaCrc >>> 0 ||
         (rules.error === undefined && header.value.source !== crc32(rules.bytes ?? Buffer.alloc(0)))));
+  const tDerive = process.hrtime.bigint();
   if (stale) {
     if (rules.error !== undefined) return fail('unreadable', `it is ${policy.bytes ? 'stale' : 'missing'} and the rules file ${paths.rulesFile} cannot be read (${rules.error})`);
     try {
@@ -294,6 +344,7 @@ export async function bootPolicy(kernel: Kernel, v: Vocab, paths: PolicyPaths): 
       process.emitWarning(`cannot write ${paths.policyFile}: ${e instanceof Error ? e.message : String(e)}`);
     }
   }
+  const deriveMs = derived ? Number((process.hrtime.bigint() - tDerive) / 1000000n) : 0;
   const parsed = parsePolicy(policy.bytes ?? Buffer.alloc(0), v);
   if (parsed.isErr()) return fail(parsed.error.reason, parsed.error.message);
   const { header: h, records } = parsed.value;
@@ -304,6 +355,7 @@ export async function bootPolicy(kernel: Kernel, v: Vocab, paths: PolicyPaths): 
     const state = flag ? await kernel.flagGet(flag.id) : undefined;
     return { kind: 'refused', state: state?.isOk() ? policyStateName(v, state.value) : 'unknown', message: describeKernelError(e) };
   };
+  const tStream = process.hrtime.bigint();
   const begun = await kernel.policyBegin(h.records, h.crc);
   if (begun.isErr()) return err({ kind: 'kernel', error: begun.error });
   const send = (r: PolicyRecord) => (r.kind === 'rule' ? kernel.stageRule(r.prot, r.path, r.verdict) : kernel.stageFlag(r.flag, r.value));
@@ -311,6 +363,8 @@ export async function bootPolicy(kernel: Kernel, v: Vocab, paths: PolicyPaths): 
     const sent = await ResultAsync.combine(records.slice(i, i + WINDOW).map(send));
     if (sent.isErr()) {
       const e = sent.error;
+      // A record the addon will not even send (a verdict or protocol out of range): not a file this vordr wrote.
+      if (e.kind === 'bad-request') return fail('badformat', `a record cannot be sent: ${e.message}`);
       if (e.kind !== 'kernel' || e.code === 'EBUSY' || e.code === 'ENOENT') return err({ kind: 'kernel', error: e });
       // A record the module refused: it fails closed, told so.
       const rejected = policyConst(v, 'rejected');
@@ -321,5 +375,6 @@ export async function bootPolicy(kernel: Kernel, v: Vocab, paths: PolicyPaths): 
   const committed = await kernel.policyCommit();
   if (committed.isErr()) return err(await refused(committed.error));
   const ruleCount = records.filter((r) => r.kind === 'rule').length;
-  return ok({ rules: ruleCount, flags: records.length - ruleCount, derived, ms: Number((process.hrtime.bigint() - t0) / 1000000n) });
+  const now = process.hrtime.bigint();
+  return ok({ rules: ruleCount, flags: records.length - ruleCount, derived, ms: Number((now - t0) / 1000000n), deriveMs, streamMs: Number((now - tStream) / 1000000n) });
 }

@@ -82,7 +82,8 @@ before(async () => {
   copyExe(bin.python, allowedExe);
   copyExe(bin.curl, blockedExe);
   const lines = ['# 10,000 rules, written by test/vm/policy.test.mjs', 'set unkrule allow'];
-  for (let i = 0; i < N - 2; i++) lines.push(`${i % 2 ? 'allow' : 'block'} ${['tcp', 'udp', 'any'][i % 3]} "${ODD}${i} ∂/bin,x:y%"`);
+  // In 100 directories, as programs share directories.
+  for (let i = 0; i < N - 2; i++) lines.push(`${i % 2 ? 'allow' : 'block'} ${['tcp', 'udp', 'any'][i % 3]} "${ODD}d${i % 100} ∂/app ${i},x:y%"`);
   lines.push(`allow tcp "${allowedExe}"`, `block tcp "${blockedExe}"`);
   writeFileSync(rulesFile, lines.join('\n') + '\n');
   const portFile = join(W, 'port');
@@ -123,7 +124,7 @@ test('10,000 saved rules with odd paths: closed until --load-policy, then enforc
   const listed = q.out.split('\n').filter((l) => /^(allow|block) /.test(l));
   assert.equal(listed.length, N, 'every rule is listed');
   assert.ok(listed.some((l) => l.startsWith(`block tcp "${blockedExe}"`)), 'the blocked program\'s rule, its path intact');
-  assert.ok(listed.some((l) => l.startsWith(`allow any "${ODD}9995 ∂/bin,x:y%"`)), 'a numbered rule, its path intact');
+  assert.ok(listed.some((l) => l.startsWith(`allow any "${ODD}d95 ∂/app 9995,x:y%"`)), 'a numbered rule, its path intact');
 
   assert.equal(pyGet(allowedExe).code, 0, 'the allowed python connects');
   assertCurlBlocked(curlGet(blockedExe), 'the blocked curl');
