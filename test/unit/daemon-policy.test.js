@@ -119,3 +119,18 @@ test('10,000 rules derive, encode and parse back whole', () => {
   assert.equal(back.records.filter((r) => r.kind === 'rule').length, 10000);
   assert.equal(back.records[9999].path, '/opt/vordr pol/ä,%:9999/bin');
 });
+
+test('pathResolver answers as resolveRulePath does: links resolved, directories keep their slash, missing paths as written', async () => {
+  const { resolveRulePath } = require('../../daemon/dist/rulesfile.js');
+  const dir = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'vordr-resolve-test-')));
+  fs.mkdirSync(path.join(dir, 'real dir'));
+  fs.writeFileSync(path.join(dir, 'real dir', 'exe'), '');
+  fs.symlinkSync(path.join(dir, 'real dir'), path.join(dir, 'link dir'));
+  fs.symlinkSync(path.join(dir, 'real dir', 'exe'), path.join(dir, 'real dir', 'exe-link'));
+  const resolve = P.pathResolver();
+  const cases = [
+    `${dir}/real dir/exe`, `${dir}/link dir/exe`, `${dir}/real dir/exe-link`, `${dir}/link dir/exe-link`,
+    `${dir}/link dir/`, `${dir}/real dir/`, `${dir}/missing/exe`, `${dir}/link dir/missing`, '/', '/nonexistent-vordr/',
+  ];
+  for (const c of cases) assert.equal(await resolve(c), (await resolveRulePath(c)).path, c);
+});
