@@ -31,12 +31,14 @@ static const char *const vordr_value_names[] = {
 #define VORDR_CONST_REASON(value, name)
 #define VORDR_CONST_DIR(value, name)
 #define VORDR_CONST_LIFE(value, name)
+#define VORDR_CONST_POLICY(value, name)
 #include "defs.x"
 #undef VORDR_CONST_VALUE
 #undef VORDR_CONST_PROT
 #undef VORDR_CONST_REASON
 #undef VORDR_CONST_DIR
 #undef VORDR_CONST_LIFE
+#undef VORDR_CONST_POLICY
 };
 
 /* The index of @name in @names[0..n) (names by value), or false. */
@@ -63,16 +65,24 @@ static time64_t vordr_loaded_at;
 DEFINE_PER_CPU(u64, vordr_qpackets);
 
 /* -EROFS: a read-only flag; -EINVAL: a value the flag does not take. */
-int vordr_flag_set(enum vordr_flag f, u64 value)
+int vordr_flag_check(enum vordr_flag f, u64 value)
 {
-	u32 allowed = vordr_flag_allowed[f];
+	u32 allowed = f <= VORDR_FLAG_MAX ? vordr_flag_allowed[f] : 0;
 
 	if (!allowed)
 		return -EROFS;
 	if (value >= 32 || !(allowed & (1u << value)))
 		return -EINVAL;
-	WRITE_ONCE(vordr_flags[f], (u32)value);
 	return 0;
+}
+
+int vordr_flag_set(enum vordr_flag f, u64 value)
+{
+	int err = vordr_flag_check(f, value);
+
+	if (!err)
+		WRITE_ONCE(vordr_flags[f], (u32)value);
+	return err;
 }
 
 u64 vordr_flag_get(enum vordr_flag f)
@@ -95,6 +105,8 @@ u64 vordr_flag_get(enum vordr_flag f)
 		return vordr_asc_held();
 	case VORDR_FLAG_HELDLOST:
 		return vordr_asc_lost();
+	case VORDR_FLAG_POLICY:
+		return vordr_policy_state();
 	default:
 		return vordr_flag(f);
 	}
@@ -126,6 +138,7 @@ static int vordr_param_set(const char *val, const struct kernel_param *kp)
 #define VORDR_ALIASES_REASON(value, ...)
 #define VORDR_ALIASES_DIR(value, ...)
 #define VORDR_ALIASES_LIFE(value, ...)
+#define VORDR_ALIASES_POLICY(value, ...)
 #include "defs.x"
 		};
 		size_t i;
@@ -239,28 +252,16 @@ MODULE_PARM_DESC(ksc_entries, "known-socket entries now, each weighed by the ide
 module_param_cb(idents, &vordr_now_ops, vordr_ident_count_now, 0444);
 MODULE_PARM_DESC(idents, "identities interned now (read-only)");
 
-/*
- * Rules in force from the first packet, before any console runs: see
- * vordr_rules_boot() for the format.  Read once at load.
- */
-static char *vordr_boot_rules;
-module_param_named(rules, vordr_boot_rules, charp, 0);
-MODULE_PARM_DESC(rules, "rules at load: VERDICT:PROT:PATH,... (PATH percent-encoded)");
-
 static int __init vordr_init(void)
 {
 	int err;
 
 	vordr_loaded_at = ktime_get_boottime_seconds();
 
+	/* The rules come later, from the saved policy (policy.c): never from here. */
 	err = vordr_rules_init();
 	if (err)
 		goto err_out;
-	if (vordr_boot_rules) {
-		err = vordr_rules_boot(vordr_boot_rules);
-		if (err)
-			goto err_rules;
-	}
 	err = vordr_ident_init();
 	if (err)
 		goto err_rules;

@@ -62,6 +62,7 @@ static bool vordr_prot_known(u8 prot)
 #define VORDR_PROT_CASE_REASON(value)
 #define VORDR_PROT_CASE_DIR(value)
 #define VORDR_PROT_CASE_LIFE(value)
+#define VORDR_PROT_CASE_POLICY(value)
 #include "defs.x"
 		return true;
 	default:
@@ -143,6 +144,40 @@ static void vordr_rules_changed(void)
 	rcu_read_unlock();
 }
 
+/* A policy transaction's answer to a record or a step, with its message. */
+static int vordr_nl_txn_err(struct genl_info *info, int err)
+{
+	if (err == -EBUSY)
+		NL_SET_ERR_MSG(info->extack, "another socket is loading a policy");
+	else if (err == -ENOENT)
+		NL_SET_ERR_MSG(info->extack, "no policy transaction: POLICY_BEGIN first");
+	return err;
+}
+
+/* RULE_ADD with STAGE: a record of the sender's policy transaction. */
+static int vordr_nl_stage_rule(struct genl_info *info, u8 prot, const char *path)
+{
+	struct nlattr **a = info->attrs;
+	int err;
+
+	if (a[VORDR_A_TIMEOUT] || (a[VORDR_A_LIFE] &&
+				   nla_get_u8(a[VORDR_A_LIFE]) != VORDR_LIFE_ALWAYS)) {
+		vordr_policy_reject(genl_info_net(info), info->snd_portid);
+		NL_SET_ERR_MSG(info->extack, "a policy holds lasting rules only");
+		return -EINVAL;
+	}
+	err = vordr_policy_rule(genl_info_net(info), info->snd_portid, prot, path,
+				nla_get_u8(a[VORDR_A_VERDICT]));
+	if (err == -ENOSPC)
+		NL_SET_ERR_MSG(info->extack, "policy has more rules than rules_max");
+	if (err == -EDOM) {
+		NL_SET_ERR_MSG_ATTR(info->extack, a[VORDR_A_PATH],
+				    "directory rule deeper than 32 levels");
+		err = -EINVAL;
+	}
+	return vordr_nl_txn_err(info, err);
+}
+
 static int vordr_nl_rule_add(struct sk_buff *skb, struct genl_info *info)
 {
 	struct nlattr **a = info->attrs;
@@ -156,15 +191,21 @@ static int vordr_nl_rule_add(struct sk_buff *skb, struct genl_info *info)
 		return -EINVAL;
 	prot = nla_get_u8(a[VORDR_A_PROT]);
 	if (!vordr_prot_known(prot)) {
+		if (a[VORDR_A_STAGE])
+			vordr_policy_reject(genl_info_net(info), info->snd_portid);
 		NL_SET_ERR_MSG_ATTR(info->extack, a[VORDR_A_PROT], "unknown protocol");
 		return -EINVAL;
 	}
 	path = nla_data(a[VORDR_A_PATH]);
 	if (!vordr_path_valid(path)) {
+		if (a[VORDR_A_STAGE])
+			vordr_policy_reject(genl_info_net(info), info->snd_portid);
 		NL_SET_ERR_MSG_ATTR(info->extack, a[VORDR_A_PATH],
 				    "path must be absolute and canonical");
 		return -EINVAL;
 	}
+	if (a[VORDR_A_STAGE])
+		return vordr_nl_stage_rule(info, prot, path);
 	/* An EXIT rule belongs to the socket that sent this request. */
 	err = vordr_rule_add(prot, path, nla_get_u8(a[VORDR_A_VERDICT]),
 			     a[VORDR_A_TIMEOUT] ? nla_get_u32(a[VORDR_A_TIMEOUT]) : 0,
@@ -409,6 +450,16 @@ static int vordr_nl_flag_set(struct sk_buff *skb, struct genl_info *info)
 	if (GENL_REQ_ATTR_CHECK(info, VORDR_A_FLAG) ||
 	    GENL_REQ_ATTR_CHECK(info, VORDR_A_VALUE))
 		return -EINVAL;
+	if (a[VORDR_A_STAGE]) {
+		err = vordr_policy_flag(genl_info_net(info), info->snd_portid,
+					nla_get_u16(a[VORDR_A_FLAG]),
+					nla_get_u64(a[VORDR_A_VALUE]));
+		if (err == -EROFS || err == -EINVAL) {
+			NL_SET_ERR_MSG(info->extack, "not a value this flag can be set to");
+			return -EINVAL;
+		}
+		return vordr_nl_txn_err(info, err);
+	}
 	err = vordr_flag_set(nla_get_u16(a[VORDR_A_FLAG]),
 			     nla_get_u64(a[VORDR_A_VALUE]));
 	if (err == -EROFS) {
@@ -443,6 +494,40 @@ static int vordr_nl_flag_get(struct sk_buff *skb, struct genl_info *info)
 	}
 	genlmsg_end(msg, hdr);
 	return genlmsg_reply(msg, info);
+}
+
+static int vordr_nl_policy_begin(struct sk_buff *skb, struct genl_info *info)
+{
+	if (GENL_REQ_ATTR_CHECK(info, VORDR_A_RECORDS) ||
+	    GENL_REQ_ATTR_CHECK(info, VORDR_A_CRC))
+		return -EINVAL;
+	return vordr_nl_txn_err(info, vordr_policy_begin(genl_info_net(info), info->snd_portid,
+							 nla_get_u32(info->attrs[VORDR_A_RECORDS]),
+							 nla_get_u32(info->attrs[VORDR_A_CRC])));
+}
+
+static int vordr_nl_policy_commit(struct sk_buff *skb, struct genl_info *info)
+{
+	u8 why = 0;
+	int err = vordr_policy_commit(genl_info_net(info), info->snd_portid, &why);
+
+	if (err == -EBADMSG && why == VORDR_POLICY_BADSUM)
+		NL_SET_ERR_MSG(info->extack, "policy records do not match their crc32: failed closed");
+	else if (err == -EBADMSG && why == VORDR_POLICY_BADCOUNT)
+		NL_SET_ERR_MSG(info->extack, "policy records are not as many as announced: failed closed");
+	else if (err == -EBADMSG)
+		NL_SET_ERR_MSG(info->extack, "a policy record was refused: failed closed");
+	if (!err)
+		vordr_rules_changed();
+	return vordr_nl_txn_err(info, err);
+}
+
+static int vordr_nl_policy_fail(struct sk_buff *skb, struct genl_info *info)
+{
+	if (GENL_REQ_ATTR_CHECK(info, VORDR_A_POLICY))
+		return -EINVAL;
+	return vordr_nl_txn_err(info, vordr_policy_fail(genl_info_net(info), info->snd_portid,
+							nla_get_u8(info->attrs[VORDR_A_POLICY])));
 }
 
 #define VORDR_PERM_ADMIN	GENL_ADMIN_PERM
@@ -502,6 +587,7 @@ static int vordr_nl_release(struct notifier_block *nb, unsigned long event,
 		return NOTIFY_DONE;
 	if (vordr_rules_release(n->net, n->portid))
 		vordr_rules_changed();
+	vordr_policy_release(n->net, n->portid);
 	return NOTIFY_DONE;
 }
 
@@ -530,4 +616,5 @@ void vordr_netlink_exit(void)
 	 */
 	netlink_unregister_notifier(&vordr_release_nb);
 	genl_unregister_family(&vordr_family);
+	vordr_policy_exit();
 }

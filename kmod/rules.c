@@ -14,6 +14,12 @@
  * rcu_assign_pointer()/hlist_add_head_rcu() and retire with call_rcu(); a
  * published rule is never written again except its per-CPU counters.
  *
+ * The slots, the index and their counts form one table, itself published
+ * through an RCU pointer: a policy load (policy.c) builds a whole new
+ * table off to the side (a stage, never seen by readers) and swaps it in
+ * with one rcu_assign_pointer(), so a packet sees the old rules or the new
+ * ones, never a mix.  Every table has rules_max slots.
+ *
  * A rule's life: ALWAYS and REBOOT rules stay until removed (REBOOT only
  * tells the daemon not to save it); an EXIT rule belongs to the netlink
  * socket that added it (its network namespace and port id) and is
@@ -70,18 +76,30 @@ struct vordr_rule {
 
 unsigned int vordr_rules_max = 16384;
 
-/* rules_lock guards every write to rules_slot, rules_index and the counts. */
+struct rules_table {
+	struct vordr_rule __rcu **slot;	/* rules_max slots */
+	struct hlist_head *index;	/* 1 << rules_bits buckets */
+	u32 count;
+	u32 cursor;	/* where the search for a free slot starts */
+	u32 ndirs;	/* directory rules; read locklessly */
+	u32 timed;	/* rules that expire */
+	u32 nverdict[2];	/* allow rules, block rules; read locklessly */
+};
+
+/* A table being filled by a policy load; never published until swapped in. */
+struct vordr_rules_stage {
+	struct rules_table *t;
+};
+
+/*
+ * rules_lock guards every write to the table in force (rules_tab) and to
+ * a stage's: slots, index and counts.
+ */
 static DEFINE_MUTEX(rules_lock);
-static struct vordr_rule __rcu **rules_slot;	/* rules_max slots */
-static struct hlist_head *rules_index;		/* 1 << rules_bits buckets */
+static struct rules_table __rcu *rules_tab;
 static unsigned int rules_bits;
-static u32 rules_count;
-static u32 rules_cursor;	/* where the search for a free slot starts */
-static u32 rules_ndirs;		/* directory rules; read locklessly */
-static u32 rules_timed;		/* rules that expire */
-static LIST_HEAD(rules_owned);	/* EXIT rules */
+static LIST_HEAD(rules_owned);	/* EXIT rules (of the table in force only) */
 static u32 rules_nowned;	/* their number; read locklessly */
-static u32 rules_nverdict[2];	/* allow rules, block rules; read locklessly */
 static u32 rules_seed;
 static u32 rules_gen = 1;	/* bumped by every change; 0 means "none" to dumps */
 /*
@@ -106,9 +124,15 @@ static void rules_write_end(void)
 	atomic64_inc(&rules_seq);
 }
 
-static void rules_tally(const struct vordr_rule *r, int delta)
+/* The table in force, for its writer. */
+static struct rules_table *rules_w(void)
 {
-	u32 *n = &rules_nverdict[r->verdict == VORDR_VALUE_BLOCK];
+	return rcu_dereference_protected(rules_tab, lockdep_is_held(&rules_lock));
+}
+
+static void rules_tally(struct rules_table *t, const struct vordr_rule *r, int delta)
+{
+	u32 *n = &t->nverdict[r->verdict == VORDR_VALUE_BLOCK];
 
 	WRITE_ONCE(*n, *n + delta);
 }
@@ -122,11 +146,17 @@ static void rules_tally(const struct vordr_rule *r, int delta)
  */
 int vordr_rules_uniform(u8 unkrule)
 {
-	if (unkrule == VORDR_VALUE_ALLOW && !READ_ONCE(rules_nverdict[1]))
-		return VORDR_VALUE_ALLOW;
-	if (unkrule == VORDR_VALUE_BLOCK && !READ_ONCE(rules_nverdict[0]))
-		return VORDR_VALUE_BLOCK;
-	return -1;
+	const struct rules_table *t;
+	int v = -1;
+
+	rcu_read_lock();
+	t = rcu_dereference(rules_tab);
+	if (unkrule == VORDR_VALUE_ALLOW && !READ_ONCE(t->nverdict[1]))
+		v = VORDR_VALUE_ALLOW;
+	else if (unkrule == VORDR_VALUE_BLOCK && !READ_ONCE(t->nverdict[0]))
+		v = VORDR_VALUE_BLOCK;
+	rcu_read_unlock();
+	return v;
 }
 
 u32 vordr_hash(const char *s, u16 len)
@@ -134,9 +164,9 @@ u32 vordr_hash(const char *s, u16 len)
 	return jhash(s, len, rules_seed);
 }
 
-static struct hlist_head *rules_bucket(u32 hash)
+static struct hlist_head *rules_bucket(const struct rules_table *t, u32 hash)
 {
-	return &rules_index[hash & ((1u << rules_bits) - 1)];
+	return &t->index[hash & ((1u << rules_bits) - 1)];
 }
 
 static bool rules_expired(const struct vordr_rule *r)
@@ -155,12 +185,12 @@ static bool rules_names(const struct vordr_rule *r, u32 hash,
  * The best rule in one bucket for @path[0..len) and @prot: a rule naming
  * the protocol beats an "any" rule.
  */
-static const struct vordr_rule *rules_best(u32 hash, const char *path,
-					   u16 len, u8 prot)
+static const struct vordr_rule *rules_best(const struct rules_table *t, u32 hash,
+					   const char *path, u16 len, u8 prot)
 {
 	const struct vordr_rule *r, *any = NULL;
 
-	hlist_for_each_entry_rcu(r, rules_bucket(hash), node) {
+	hlist_for_each_entry_rcu(r, rules_bucket(t, hash), node) {
 		if (!rules_names(r, hash, path, len) || rules_expired(r))
 			continue;
 		if (r->prot == prot)
@@ -175,16 +205,17 @@ static const struct vordr_rule *rules_best(u32 hash, const char *path,
  * The most specific rule for @id and @prot: the exact path, then the
  * deepest directory holding it.  Under rcu_read_lock().
  */
-static const struct vordr_rule *rules_match(const struct vordr_ident *id, u8 prot)
+static const struct vordr_rule *rules_match(const struct rules_table *t,
+					    const struct vordr_ident *id, u8 prot)
 {
 	const struct vordr_rule *r;
 	int i;
 
-	r = rules_best(id->hash, id->path, id->len, prot);
-	if (r || !READ_ONCE(rules_ndirs))
+	r = rules_best(t, id->hash, id->path, id->len, prot);
+	if (r || !READ_ONCE(t->ndirs))
 		return r;
 	for (i = id->ndirs - 1; i >= 0; i--) {
-		r = rules_best(id->dir_hash[i], id->path, id->dir_len[i], prot);
+		r = rules_best(t, id->dir_hash[i], id->path, id->dir_len[i], prot);
 		if (r)
 			return r;
 	}
@@ -217,6 +248,7 @@ static int rules_cache_index(u8 prot)
 const struct vordr_rule *vordr_rule_match(struct vordr_ident *id, u8 prot)
 {
 	int c = rules_cache_index(prot);
+	const struct rules_table *t;
 	const struct vordr_rule *r;
 	u64 seq, e;
 	u32 slot;
@@ -224,18 +256,19 @@ const struct vordr_rule *vordr_rule_match(struct vordr_ident *id, u8 prot)
 	if (id->foreign)
 		return NULL;
 	if (c < 0)
-		return rules_match(id, prot);
+		return rules_match(rcu_dereference(rules_tab), id, prot);
 	seq = atomic64_read(&rules_seq);
 	smp_rmb();	/* the count before the table */
+	t = rcu_dereference(rules_tab);
 	e = atomic64_read(&id->rule_cache[c]);
 	if (!(seq & 1) && e >> RULES_CACHE_SLOT_BITS == (seq & RULES_CACHE_SEQ_MASK)) {
 		slot = e & ((1u << RULES_CACHE_SLOT_BITS) - 1);
-		r = slot ? rcu_dereference(rules_slot[slot - 1]) : NULL;
+		r = slot ? rcu_dereference(t->slot[slot - 1]) : NULL;
 		smp_rmb();	/* the table before the count */
 		if (atomic64_read(&rules_seq) == seq && (!r || !rules_expired(r)))
 			return r;
 	}
-	r = rules_match(id, prot);
+	r = rules_match(t, id, prot);
 	smp_rmb();	/* the table before the count: a change meanwhile, no tag */
 	if (!(seq & 1) && atomic64_read(&rules_seq) == seq)
 		atomic64_set(&id->rule_cache[c], (seq & RULES_CACHE_SEQ_MASK) << RULES_CACHE_SLOT_BITS |
@@ -292,29 +325,30 @@ static void rules_own(struct vordr_rule *r, bool join)
 	WRITE_ONCE(rules_nowned, rules_nowned + (join ? 1 : -1));
 }
 
-/* Unlink @r from the index and its slot; rules_lock held. */
+/* Unlink @r from the table in force; rules_lock held. */
 static void rules_retire(struct vordr_rule *r)
 {
-	lockdep_assert_held(&rules_lock);
+	struct rules_table *t = rules_w();
+
 	WRITE_ONCE(rules_gen, rules_gen + 1);
 	rules_own(r, false);
 	hlist_del_rcu(&r->node);
-	RCU_INIT_POINTER(rules_slot[r->slot], NULL);
-	rules_count--;
-	rules_tally(r, -1);
+	RCU_INIT_POINTER(t->slot[r->slot], NULL);
+	t->count--;
+	rules_tally(t, r, -1);
 	if (r->expires)
-		rules_timed--;
+		t->timed--;
 	if (r->path[r->len - 1] == '/')
-		WRITE_ONCE(rules_ndirs, rules_ndirs - 1);
+		WRITE_ONCE(t->ndirs, t->ndirs - 1);
 	call_rcu(&r->rcu, rules_free_rcu);
 }
 
-static struct vordr_rule *rules_find(u32 hash, const char *path, u16 len,
-				     u8 prot)
+static struct vordr_rule *rules_find(struct rules_table *t, u32 hash,
+				     const char *path, u16 len, u8 prot)
 {
 	struct vordr_rule *r;
 
-	hlist_for_each_entry_rcu(r, rules_bucket(hash), node,
+	hlist_for_each_entry_rcu(r, rules_bucket(t, hash), node,
 				 lockdep_is_held(&rules_lock))
 		if (r->prot == prot && rules_names(r, hash, path, len))
 			return r;
@@ -330,34 +364,35 @@ const char *vordr_rule_path(const struct vordr_rule *r, u8 *prot)
 /* Retire every expired rule; rules_lock held. */
 static void rules_gc(void)
 {
+	struct rules_table *t = rules_w();
 	struct vordr_rule *r;
 	u32 i;
 
-	lockdep_assert_held(&rules_lock);
-	if (!rules_timed)
+	if (!t->timed)
 		return;
 	for (i = 0; i < vordr_rules_max; i++) {
-		r = rcu_dereference_protected(rules_slot[i],
+		r = rcu_dereference_protected(t->slot[i],
 					      lockdep_is_held(&rules_lock));
 		if (r && rules_expired(r))
 			rules_retire(r);
 	}
 }
 
-int vordr_rule_add(u8 prot, const char *path, u8 verdict, u32 timeout,
-		   u8 life, const struct net *net, u32 portid)
+/* A new rule, not yet in any table; NULL or an ERR_PTR. */
+static struct vordr_rule *rules_new(u8 prot, const char *path, u8 verdict,
+				    u32 timeout, u8 life, const struct net *net,
+				    u32 portid)
 {
 	size_t len = strlen(path);
-	struct vordr_rule *r, *old;
-	u32 i, slot = 0;
-	int err = 0, cpu;
+	struct vordr_rule *r;
+	int cpu;
 
 	if (len == 0 || len >= U16_MAX)
-		return -EINVAL;
+		return ERR_PTR(-EINVAL);
 	if (timeout > VORDR_TIMEOUT_MAX)
-		return -ERANGE;
+		return ERR_PTR(-ERANGE);
 	if (life == VORDR_LIFE_EXIT && !net)
-		return -EINVAL;
+		return ERR_PTR(-EINVAL);
 	/* Identities hash only their shallowest VORDR_MAX_DEPTH directories. */
 	if (path[len - 1] == '/') {
 		size_t i, n = 0;
@@ -365,15 +400,15 @@ int vordr_rule_add(u8 prot, const char *path, u8 verdict, u32 timeout,
 		for (i = 0; i < len; i++)
 			n += path[i] == '/';
 		if (n > VORDR_MAX_DEPTH)
-			return -EDOM;
+			return ERR_PTR(-EDOM);
 	}
 	r = kzalloc(struct_size(r, path, len + 1), GFP_KERNEL);
 	if (!r)
-		return -ENOMEM;
+		return ERR_PTR(-ENOMEM);
 	r->stats = alloc_percpu(struct vordr_rule_stats);
 	if (!r->stats) {
 		kfree(r);
-		return -ENOMEM;
+		return ERR_PTR(-ENOMEM);
 	}
 	for_each_possible_cpu(cpu)
 		u64_stats_init(&per_cpu_ptr(r->stats, cpu)->syncp);
@@ -392,51 +427,77 @@ int vordr_rule_add(u8 prot, const char *path, u8 verdict, u32 timeout,
 		r->expires = (jiffies + (unsigned long)timeout * HZ) | 1;
 		r->timeout = timeout;
 	}
+	return r;
+}
 
+static void rules_free(struct vordr_rule *r)
+{
+	free_percpu(r->stats);
+	kfree(r);
+}
+
+/*
+ * Put @r in @t (the table in force, or a stage): a rule for the same path
+ * and protocol is replaced in place (same slot, @r's own counters).
+ * rules_lock held.  -ENOSPC: @t is full; @r is then the caller's.
+ */
+static int rules_insert(struct rules_table *t, struct vordr_rule *r)
+{
+	struct vordr_rule *old;
+	u32 i, slot = 0;
+
+	lockdep_assert_held(&rules_lock);
+	old = rules_find(t, r->hash, r->path, r->len, r->prot);
+	if (old) {
+		r->slot = old->slot;
+		hlist_replace_rcu(&old->node, &r->node);
+		rcu_assign_pointer(t->slot[r->slot], r);
+		t->timed += !!r->expires - !!old->expires;
+		rules_own(old, false);
+		rules_own(r, true);
+		rules_tally(t, old, -1);
+		rules_tally(t, r, 1);
+		call_rcu(&old->rcu, rules_free_rcu);
+		return 0;
+	}
+	if (t->count >= vordr_rules_max)
+		return -ENOSPC;
+	for (i = 0; i < vordr_rules_max; i++) {
+		slot = (t->cursor + i) % vordr_rules_max;
+		if (!rcu_access_pointer(t->slot[slot]))
+			break;
+	}
+	r->slot = slot;
+	t->cursor = (slot + 1) % vordr_rules_max;
+	t->count++;
+	rules_tally(t, r, 1);
+	t->timed += !!r->expires;
+	rules_own(r, true);
+	if (r->path[r->len - 1] == '/')
+		WRITE_ONCE(t->ndirs, t->ndirs + 1);
+	rcu_assign_pointer(t->slot[slot], r);
+	hlist_add_head_rcu(&r->node, rules_bucket(t, r->hash));
+	return 0;
+}
+
+int vordr_rule_add(u8 prot, const char *path, u8 verdict, u32 timeout,
+		   u8 life, const struct net *net, u32 portid)
+{
+	struct vordr_rule *r;
+	int err;
+
+	r = rules_new(prot, path, verdict, timeout, life, net, portid);
+	if (IS_ERR(r))
+		return PTR_ERR(r);
 	mutex_lock(&rules_lock);
 	rules_write_begin();
 	rules_gc();
 	WRITE_ONCE(rules_gen, rules_gen + 1);
-	old = rules_find(r->hash, path, len, prot);
-	if (old) {
-		/* Replace in place: same slot, the new rule's own counters. */
-		r->slot = old->slot;
-		hlist_replace_rcu(&old->node, &r->node);
-		rcu_assign_pointer(rules_slot[r->slot], r);
-		rules_timed += !!r->expires - !!old->expires;
-		rules_own(old, false);
-		rules_own(r, true);
-		rules_tally(old, -1);
-		rules_tally(r, 1);
-		call_rcu(&old->rcu, rules_free_rcu);
-		goto out_unlock;
-	}
-	if (rules_count >= vordr_rules_max) {
-		err = -ENOSPC;
-		goto out_unlock;
-	}
-	for (i = 0; i < vordr_rules_max; i++) {
-		slot = (rules_cursor + i) % vordr_rules_max;
-		if (!rcu_access_pointer(rules_slot[slot]))
-			break;
-	}
-	r->slot = slot;
-	rules_cursor = (slot + 1) % vordr_rules_max;
-	rules_count++;
-	rules_tally(r, 1);
-	rules_timed += !!r->expires;
-	rules_own(r, true);
-	if (path[len - 1] == '/')
-		WRITE_ONCE(rules_ndirs, rules_ndirs + 1);
-	rcu_assign_pointer(rules_slot[slot], r);
-	hlist_add_head_rcu(&r->node, rules_bucket(r->hash));
-out_unlock:
+	err = rules_insert(rules_w(), r);
 	rules_write_end();
 	mutex_unlock(&rules_lock);
-	if (err) {
-		free_percpu(r->stats);
-		kfree(r);
-	}
+	if (err)
+		rules_free(r);
 	return err;
 }
 
@@ -451,7 +512,7 @@ int vordr_rule_del(const char *path, bool any_prot, u8 prot)
 	mutex_lock(&rules_lock);
 	rules_write_begin();
 	rules_gc();
-	hlist_for_each_entry_safe(r, tmp, rules_bucket(hash), node) {
+	hlist_for_each_entry_safe(r, tmp, rules_bucket(rules_w(), hash), node) {
 		if (!rules_names(r, hash, path, len) ||
 		    (!any_prot && r->prot != prot))
 			continue;
@@ -472,7 +533,7 @@ void vordr_rule_clear(bool all, u8 verdict)
 	mutex_lock(&rules_lock);
 	rules_write_begin();
 	for (i = 0; i < vordr_rules_max; i++) {
-		r = rcu_dereference_protected(rules_slot[i],
+		r = rcu_dereference_protected(rules_w()->slot[i],
 					      lockdep_is_held(&rules_lock));
 		if (r && (all || r->verdict == verdict))
 			rules_retire(r);
@@ -509,12 +570,13 @@ unsigned int vordr_rules_release(const struct net *net, u32 portid)
 
 bool vordr_rule_next(u32 *pos, bool all, u8 verdict, struct vordr_rule_view *v)
 {
+	const struct rules_table *t = rcu_dereference(rules_tab);
 	const struct vordr_rule *r;
 	unsigned int start;
 	int cpu;
 
 	for (; *pos < vordr_rules_max; (*pos)++) {
-		r = rcu_dereference(rules_slot[*pos]);
+		r = rcu_dereference(t->slot[*pos]);
 		if (!r || (!all && r->verdict != verdict) || rules_expired(r))
 			continue;
 		if (r->expires) {
@@ -565,100 +627,131 @@ bool vordr_path_valid(const char *p)
 	return true;
 }
 
-/* Decode %XX escapes of @s in place; false on a bad escape or a NUL. */
-static bool rules_unescape(char *s)
+static void rules_table_free(struct rules_table *t)
 {
-	char *out = s;
-	int hi, lo;
+	if (!t)
+		return;
+	kvfree(t->index);
+	kvfree(t->slot);
+	kfree(t);
+}
 
-	for (; *s; s++) {
-		if (*s != '%') {
-			*out++ = *s;
-			continue;
-		}
-		hi = hex_to_bin(s[1]);
-		lo = hi < 0 ? -1 : hex_to_bin(s[2]);
-		if (lo < 0 || (hi == 0 && lo == 0))
-			return false;
-		*out++ = hi << 4 | lo;
-		s += 2;
+static struct rules_table *rules_table_new(void)
+{
+	struct rules_table *t = kzalloc(sizeof(*t), GFP_KERNEL);
+	unsigned int i;
+
+	if (!t)
+		return NULL;
+	t->slot = kvcalloc(vordr_rules_max, sizeof(*t->slot), GFP_KERNEL);
+	t->index = kvcalloc(1u << rules_bits, sizeof(*t->index), GFP_KERNEL);
+	if (!t->slot || !t->index) {
+		rules_table_free(t);
+		return NULL;
 	}
-	*out = 0;
-	return true;
+	for (i = 0; i < (1u << rules_bits); i++)
+		INIT_HLIST_HEAD(&t->index[i]);
+	return t;
+}
+
+/* Frees @t and every rule in it; no reader may still see it. */
+static void rules_table_destroy(struct rules_table *t)
+{
+	struct vordr_rule *r;
+	u32 i;
+
+	for (i = 0; i < vordr_rules_max; i++) {
+		r = rcu_dereference_protected(t->slot[i], true);
+		if (r)
+			rules_free(r);
+	}
+	rules_table_free(t);
+}
+
+struct vordr_rules_stage *vordr_rules_stage_new(void)
+{
+	struct vordr_rules_stage *s = kzalloc(sizeof(*s), GFP_KERNEL);
+
+	if (!s)
+		return NULL;
+	s->t = rules_table_new();
+	if (!s->t) {
+		kfree(s);
+		return NULL;
+	}
+	return s;
+}
+
+void vordr_rules_stage_free(struct vordr_rules_stage *s)
+{
+	if (!s)
+		return;
+	if (s->t)
+		rules_table_destroy(s->t);
+	kfree(s);
 }
 
 /*
- * The boot rules (module parameter "rules"): comma-separated
- * VERDICT:PROT:PATH with VERDICT allow or block, PROT any, tcp, udp or
- * icmp, and PATH percent-encoded (%2C for ',', %25 for '%').  All or
- * nothing: a bad entry fails the load, naming the entry.
+ * A lasting rule into stage @s (a later one for the same path and
+ * protocol replaces the earlier); -ENOSPC past rules_max rules.
  */
-/* Protocols by value, as defs.x names them (verdicts: main.c). */
-static const char *const rules_prot_names[] = {
-#define VORDR_CONST(group, id, value, name, ...) VORDR_BOOT_##group(value, name)
-#define VORDR_BOOT_VALUE(value, name)
-#define VORDR_BOOT_PROT(value, name) [value] = name,
-#define VORDR_BOOT_REASON(value, name)
-#define VORDR_BOOT_DIR(value, name)
-#define VORDR_BOOT_LIFE(value, name)
-#include "defs.x"
-#undef VORDR_BOOT_VALUE
-#undef VORDR_BOOT_PROT
-#undef VORDR_BOOT_REASON
-#undef VORDR_BOOT_DIR
-#undef VORDR_BOOT_LIFE
-};
-
-int vordr_rules_boot(const char *spec)
+int vordr_rules_stage_add(struct vordr_rules_stage *s, u8 prot, const char *path,
+			  u8 verdict)
 {
-	char *copy, *cur, *entry, *verdict, *prot;
-	unsigned int n = 0;
-	int err = 0;
-	u8 v, p;
+	struct vordr_rule *r;
+	int err;
 
-	copy = kstrdup(spec, GFP_KERNEL);
-	if (!copy)
-		return -ENOMEM;
-	cur = copy;
-	while ((entry = strsep(&cur, ",")) && !err) {
-		n++;
-		if (!*entry)
-			continue;
-		verdict = strsep(&entry, ":");
-		prot = strsep(&entry, ":");
-		err = -EINVAL;
-		if (!vordr_value_named(verdict, &v) ||
-		    (v != VORDR_VALUE_ALLOW && v != VORDR_VALUE_BLOCK) ||
-		    !vordr_named(rules_prot_names, ARRAY_SIZE(rules_prot_names), prot, &p) ||
-		    !entry || !rules_unescape(entry) || !vordr_path_valid(entry))
-			break;
-		err = vordr_rule_add(p, entry, v, 0, VORDR_LIFE_ALWAYS, NULL, 0);
-	}
+	r = rules_new(prot, path, verdict, 0, VORDR_LIFE_ALWAYS, NULL, 0);
+	if (IS_ERR(r))
+		return PTR_ERR(r);
+	mutex_lock(&rules_lock);
+	err = rules_insert(s->t, r);
+	mutex_unlock(&rules_lock);
 	if (err)
-		pr_err("rules: entry %u is not VERDICT:PROT:/PATH (%d)\n", n, err);
-	kfree(copy);
+		rules_free(r);
 	return err;
+}
+
+/*
+ * Stage @s becomes the table in force, all at once; every rule before it
+ * goes (until-exit rules too: their sockets own nothing any more).  @then
+ * runs right after the swap, under rules_lock (a load's flags).  Consumes
+ * @s.  Sleeps for a grace period.
+ */
+void vordr_rules_swap(struct vordr_rules_stage *s, void (*then)(void *), void *arg)
+{
+	struct rules_table *old;
+	struct vordr_rule *r, *tmp;
+
+	mutex_lock(&rules_lock);
+	rules_write_begin();
+	old = rules_w();
+	list_for_each_entry_safe(r, tmp, &rules_owned, owned)
+		list_del(&r->owned);
+	WRITE_ONCE(rules_nowned, 0);
+	WRITE_ONCE(rules_gen, rules_gen + 1);
+	rcu_assign_pointer(rules_tab, s->t);
+	s->t = NULL;
+	if (then)
+		then(arg);
+	rules_write_end();
+	mutex_unlock(&rules_lock);
+	kfree(s);
+	synchronize_rcu();
+	rules_table_destroy(old);
 }
 
 int vordr_rules_init(void)
 {
-	unsigned int i;
+	struct rules_table *t;
 
 	rules_bits = order_base_2(vordr_rules_max);
 	if (rules_bits < 4)
 		rules_bits = 4;
-	rules_slot = kvcalloc(vordr_rules_max, sizeof(*rules_slot), GFP_KERNEL);
-	if (!rules_slot)
+	t = rules_table_new();
+	if (!t)
 		return -ENOMEM;
-	rules_index = kvcalloc(1u << rules_bits, sizeof(*rules_index),
-			       GFP_KERNEL);
-	if (!rules_index) {
-		kvfree(rules_slot);
-		rules_slot = NULL;
-		return -ENOMEM;
-	}
-	for (i = 0; i < (1u << rules_bits); i++)
-		INIT_HLIST_HEAD(&rules_index[i]);
+	RCU_INIT_POINTER(rules_tab, t);
 	rules_seed = get_random_u32();
 	return 0;
 }
@@ -669,8 +762,6 @@ void vordr_rules_exit(void)
 	vordr_rule_clear(true, 0);
 	/* rules_free_rcu is this module's code: wait for every callback. */
 	rcu_barrier();
-	kvfree(rules_index);
-	kvfree(rules_slot);
-	rules_index = NULL;
-	rules_slot = NULL;
+	rules_table_free(rcu_dereference_protected(rules_tab, true));
+	RCU_INIT_POINTER(rules_tab, NULL);
 }

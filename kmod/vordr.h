@@ -78,6 +78,8 @@ static inline u32 vordr_flag(enum vordr_flag f)
 }
 
 int vordr_flag_set(enum vordr_flag f, u64 value);
+/* What vordr_flag_set() would answer, changing nothing. */
+int vordr_flag_check(enum vordr_flag f, u64 value);
 bool vordr_named(const char *const *names, size_t n, const char *name, u8 *value);
 bool vordr_value_named(const char *name, u8 *value);
 u64 vordr_flag_get(enum vordr_flag f);
@@ -279,8 +281,15 @@ int vordr_rule_add(u8 prot, const char *path, u8 verdict, u32 timeout,
 		   u8 life, const struct net *net, u32 portid);
 unsigned int vordr_rules_release(const struct net *net, u32 portid);
 const char *vordr_rule_path(const struct vordr_rule *r, u8 *prot);
-int vordr_rules_boot(const char *spec);
 bool vordr_path_valid(const char *p);
+
+/* A whole rule table built apart, then swapped in (a policy load). */
+struct vordr_rules_stage;
+struct vordr_rules_stage *vordr_rules_stage_new(void);
+void vordr_rules_stage_free(struct vordr_rules_stage *s);
+int vordr_rules_stage_add(struct vordr_rules_stage *s, u8 prot, const char *path,
+			  u8 verdict);
+void vordr_rules_swap(struct vordr_rules_stage *s, void (*then)(void *), void *arg);
 
 /* The longest rule timeout: a year. */
 #define VORDR_TIMEOUT_MAX (366u * 24 * 3600)
@@ -367,5 +376,25 @@ void vordr_netlink_exit(void);
 bool vordr_netlink_event(struct sk_buff *msg);
 void *vordr_netlink_event_put(struct sk_buff *msg);
 bool vordr_netlink_listening(void);
+
+/* ---- the saved policy's load (policy.c) --------------------------------- */
+
+/*
+ * A policy transaction, owned by the netlink socket @net/@portid that
+ * began it.  -EBUSY: another socket's is open; -ENOENT: this socket has
+ * none.  Serialized by the caller (genl) and policy_lock (the release).
+ */
+int vordr_policy_begin(const struct net *net, u32 portid, u32 records, u32 crc);
+int vordr_policy_rule(const struct net *net, u32 portid, u8 prot,
+		      const char *path, u8 verdict);
+int vordr_policy_flag(const struct net *net, u32 portid, enum vordr_flag f, u64 value);
+/* A record this socket sent was refused before it could be staged. */
+void vordr_policy_reject(const struct net *net, u32 portid);
+/* 0, or -EBADMSG with *why set: the load failed closed. */
+int vordr_policy_commit(const struct net *net, u32 portid, u8 *why);
+int vordr_policy_fail(const struct net *net, u32 portid, u8 reason);
+void vordr_policy_release(const struct net *net, u32 portid);
+void vordr_policy_exit(void);
+u32 vordr_policy_state(void);
 
 #endif /* VORDR_H */

@@ -6,6 +6,7 @@
 //   vordr             on a terminal: the interactive console (ui.ts); with
 //                     only standard input a terminal, a line console
 //   vordr --service   headless: the rules file, then events as JSON lines
+//   vordr --load-policy  the saved policy into the module (boot), then exit
 //
 // Exit codes:
 //
@@ -18,6 +19,7 @@
 //   | 4    | the module was built from another schema version (defs.x)      |
 //   | 5    | the native addon is not built or cannot be loaded              |
 //   | 6    | internal error: the console crashed (terminal restored)        |
+//   | 7    | --load-policy: the saved policy was not loaded (fails closed)  |
 //
 // Every stream and the addon are injected through Io, so tests drive main()
 // without a terminal; the guarded call at the bottom is the only place that
@@ -31,7 +33,8 @@ import { Result, ResultAsync, err, ok } from 'neverthrow';
 import { loadAddon, type Addon, type LoadError } from './addon';
 import { runConsole } from './console';
 import { Kernel, PERMISSION_MESSAGE, describeKernelError, type KernelError } from './kernel';
-import { DEFAULT_MODPROBE_CONF, DEFAULT_RULES_FILE, Runner, readLines, splitLines } from './script';
+import { DEFAULT_RULES_FILE, Runner, readLines, splitLines } from './script';
+import { DEFAULT_POLICY_FILE, bootPolicy, describeBootError } from './policy';
 import { describeParseError, describeRunError, parseLine, type Output } from './grammar';
 import { PROMPT_TIMEOUT_SECONDS } from './prompts';
 import { runService } from './service';
@@ -46,6 +49,7 @@ export const EXIT = {
   schema: 4,
   addon: 5,
   internal: 6,
+  policy: 7,
 } as const;
 
 /** The one options table: parseArgs' config and --help are made from it. */
@@ -53,7 +57,8 @@ export const OPTIONS = {
   file: { short: 'f', type: 'string', arg: 'FILE', help: 'run the commands in FILE and exit (- reads standard input)' },
   service: { type: 'boolean', help: 'run headless: apply --set and the rules file, print events as JSON lines' },
   rules: { short: 'r', type: 'string', arg: 'FILE', help: `the rules file (default $VORDR_RULES or ${DEFAULT_RULES_FILE})` },
-  'modprobe-conf': { type: 'string', arg: 'FILE', help: `boot policy written with it (default $VORDR_MODPROBE_CONF or ${DEFAULT_MODPROBE_CONF})` },
+  'policy-file': { type: 'string', arg: 'FILE', help: `the boot policy derived from the rules file (default $VORDR_POLICY_FILE or ${DEFAULT_POLICY_FILE})` },
+  'load-policy': { type: 'boolean', help: 'load the saved policy into the module (deriving it again if the rules file changed) and exit' },
   set: { short: 's', type: 'string', multiple: true, arg: 'FLAG=VALUE', help: 'set a module flag first (repeatable)' },
   'prompt-timeout': { type: 'string', arg: 'SECONDS', help: `an unanswered prompt blocks once after SECONDS (default ${PROMPT_TIMEOUT_SECONDS})` },
   help: { short: 'h', type: 'boolean', help: 'print this help and exit' },
@@ -69,8 +74,8 @@ export interface Io {
   readonly cwd?: string;
   /** Where `save` writes without a FILE (--rules wins; else $VORDR_RULES). */
   readonly rulesFile?: string;
-  /** The modprobe.d file written with it (--modprobe-conf wins; else $VORDR_MODPROBE_CONF). */
-  readonly modprobeConf?: string;
+  /** The policy file derived from it (--policy-file wins; else $VORDR_POLICY_FILE). */
+  readonly policyFile?: string;
   /** May change rules (CAP_NET_ADMIN); read from /proc/self/status when absent. */
   readonly privileged?: boolean;
   /** --service stops when this resolves (default: SIGTERM or SIGINT). */
@@ -81,7 +86,8 @@ type Options = {
   file?: string;
   service?: boolean;
   rules?: string;
-  'modprobe-conf'?: string;
+  'policy-file'?: string;
+  'load-policy'?: boolean;
   set?: string[];
   'prompt-timeout'?: string;
   help?: boolean;
@@ -111,6 +117,8 @@ function parseOptions(argv: readonly string[]): Result<Options, string> {
     const { values } = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false });
     const o = values as Options;
     if (o.service && o.file !== undefined) return err('--service and -f cannot be used together');
+    if (o['load-policy'] && (o.service || o.file !== undefined || o.set !== undefined))
+      return err('--load-policy runs alone (with --rules and --policy-file only)');
     const t = o['prompt-timeout'];
     if (t !== undefined && !/^[1-9]\d{0,5}$/.test(t)) return err(`--prompt-timeout wants whole seconds (1-999999), not '${t}'`);
     for (const x of o.set ?? []) if (!/^[^=\s]+=\S+$/.test(x)) return err(`--set wants FLAG=VALUE, not '${x}'`);
@@ -127,7 +135,7 @@ export function usage(): string {
   });
   const width = Math.max(...rows.map(([l]) => l.length));
   return [
-    'usage: vordr [-f FILE | --service] [-r FILE] [-s FLAG=VALUE]...',
+    'usage: vordr [-f FILE | --service | --load-policy] [-r FILE] [--policy-file FILE] [-s FLAG=VALUE]...',
     '',
     'Per-application firewall console. With -f, or with commands on standard',
     'input, runs them as a script; on a terminal, opens the console',
@@ -137,7 +145,8 @@ export function usage(): string {
     '',
     'exit status: 0 ok, 1 a line failed, 2 usage error, 3 module not loaded,',
     '4 module built from another schema version, 5 native addon not built,',
-    '6 internal error (the console crashed; the terminal is restored)',
+    '6 internal error (the console crashed; the terminal is restored),',
+    '7 --load-policy: the saved policy was not loaded (the module fails closed)',
     '',
   ].join('\n');
 }
@@ -199,7 +208,7 @@ export async function main(io: Io): Promise<number> {
       return EXIT.usage;
     }
     script = { source: opts.file, lines: lines.value };
-  } else if (opts.file === '-' || (!io.stdin.isTTY && !opts.service)) {
+  } else if (opts.file === '-' || (!io.stdin.isTTY && !opts.service && !opts['load-policy'])) {
     const lines = await readAll(io.stdin);
     if (lines.isErr()) {
       say(lines.error);
@@ -221,7 +230,25 @@ export async function main(io: Io): Promise<number> {
   const kernel = connected.value;
   const vocab = vocabulary(addon.value.schema);
   const rulesFile = path.resolve(io.cwd ?? process.cwd(), opts.rules ?? io.rulesFile ?? DEFAULT_RULES_FILE);
-  const modprobeConf = path.resolve(io.cwd ?? process.cwd(), opts['modprobe-conf'] ?? io.modprobeConf ?? DEFAULT_MODPROBE_CONF);
+  const policyFile = path.resolve(io.cwd ?? process.cwd(), opts['policy-file'] ?? io.policyFile ?? DEFAULT_POLICY_FILE);
+  if (opts['load-policy']) {
+    try {
+      const r = await bootPolicy(kernel, vocab, { rulesFile, policyFile });
+      if (r.isErr()) {
+        say(describeBootError(r.error, policyFile));
+        const k = r.error.kind === 'kernel' ? r.error.error.kind : undefined;
+        return k === 'not-loaded' || k === 'schema-mismatch' || k === 'addon-mismatch' ? connectExit((r.error as { error: KernelError }).error) : EXIT.policy;
+      }
+      const { rules, flags, derived, ms, deriveMs, streamMs } = r.value;
+      io.stdout.write(
+        `loaded the saved policy ${policyFile}${derived ? ` (derived again from ${rulesFile})` : ''}: ${rules} rule${rules === 1 ? '' : 's'}, ${flags} flag${flags === 1 ? '' : 's'} in ${ms} ms` +
+          ` (${derived ? `deriving ${deriveMs} ms, ` : ''}the transaction ${streamMs} ms)\n`,
+      );
+      return EXIT.ok;
+    } finally {
+      kernel.close();
+    }
+  }
   const privileged = io.privileged ?? hasNetAdmin(addon.value.schema.platform?.cap.net_admin);
   const sets = (opts.set ?? []).map((x) => {
     const at = x.indexOf('=');
@@ -244,7 +271,7 @@ export async function main(io: Io): Promise<number> {
       err: errOut,
       ...(io.cwd !== undefined ? { cwd: io.cwd } : {}),
       rulesFile,
-      modprobeConf,
+      policyFile,
       autosave,
     });
   // The console and the service start from the saved policy: --set, then
@@ -275,7 +302,19 @@ export async function main(io: Io): Promise<number> {
       if (!privileged) say(`read-only: ${PERMISSION_MESSAGE}; logging events only`);
       // The one place the service puts the saved policy in force: at its
       // start and each time the module comes back (service.ts).
-      const applySavedPolicy = () => start(runner, io.stderr);
+      // The saved policy goes in through the module's transaction (the
+      // derived policy file, derived again when the rules file changed):
+      // all of it or, failing that, closed and said why.  Then --set.
+      const applySavedPolicy = async (): Promise<void> => {
+        if (!privileged) return;
+        const r = await bootPolicy(kernel, vocab, { rulesFile, policyFile });
+        if (r.isErr()) say(describeBootError(r.error, policyFile));
+        else say(`the saved policy is in force: ${r.value.rules} rule${r.value.rules === 1 ? '' : 's'}, ${r.value.flags} flag${r.value.flags === 1 ? '' : 's'} (${r.value.ms} ms)`);
+        if (sets.length > 0) {
+          const { saved } = await runner.runAndRecord(sets, '--set');
+          if (saved.isErr()) say(describeRunError(saved.error));
+        }
+      };
       const a = addon.value;
       await runService({
         kernel,
@@ -345,7 +384,7 @@ if (require.main === module) {
     stderr: process.stderr,
     loadAddon: () => loadAddon(),
     ...(process.env['VORDR_RULES'] ? { rulesFile: process.env['VORDR_RULES'] } : {}),
-    ...(process.env['VORDR_MODPROBE_CONF'] ? { modprobeConf: process.env['VORDR_MODPROBE_CONF'] } : {}),
+    ...(process.env['VORDR_POLICY_FILE'] ? { policyFile: process.env['VORDR_POLICY_FILE'] } : {}),
   }).then((code) => {
     process.exitCode = code;
   });

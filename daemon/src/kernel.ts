@@ -243,6 +243,39 @@ export class Kernel {
       );
   }
 
+  /** The policy transaction's calls (defs.x POLICY_BEGIN and the STAGE attribute). */
+  private policyCall(command: string, attrs?: Readonly<Record<string, number | bigint | string | undefined>>): ResultAsync<void, KernelError> {
+    return this.call(command, attrs).map(() => undefined);
+  }
+
+  /** Opens this connection's policy transaction: records, and their crc32. */
+  policyBegin(records: number, crc: number): ResultAsync<void, KernelError> {
+    const A = this.ids.ATTR;
+    return this.policyCall(this.ids.CMD.POLICY_BEGIN, { [A.RECORDS]: records, [A.CRC]: crc >>> 0 });
+  }
+
+  /** A lasting rule, staged in this connection's transaction. */
+  stageRule(prot: number, path: string, verdict: number): ResultAsync<void, KernelError> {
+    const A = this.ids.ATTR;
+    return this.policyCall(this.ids.CMD.RULE_ADD, { [A.PROT]: prot, [A.PATH]: path, [A.VERDICT]: verdict, [A.STAGE]: 1 });
+  }
+
+  /** A flag value, staged in this connection's transaction. */
+  stageFlag(flag: number, value: number | bigint): ResultAsync<void, KernelError> {
+    const A = this.ids.ATTR;
+    return this.policyCall(this.ids.CMD.FLAG_SET, { [A.FLAG]: flag, [A.VALUE]: value, [A.STAGE]: 1 });
+  }
+
+  /** Checks and applies the transaction (EBADMSG: it failed closed). */
+  policyCommit(): ResultAsync<void, KernelError> {
+    return this.policyCall(this.ids.CMD.POLICY_COMMIT);
+  }
+
+  /** The loader could not load the policy: reason is a `policy` constant; the module fails closed. */
+  policyFail(reason: number): ResultAsync<void, KernelError> {
+    return this.policyCall(this.ids.CMD.POLICY_FAIL, { [this.ids.ATTR.POLICY]: reason });
+  }
+
   flagSet(flag: number, value: number | bigint): ResultAsync<void, KernelError> {
     const A = this.ids.ATTR;
     return this.call(this.ids.CMD.FLAG_SET, { [A.FLAG]: flag, [A.VALUE]: value }).map(() => undefined);

@@ -278,11 +278,11 @@ export async function withLock<T>(file: string, fn: () => Promise<T>, opts: Lock
   }
 }
 
-/** Writes text to file atomically (write-file-atomic) and makes the rename durable. */
-export async function writeDurable(file: string, text: string): Promise<void> {
+/** Writes text (or bytes) to file atomically (write-file-atomic) and makes the rename durable. */
+export async function writeDurable(file: string, text: string | Buffer): Promise<void> {
   const dir = path.dirname(file);
   await fs.mkdir(dir, { recursive: true, mode: 0o755 });
-  await writeFileAtomic(file, text, { encoding: 'utf8', fsync: true });
+  await writeFileAtomic(file, text, typeof text === 'string' ? { encoding: 'utf8', fsync: true } : { fsync: true });
   // The rename is durable once the directory is; some file systems refuse
   // to fsync a directory, which is no reason to fail the save.
   try {

@@ -33,12 +33,12 @@ import {
   lifetimeWords,
 } from './grammar';
 import type { Kernel, KernelError, Rule } from './kernel';
+import { crc32, derive, encodePolicy } from './policy';
 import { RulesDoc, modeFlagOf, readIfExists, resolveRulePath, ruleText, withLock, writeDurable, type Edit } from './rulesfile';
 import { flagValueName } from './grammar';
 import type { Flag, Vocab } from './vocab';
 
 export const DEFAULT_RULES_FILE = '/etc/vordr/rules';
-export const DEFAULT_MODPROBE_CONF = '/etc/modprobe.d/vordr.conf';
 
 /** Commands that change the module's state, which the console saves after. */
 const CHANGES: ReadonlySet<string> = new Set(['rule', 'mode', 'clear-rule', 'clear-path', 'clear-verdict', 'set', 'load']);
@@ -46,24 +46,6 @@ const CHANGES: ReadonlySet<string> = new Set(['rule', 'mode', 'clear-rule', 'cle
 /** A rule's identity in the table: one rule per protocol and path. */
 export function ruleKey(prot: number, path: string): string {
   return `${prot} ${path}`;
-}
-
-/** PATH on the modprobe.d line: every byte outside [A-Za-z0-9/._+-] as %XX. */
-export function percentEncode(p: string): string {
-  let out = '';
-  for (const b of Buffer.from(p, 'utf8')) {
-    const c = String.fromCharCode(b);
-    out += /[A-Za-z0-9/._+-]/.test(c) ? c : `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
-  }
-  return out;
-}
-
-/** `options vordr mode=... rules=VERDICT:PROT:PATH,...` */
-export function modprobeLine(module: string, flags: readonly { name: string; value: string }[], rules: readonly Rule[], v: Vocab): string {
-  const params = flags.map((f) => `${f.name}=${f.value}`);
-  const list = sortRules(rules).map((r) => `${v.valueName(r.verdict) ?? r.verdict}:${v.protName(r.prot)}:${percentEncode(r.path)}`);
-  if (list.length > 0) params.push(`rules=${list.join(',')}`);
-  return `options ${module} ${params.join(' ')}\n`;
 }
 
 export type LineError = { kind: 'parse'; error: ParseError } | { kind: 'run'; error: RunError };
@@ -89,8 +71,8 @@ export interface RunnerOptions {
   /** `FILE:LINE: error: ...` reports. */
   readonly err: Output;
   readonly rulesFile?: string;
-  /** Written with the rules file (the boot policy); none when undefined. */
-  readonly modprobeConf?: string;
+  /** The policy file derived from the rules file with each save (policy.ts); none when undefined. */
+  readonly policyFile?: string;
   /** After every console line that changes the module, save the rules file. */
   readonly autosave?: boolean;
   /** Resolves relative FILEs of save/load. */
@@ -511,7 +493,7 @@ export class Runner {
   /**
    * The one way the rules file (or a `save FILE`) is written: queued within
    * this process, under the file's lock across processes, re-read, edited,
-   * written atomically; the modprobe.d line follows the rules file.  what
+   * written atomically; the derived policy file follows the rules file.  what
    * set: a failure is 'not-saved' (the change is in force).
    */
   private saveDoc(
@@ -544,17 +526,13 @@ export class Runner {
           } catch (e) {
             return err(fail('write', target, e));
           }
-          const conf = this.opts.modprobeConf;
-          if (conf === undefined || target !== this.rulesFile()) return ok(target);
-          const rules = await this.lastingRules();
-          if (rules.isErr()) return err(rules.error);
-          const named = new Set(doc.rules().filter(({ cmd }) => cmd.lifetime.kind === 'always').map(({ line, cmd }) => ruleKey(cmd.prot, line.keyPath ?? cmd.path)));
-          const flags = [...doc.flagValues()]
-            .sort(([a], [b]) => a.id - b.id)
-            .map(([f, value]) => ({ name: f.name, value: flagValueName(v, f.name, BigInt(value)) }));
-          const where = this.resolve(conf);
+          // The boot path's copy follows the rules file (policy.ts).
+          const policyFile = this.opts.policyFile;
+          if (policyFile === undefined || target !== this.rulesFile()) return ok(target);
+          const where = this.resolve(policyFile);
           try {
-            await writeDurable(where, modprobeLine(v.schema.family.name, flags, rules.value.filter((r) => named.has(ruleKey(r.prot, r.path))), v));
+            const text = Buffer.from(doc.text(), 'utf8');
+            await writeDurable(where, encodePolicy(derive(doc, v), crc32(text), v));
           } catch (e) {
             return err(fail('write', where, e));
           }

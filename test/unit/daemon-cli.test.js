@@ -32,15 +32,15 @@ async function run(argv, { stdin = stdinOf(''), addon = fakeAddon(), cwd, privil
     loadAddon: () => (addon ? ok(addon) : err({ kind: 'addon-missing', path: '/x/addon', message: 'Cannot find module' })),
     cwd: dir,
     rulesFile: path.join(dir, 'rules'),
-    modprobeConf: path.join(dir, 'modprobe.d', 'vordr.conf'),
+    policyFile: path.join(dir, 'policy'),
     privileged,
     ...(stopService ? { stopService } : {}),
   });
   return { code, out: stdout.text, err: stderr.text, addon, dir };
 }
 
-test('the exit codes are 0 ok, 1 failed lines, 2 usage, 3 not loaded, 4 schema, 5 addon, 6 internal', () => {
-  assert.deepEqual(EXIT, { ok: 0, failed: 1, usage: 2, notLoaded: 3, schema: 4, addon: 5, internal: 6 });
+test('the exit codes are 0 ok, 1 failed lines, 2 usage, 3 not loaded, 4 schema, 5 addon, 6 internal, 7 policy not loaded', () => {
+  assert.deepEqual(EXIT, { ok: 0, failed: 1, usage: 2, notLoaded: 3, schema: 4, addon: 5, internal: 6, policy: 7 });
 });
 
 test('--help prints every option of the options table and exits 0', async () => {
@@ -98,7 +98,7 @@ test('-f FILE runs the file and exits 0 when every line succeeds', async () => {
   fs.writeFileSync(path.join(dir, 'ok.rules'), '# rules\nallow tcp /usr/bin/curl\n\nquery\n');
   const r = await run(['-f', 'ok.rules'], { cwd: dir });
   assert.equal(r.code, 0, r.err);
-  assert.equal(r.out, 'mode: enabled\nallow tcp /usr/bin/curl  packets=0 bytes=0 last=never\n');
+  assert.equal(r.out, 'mode: enabled\npolicy: none\nallow tcp /usr/bin/curl  packets=0 bytes=0 last=never\n');
   assert.equal(r.err, '');
   assert.equal(r.addon.connection.closed, true);
 });

@@ -13,7 +13,17 @@ const path = require('node:path');
 const { ok } = require('neverthrow');
 const { fakeAddon, sink, schema } = require('../../daemon/test/fixture.js');
 const { Kernel } = require('../../daemon/dist/kernel.js');
-const { Runner, percentEncode, modprobeLine } = require('../../daemon/dist/script.js');
+const { Runner } = require('../../daemon/dist/script.js');
+const { parsePolicy } = require('../../daemon/dist/policy.js');
+
+/** The derived policy file's records, as rule lines and flag NAME=VALUE. */
+function policyOf(file) {
+  const p = parsePolicy(fs.readFileSync(file), v)._unsafeUnwrap();
+  return {
+    rules: p.records.filter((r) => r.kind === 'rule').map((r) => `${v.valueName(r.verdict)} ${v.protName(r.prot)} ${r.path}`),
+    flags: Object.fromEntries(p.records.filter((r) => r.kind === 'flag').map((r) => [v.flagById(r.flag).name, v.valueName(r.value)])),
+  };
+}
 const { vocabulary } = require('../../daemon/dist/vocab.js');
 const { complete, LineEditor } = require('../../daemon/dist/lineedit.js');
 const { Prompts, ONCE_SECONDS } = require('../../daemon/dist/prompts.js');
@@ -189,7 +199,7 @@ async function promptSetup() {
   const dir = tmpdir();
   const runner = new Runner({
     kernel: k, vocab: v, out: sink(), err: sink(), cwd: dir,
-    rulesFile: path.join(dir, 'rules'), modprobeConf: path.join(dir, 'vordr.conf'), autosave: true,
+    rulesFile: path.join(dir, 'rules'), policyFile: path.join(dir, 'policy'), autosave: true,
   });
   const clock = fakeClock();
   const decided = [];
@@ -227,11 +237,9 @@ test('allow, this protocol, always: the rules are added for each protocol tried 
   const saved = fs.readFileSync(path.join(t.dir, 'rules'), 'utf8');
   assert.match(saved, /^allow tcp \/usr\/bin\/curl$/m);
   assert.match(saved, /^allow udp \/usr\/bin\/curl$/m);
-  assert.equal(
-    fs.readFileSync(path.join(t.dir, 'vordr.conf'), 'utf8'),
-    'options vordr rules=allow:tcp:/usr/bin/curl,allow:udp:/usr/bin/curl\n',
-    'the boot line carries the flags the rules file sets: none here',
-  );
+  const pol = policyOf(path.join(t.dir, 'policy'));
+  assert.deepEqual(pol.rules, ['allow tcp /usr/bin/curl', 'allow udp /usr/bin/curl'], 'the derived policy follows the rules file');
+  assert.equal(pol.flags.unkrule, v.valueName(S.flags.unkrule.default), 'a flag the rules file does not set: its default');
   assert.equal(t.prompts.waiting(), 0);
   assert.equal(t.offer(), 'ignored', 'attempts still in flight right after the answer do not ask again');
   t.clock.advance(6000);
@@ -309,17 +317,6 @@ test('a refused answer (no CAP_NET_ADMIN) is reported, not swallowed', async () 
   assert.equal(decided[0].kind, 'permission');
 });
 
-// ------------------------------------------------------------ boot policy
-
-test('the modprobe.d line percent-encodes every byte outside [A-Za-z0-9/._+-]', () => {
-  assert.equal(percentEncode('/usr/bin/curl'), '/usr/bin/curl');
-  assert.equal(percentEncode('/opt/My App/a,b:c%'), '/opt/My%20App/a%2Cb%3Ac%25');
-  assert.equal(percentEncode('/bin/ä'), '/bin/%C3%A4');
-  const rules = [{ prot: PROT('any'), path: '/opt/My App/', verdict: VAL('block'), packets: 0n, bytes: 0n, lasthit: 0n, timeout: 0 }];
-  assert.equal(modprobeLine('vordr', [{ name: 'mode', value: 'enabled' }], rules, v), 'options vordr mode=enabled rules=block:any:/opt/My%20App/\n');
-  assert.equal(modprobeLine('vordr', [{ name: 'mode', value: 'block' }], [], v), 'options vordr mode=block\n');
-});
-
 // ------------------------------------------------------------ cli: --service, --set
 
 async function cli(argv, { addon = fakeAddon(), dir = tmpdir(), privileged = true, stopService, stdin } = {}) {
@@ -328,7 +325,7 @@ async function cli(argv, { addon = fakeAddon(), dir = tmpdir(), privileged = tru
   const code = await main({
     argv, stdin: stdin ?? Object.assign(Readable.from([]), { isTTY: false }), stdout, stderr,
     loadAddon: () => ok(addon), cwd: dir,
-    rulesFile: path.join(dir, 'rules'), modprobeConf: path.join(dir, 'modprobe.d', 'vordr.conf'),
+    rulesFile: path.join(dir, 'rules'), policyFile: path.join(dir, 'policy'),
     privileged, ...(stopService ? { stopService } : {}),
   });
   return { code, out: stdout.text, err: stderr.text, addon, dir };
@@ -355,7 +352,10 @@ test('--service applies --set and the rules file, prints each event as one JSON 
   assert.equal(addon.flags.get(S.flags.unkrule.id), BigInt(VAL('pending')));
   assert.equal(addon.subscribed, false, 'unsubscribed on stop');
   assert.match(fs.readFileSync(path.join(dir, 'rules'), 'utf8'), /^set unkrule pending$/m, '--set is saved');
-  assert.match(fs.readFileSync(path.join(dir, 'modprobe.d', 'vordr.conf'), 'utf8'), /^options vordr mode=enabled unkrule=pending .*rules=block:any:\/opt\/vordr-test\/,allow:tcp:\/usr\/bin\/curl\n$/);
+  const pol = policyOf(path.join(dir, 'policy'));
+  assert.deepEqual(pol.rules, ['allow tcp /usr/bin/curl', 'block any /opt/vordr-test/'], 'the rules that parsed, in the file\'s order');
+  assert.equal(pol.flags.mode, 'enabled');
+  assert.equal(pol.flags.unkrule, 'pending');
 });
 
 test('an unprivileged --service only logs: it changes nothing and says why', async () => {
@@ -383,7 +383,7 @@ test('scripts (-f, standard input) do not write the rules file; save does', asyn
   const s = await cli(['-f', '-'], { dir: r.dir, stdin: Object.assign(Readable.from([Buffer.from('allow /a\nsave\n')]), { isTTY: false }) });
   assert.equal(s.code, 0, s.err);
   assert.match(fs.readFileSync(path.join(r.dir, 'rules'), 'utf8'), /^allow any \/a$/m);
-  assert.match(fs.readFileSync(path.join(r.dir, 'modprobe.d', 'vordr.conf'), 'utf8'), /rules=allow:any:\/a\n$/);
+  assert.deepEqual(policyOf(path.join(r.dir, 'policy')).rules, ['allow any /a']);
 });
 
 // ------------------------------------------------------------ the command table

@@ -92,7 +92,7 @@ test('--service writes one line per loss, with evdrops, in order with the events
   const running = main({
     argv: ['--service'], stdin: Object.assign(Readable.from([]), { isTTY: false }), stdout, stderr,
     loadAddon: () => ok(addon), cwd: dir, rulesFile: path.join(dir, 'rules'),
-    modprobeConf: path.join(dir, 'modprobe.conf'), privileged: true, stopService,
+    policyFile: path.join(dir, 'policy'), privileged: true, stopService,
   });
   while (!addon.subscribed) await new Promise((r) => setImmediate(r));
   const ev = (port) => ({ verdict: C('value', 'block'), reason: C('reason', 'norule'), dir: C('dir', 'out'), prot: C('prot', 'udp'), af: 2, dport: port, path: '/usr/bin/x' });

@@ -83,7 +83,7 @@ async function console_({ cols = 120, rows = 40, privileged = true, addon = fake
   const done = runUi({
     kernel, vocab: v, privileged, input, output, rulesFile, promptTimeoutSeconds: timeout, clock,
     runner: (out, err, extra) =>
-      new Runner({ kernel, vocab: v, out, err, cwd: dir, rulesFile, modprobeConf: path.join(dir, 'vordr.conf'), autosave: privileged, ...(extra ?? {}) }),
+      new Runner({ kernel, vocab: v, out, err, cwd: dir, rulesFile, policyFile: path.join(dir, 'policy'), autosave: privileged, ...(extra ?? {}) }),
     attach: (h) => (handle = h),
   });
   const screen = () => handle.rows().join('\n');

@@ -15,6 +15,7 @@ const { fakeAddon, sink } = require('../../daemon/test/fixture.js');
 const { Kernel } = require('../../daemon/dist/kernel.js');
 const { Runner, describeLineError } = require('../../daemon/dist/script.js');
 const { vocabulary } = require('../../daemon/dist/vocab.js');
+const { parsePolicy, crc32 } = require('../../daemon/dist/policy.js');
 
 function tmpdir() {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'vordr-rulesfile-test-'));
@@ -26,7 +27,7 @@ async function consoleRunner({ addon = fakeAddon(), dir = tmpdir(), file = path.
   const err = sink();
   const runner = new Runner({
     kernel: k, vocab: vocabulary(addon.schema), out, err, cwd: dir,
-    rulesFile: file, modprobeConf: path.join(dir, 'modprobe.d', 'vordr.conf'), autosave: true,
+    rulesFile: file, policyFile: path.join(dir, 'policy'), autosave: true,
     ...(confirm ? { confirm } : {}),
   });
   return { addon, runner, out, err, dir, file, read: () => fs.readFileSync(file, 'utf8') };
@@ -57,9 +58,13 @@ test('a console change keeps every comment, blank line, failed line and flag of 
   await t.runner.runFile(t.file);
   await line(t.runner, 'allow udp /opt/vordr-test/new');
   assert.equal(t.read(), `${HAND}allow udp /opt/vordr-test/new\n`);
-  // The boot line carries the flags the file sets: squelch, which a
+  // The derived policy carries the flags the file sets: squelch, which a
   // hand-kept list of boot flags used to drop.
-  assert.match(fs.readFileSync(path.join(t.dir, 'modprobe.d', 'vordr.conf'), 'utf8'), /^options vordr squelch=disabled rules=/);
+  const v = vocabulary(t.addon.schema);
+  const pol = parsePolicy(fs.readFileSync(path.join(t.dir, 'policy')), v)._unsafeUnwrap();
+  const squelch = pol.records.find((r) => r.kind === 'flag' && r.flag === v.flag('squelch').id);
+  assert.equal(squelch.value, BigInt(v.value('disabled')));
+  assert.equal(pol.header.source, crc32(fs.readFileSync(t.file)), 'derived from the file as written');
 });
 
 test('a rule retyped from the console replaces its own line in place; a removed rule loses its line', async () => {
@@ -107,7 +112,7 @@ test('two consoles saving at once: no false error, every rule in the file, no te
     assert.ok(lines.includes(`block udp /opt/vordr-test/b${i}`), `b${i} lost`);
   }
   assert.equal(lines.length, 1 + 2 * N, 'no line twice, none mixed');
-  assert.deepEqual(fs.readdirSync(dir).sort(), ['modprobe.d', 'rules'], 'no temporary or lock file left');
+  assert.deepEqual(fs.readdirSync(dir).sort(), ['policy', 'rules'], 'no temporary or lock file left');
 });
 
 test('two processes saving at once: no false error, every rule in the file', async () => {
@@ -124,7 +129,7 @@ test('two processes saving at once: no false error, every rule in the file', asy
       const addon = fakeAddon();
       const k = (await Kernel.connect(addon))._unsafeUnwrap();
       const runner = new Runner({ kernel: k, vocab: vocabulary(addon.schema), out: sink(), err: sink(),
-        rulesFile: ${JSON.stringify(file)}, modprobeConf: ${JSON.stringify(path.join(dir, 'vordr.conf'))}, autosave: true });
+        rulesFile: ${JSON.stringify(file)}, policyFile: ${JSON.stringify(path.join(dir, 'policy'))}, autosave: true });
       let bad = 0;
       for (let i = 0; i < ${N}; i++) {
         const r = await runner.runLine('allow tcp /opt/vordr-test/child' + i);
@@ -160,7 +165,9 @@ test('temporary rules (for TIME, until exit, until reboot) are never saved; quer
   const text = t.read();
   assert.match(text, /^allow tcp \/opt\/vordr-test\/keep$/m);
   assert.doesNotMatch(text, /\/t[123]/);
-  assert.doesNotMatch(fs.readFileSync(path.join(t.dir, 'modprobe.d', 'vordr.conf'), 'utf8'), /\/t[123]/);
+  const v = vocabulary(t.addon.schema);
+  const pol = parsePolicy(fs.readFileSync(path.join(t.dir, 'policy')), v)._unsafeUnwrap();
+  assert.deepEqual(pol.records.filter((r) => r.kind === 'rule').map((r) => r.path), ['/opt/vordr-test/keep'], 'the derived policy holds lasting rules only');
   const sent = t.addon.calls.filter((c) => c.command === 'rule_add').map((c) => c.attrs);
   assert.equal(sent.find((a) => a.path.endsWith('/t1')).timeout, 300, 'for 5m is the kernel\'s timeout');
   const before = t.out.text.length;
@@ -197,7 +204,7 @@ test('a full disk (ENOSPC on a tiny tmpfs) says once, plainly, that the rule is 
       const k = (await Kernel.connect(addon))._unsafeUnwrap();
       const out = sink(), err = sink();
       const runner = new Runner({ kernel: k, vocab: vocabulary(addon.schema), out, err,
-        rulesFile: '/mnt/rules', modprobeConf: '/mnt/vordr.conf', autosave: true });
+        rulesFile: '/mnt/rules', policyFile: '/mnt/policy', autosave: true });
       const r = await runner.runLine('allow tcp /opt/vordr-test/new');
       const result = {
         ok: r.isOk(), kind: r.isErr() ? r.error.error.kind : null, message: r.isErr() ? describeLineError(r.error) : null,

@@ -1,7 +1,9 @@
-// Boot-time policy: the module, loaded by modprobe with the parameters of
-// /etc/modprobe.d/vordr.conf (what `vordr --service` writes from the saved
-// rules, and what modules-load.d loads at boot), enforces that policy from
-// the moment it loads, before any daemon has run.
+// Boot-time policy: the module, loaded by modprobe with the static options
+// of the packaged /etc/modprobe.d/vordr.conf (packaging/modprobe.conf:
+// mode=enabled unkrule=block), is closed from the moment it loads, before
+// any daemon has run, whatever the saved policy holds; `vordr --load-policy`
+// then loads the saved policy (the policy file the daemon derives from the
+// rules file whenever it saves it), and `vordr --service` keeps it.
 //
 // The modprobe.d file is written in the VM's tmpfs overlay. In the dkms flavor
 // (VORDR_LOAD=modprobe) modprobe loads the module DKMS installed in
@@ -24,6 +26,7 @@ const viaModprobe = process.env.VORDR_LOAD === 'modprobe';
 const repo = process.env.VORDR_REPO ?? new URL('../..', import.meta.url).pathname;
 const cli = join(repo, 'daemon', 'dist', 'cli.js');
 const conf = '/etc/modprobe.d/vordr.conf';
+const packaged = join(repo, 'packaging', 'modprobe.conf');
 const work = mkdtempSync(join(tmpdir(), 'vordr-boot-'));
 chmodSync(work, 0o755);
 const curl = realpathSync('/usr/bin/curl');
@@ -64,12 +67,15 @@ function modprobe() {
   return line;
 }
 
-// Write the modprobe.d file as the service would and load the module.
+// Install the packaged modprobe.d file (or one of options) and load the module.
 function boot(options) {
-  writeFileSync(conf, `# written by test/vm/boot.test.mjs\noptions ${name} ${options}\n`);
+  if (options === undefined) copyFileSync(packaged, conf);
+  else writeFileSync(conf, `# written by test/vm/boot.test.mjs\noptions ${name} ${options}\n`);
   const line = modprobe();
-  assert.ok(line.trimEnd().endsWith(options),
-    `modprobe passed the options of ${conf}: '${line}'`);
+  const want = options ?? readFileSync(packaged, 'utf8').split('\n').find((l) => l.startsWith('options '))
+    .replace(/^options \S+ /, '').trim();
+  assert.ok(line.trimEnd().endsWith(want),
+    `modprobe passed the options of ${conf} (${want}): '${line}'`);
   // Nothing but the module decides: no vordr daemon runs.
   const daemons = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
     try { return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('cli.js\0--service'); } catch { return false; }
@@ -140,73 +146,52 @@ test('without a policy in modprobe.d, curl and python connect (control)', () => 
   assert.equal(pythonGet().code, 0, 'python connects');
 });
 
-test('a block rule saved in modprobe.d holds from load, before any daemon runs', (t) => {
-  t.diagnostic(boot(`rules=block:tcp:${curl}`));
-  assertBlocked(get(curl), 'curl');
-  assert.equal(pythonGet().code, 0, 'python, which no rule names, connects');
-  // The rule is in the kernel's table, as the console shows it.
+test('the packaged modprobe.d loads the module closed: every program is refused until the policy loads', (t) => {
+  t.diagnostic(boot());
+  assert.equal(readFileSync(`/sys/module/${name}/parameters/unkrule`, 'utf8').trim(), 'block');
+  assert.equal(readFileSync(`/sys/module/${name}/parameters/mode`, 'utf8').trim(), 'enabled');
+  assertBlocked(get(curl), 'curl (no policy yet)');
+  assert.notEqual(pythonGet().code, 0, 'python (no policy yet) is refused');
   const q = run(process.execPath, [cli], { input: 'query\n' });
   assert.equal(q.code, 0, `vordr query: ${q.out}${q.err}`);
-  assert.match(q.out, new RegExp(`^block tcp ${curl}\\b`, 'm'));
+  assert.match(q.out, /^policy: none$/m, 'query says no policy was loaded');
 });
 
-test('a flag and an allow rule from modprobe.d: unknown programs blocked, the allowed one connects', (t) => {
-  t.diagnostic(boot(`unkrule=block rules=allow:tcp:${python}`));
+test('a stale modprobe.d line with the old rules= parameter still loads the module: the policy never fails a load', (t) => {
+  const many = Array.from({ length: 60 }, (_, i) => `block:tcp:/opt/vordr-boot/app-${i}`).join(',');
+  assert.ok(many.length > 1023, 'longer than the kernel takes for a string parameter');
+  writeFileSync(conf, `options ${name} mode=enabled unkrule=block rules=${many}\n`);
+  const line = modprobe();
+  t.diagnostic(line.slice(0, 120));
   assert.equal(readFileSync(`/sys/module/${name}/parameters/unkrule`, 'utf8').trim(), 'block');
-  assert.equal(pythonGet().code, 0, 'python (allowed) connects');
-  assertBlocked(get(curl), 'curl (no rule, unkrule=block)');
+  assert.ok(!existsSync(`/sys/module/${name}/parameters/rules`), 'the module has no rules parameter');
 });
 
-test('a saved path with a space, comma, colon and percent is percent-encoded and matches', (t) => {
-  const dir = join(work, 'odd dir,1:50%');
-  mkdirSync(dir, { recursive: true });
-  const odd = join(dir, 'curl');
-  copyFileSync(curl, odd);
-  chmodSync(odd, 0o755);
-  const enc = odd.replace(/[^A-Za-z0-9/._+-]/g,
-    (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
-  assert.ok(enc.includes('%20') && enc.includes('%2C') && enc.includes('%3A') && enc.includes('%25'), enc);
-  t.diagnostic(boot(`rules=block:any:${enc}`));
-  assertBlocked(get(odd), `${odd}`);
-  assert.equal(get(curl).code, 0, `${curl} (another file, same program) connects`);
-});
-
-test('a malformed saved rule fails the load with a message, and loads nothing', () => {
-  writeFileSync(conf, `options ${name} rules=block:tcp:${curl},block:tcp:relative/path\n`);
-  unload();
-  const args = modroot ? ['-d', modroot, name] : [name];
-  const r = run('modprobe', args);
-  assert.notEqual(r.code, 0, `modprobe ${args.join(' ')} fails: ${r.out}${r.err}`);
-  assert.match(r.err, /Invalid argument/);
-  assert.ok(!loaded(), `${name} is not loaded`);
-  const dmesg = run('dmesg', []).out;
-  assert.match(dmesg, /rules: entry 2 is not VERDICT:PROT:\/PATH/);
-});
-
-test('the daemon saves the boot policy to modprobe.d; the next load enforces it, and vordr --service keeps it', async (t) => {
-  const help = run(process.execPath, [cli, '--help']);
-  if (!help.out.includes('--modprobe-conf')) {
-    t.skip('this daemon has no --modprobe-conf: its save does not write modprobe.d yet');
-    return;
-  }
+test('the daemon derives the policy file when it saves; a closed boot then loads it with --load-policy, and vordr --service keeps it', async (t) => {
   rmSync(conf, { force: true });
   modprobe();
   const rules = join(work, 'rules');
+  const policy = join(work, 'lib', 'policy');
   const cmds = join(work, 'save.vordr');
   writeFileSync(cmds, `block tcp ${curl}\nsave\n`);
-  const files = ['-r', rules, '--modprobe-conf', conf];
+  const files = ['-r', rules, '--policy-file', policy];
   const s = run(process.execPath, [cli, ...files, '-f', cmds]);
   assert.equal(s.code, 0, `vordr -f: ${s.out}${s.err}`);
   assert.match(readFileSync(rules, 'utf8'), new RegExp(`^block tcp ${curl}$`, 'm'));
-  const saved = readFileSync(conf, 'utf8');
-  t.diagnostic(`${conf}: ${saved.trim()}`);
-  assert.match(saved, new RegExp(`^options ${name} .*rules=block:tcp:${curl}(,|\\s|$)`, 'm'));
+  assert.ok(existsSync(policy), `save derived ${policy}`);
+  const before = readFileSync(policy);
 
-  // The next boot: the module alone, from the saved line.
-  const line = modprobe();
-  assert.ok(line.includes(`rules=block:tcp:${curl}`), line);
-  assertBlocked(get(curl), 'curl, before the service');
-  assert.equal(pythonGet().code, 0, 'python connects');
+  // The next boot: closed, from the packaged file; nothing passes.
+  boot();
+  assertBlocked(get(curl), 'curl, before the policy');
+  assert.notEqual(pythonGet().code, 0, 'python, before the policy');
+  const l = run(process.execPath, [cli, ...files, '--load-policy']);
+  t.diagnostic(l.out.trim());
+  assert.equal(l.code, 0, `vordr --load-policy: ${l.out}${l.err}`);
+  assert.doesNotMatch(l.out, /derived again/, 'the saved file is current');
+  assert.deepEqual(readFileSync(policy), before, 'and left as it was');
+  assertBlocked(get(curl), 'curl, blocked by the saved rule');
+  assert.equal(pythonGet().code, 0, 'python connects (the saved unkrule is allow)');
 
   // The service starts from the rules file and keeps the policy.
   const svc = spawn(process.execPath, [cli, '--service', ...files], { stdio: ['ignore', 'pipe', 'pipe'] });

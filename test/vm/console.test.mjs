@@ -10,12 +10,15 @@ import { mkdtempSync, writeFileSync, readFileSync, existsSync, chmodSync, copyFi
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 
-import { cli, run } from './util.mjs';
+import { createRequire } from 'node:module';
+import { C, cli, repo, run, schema } from './util.mjs';
+
+const require = createRequire(import.meta.url);
 
 const work = mkdtempSync(join(tmpdir(), 'vordr-console-'));
 chmodSync(work, 0o755);
 const rulesFile = join(work, 'etc', 'rules');
-const modprobeConf = join(work, 'modprobe.d', 'vordr.conf');
+const policyFile = join(work, 'lib', 'policy');
 const curl = realpathSync('/usr/bin/curl');
 // A second unknown application: curl under another path.
 const curl2 = join(work, 'curl2');
@@ -91,7 +94,7 @@ function type(line) {
 // ended and whether the terminal is back in its normal (cooked) mode.
 async function startConsole(user) {
   run('tmux', [...TMUX, 'kill-server']);
-  const env = `VORDR_RULES=${rulesFile} VORDR_MODPROBE_CONF=${modprobeConf} LANG=C.UTF-8 TERM=xterm-256color`;
+  const env = `VORDR_RULES=${rulesFile} VORDR_POLICY_FILE=${policyFile} LANG=C.UTF-8 TERM=xterm-256color`;
   const node = `${process.execPath} ${cli} --prompt-timeout 120`;
   const cmd = user ? `setpriv --reuid=${user} --regid=${user} --clear-groups env ${env} ${node}` : `env ${env} ${node}`;
   const shell = `${cmd}; echo "console exited $?"; stty -a | tr ' ' '\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' '; echo; sleep 3600`;
@@ -167,7 +170,14 @@ test('curl asks; allow always lets its retry through and is saved with the boot 
   assert.doesNotMatch(after, /wants to connect/, 'the prompt closed');
   assert.match(readFileSync(rulesFile, 'utf8'), new RegExp(`^allow tcp ${curl}$`, 'm'));
   assert.match(readFileSync(rulesFile, 'utf8'), /^set unkrule pending$/m);
-  assert.match(readFileSync(modprobeConf, 'utf8'), new RegExp(`^options vordr (.* )?unkrule=pending .*allow:tcp:${curl}(,|\\n)`));
+  {
+    // The derived policy file follows the rules file: the rule and the flag.
+    const P = require(join(repo, 'daemon', 'dist', 'policy.js'));
+    const v = require(join(repo, 'daemon', 'dist', 'vocab.js')).vocabulary(schema);
+    const pol = P.parsePolicy(readFileSync(policyFile), v)._unsafeUnwrap();
+    assert.ok(pol.records.some((r) => r.kind === 'rule' && r.path === curl && r.prot === C.prot.tcp && r.verdict === C.value.allow), 'the policy file has the rule');
+    assert.ok(pol.records.some((r) => r.kind === 'flag' && r.flag === schema.flags.unkrule.id && r.value === BigInt(C.value.pending)), 'and unkrule pending');
+  }
 });
 
 test('SIGSTOP and SIGCONT: the prompt is not decided while stopped; the screen comes back and its countdown restarts', async (t) => {

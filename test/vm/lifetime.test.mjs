@@ -59,10 +59,10 @@ function jsonChild(cmd, args, opts = {}) {
   return c;
 }
 
-/** `vordr --service` with a rules file and modprobe.d file of its own. */
+/** `vordr --service` with a rules file and policy file of its own. */
 function service() {
   return jsonChild(process.execPath, [cli, '--service', '--rules', join(W, 'rules')], {
-    cwd: repo, env: { ...process.env, VORDR_MODPROBE_CONF: join(W, 'modprobe.conf') },
+    cwd: repo, env: { ...process.env, VORDR_POLICY_FILE: join(W, 'policy') },
   });
 }
 

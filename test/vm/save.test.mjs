@@ -15,7 +15,13 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { killAll, track, Kernel, assertKlogClean, bin, cli, klogMark, workdir } from './util.mjs';
+import { createRequire } from 'node:module';
+import { killAll, track, Kernel, C, assertKlogClean, bin, cli, klogMark, repo, schema, workdir } from './util.mjs';
+
+const require = createRequire(import.meta.url);
+
+const P = require(join(repo, 'daemon', 'dist', 'policy.js'));
+const { vocabulary } = require(join(repo, 'daemon', 'dist', 'vocab.js'));
 
 const W = workdir('save');
 const N = 8;
@@ -71,10 +77,10 @@ function consoleRun(args, lines) {
 
 test('two consoles adding always rules to one rules file at once: no false error, the file complete and consistent, no temporary rule in it', async () => {
   const rules = join(W, 'rules');
-  const conf = join(W, 'vordr.conf');
+  const policy = join(W, 'policy');
   const own = ['# the administrator\'s own words', '', 'set squelch disabled', 'allow tcp /opt/vordr-save/hand   # by hand', ''];
   writeFileSync(rules, own.join('\n'));
-  const args = ['--rules', rules, '--modprobe-conf', conf];
+  const args = ['--rules', rules, '--policy-file', policy];
   const linesOf = (who, verdict, prot) => [
     ...Array.from({ length: N }, (_, i) => `${verdict} ${prot} /opt/vordr-save/${who}${i}`),
     `${verdict} ${prot} /opt/vordr-save/${who}-for for 1h`,
@@ -102,16 +108,18 @@ test('two consoles adding always rules to one rules file at once: no false error
     const order = added.filter((l) => l.includes(`/${who}`)).map((l) => Number(l.split(`/${who}`)[1]));
     assert.deepEqual(order, [...order].sort((x, y) => x - y), `console ${who}'s rules appended in the order typed`);
   }
-  assert.deepEqual(readdirSync(W).filter((f) => f.startsWith('rules') || f.startsWith('vordr.conf')).sort(), ['rules', 'vordr.conf'],
+  assert.deepEqual(readdirSync(W).filter((f) => f.startsWith('rules') || f.startsWith('policy')).sort(), ['policy', 'rules'],
     'no temporary or lock file left');
 
-  const boot = readFileSync(conf, 'utf8');
-  assert.match(boot, /^options vordr squelch=disabled rules=/, 'the boot line carries the flags the file sets');
-  for (const w of want) {
-    const [verdict, prot, path] = w.split(' ');
-    assert.ok(boot.includes(`${verdict}:${prot}:${path}`), `boot line lacks ${w}`);
-  }
-  assert.doesNotMatch(boot, /-(for|exit|reboot)\b/);
+  // The derived policy file follows the rules file as it ends (its crc32 recorded).
+  const v = vocabulary(schema);
+  const pol = P.parsePolicy(readFileSync(policy), v)._unsafeUnwrap();
+  assert.equal(pol.header.source, P.crc32(readFileSync(rules)), 'the policy file is derived from the final rules file');
+  const got = pol.records.filter((r) => r.kind === 'rule').map((r) => `${v.valueName(r.verdict)} ${v.protName(r.prot)} ${r.path}`);
+  for (const w of want) assert.ok(got.includes(w), `the policy file lacks ${w}`);
+  assert.ok(!got.some((g) => /-(for|exit|reboot)\b/.test(g)), 'no temporary rule in it');
+  const squelch = pol.records.find((r) => r.kind === 'flag' && r.flag === schema.flags.squelch.id);
+  assert.equal(squelch.value, BigInt(C.value.disabled), 'it carries the flags the file sets');
 
   const inKernel = (await k.rules()).map((r) => r.path);
   for (const w of want) assert.ok(inKernel.includes(w.split(' ')[2]), `${w} is not in the kernel`);
