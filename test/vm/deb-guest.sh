@@ -58,9 +58,18 @@ changes() {
       fi
     done | grep -v -x -e 'new /var/lib/dkms' -e 'new /var/lib/dkms/mok.key' -e 'new /var/lib/dkms/mok.pub'
 }
-apt_install() { apt-get install -y -q --no-install-recommends "$@" </dev/null; }
+# apt-get install: its output in /tmp/apt.log and, as it goes, on the console.
+apt_install() {
+  apt-get install -y -q --no-install-recommends "$@" </dev/null 2>&1 | tee /tmp/apt.log >/dev/console
+  return "${PIPESTATUS[0]}"
+}
 
 echo "# vordr packages $VER_A -> $VER_B, kernel $KVER"
+# The VM's /dev is a bare devtmpfs: dkms needs /dev/fd for <(...).
+[[ -e /dev/fd ]] || ln -s /proc/self/fd /dev/fd
+# man-db's trigger rebuilds its whole index over 9p (many minutes under
+# TCG); the host's flag file goes for the VM's run (before the first snapshot).
+rm -f /var/lib/man-db/auto-update
 if [[ ! -d $LAYERS/rw/upper || ! -d $LAYERS/lower/usr ]]; then
   not_ok "the overlay's layers are not at $LAYERS (test/vm/init)"
 fi
@@ -70,11 +79,12 @@ sed 's/^/#   /' /tmp/before.txt
 dmesg -n 1
 
 # 1. install -----------------------------------------------------------------
-if timed t_install apt_install "$out/$DEB_A/vordr-dkms_${VER_A}_all.deb" "$out/$DEB_A"/vordr_"${VER_A}"_*.deb >/tmp/install.log 2>&1; then
+if timed t_install apt_install "$out/$DEB_A/vordr-dkms_${VER_A}_all.deb" "$out/$DEB_A"/vordr_"${VER_A}"_*.deb; then
   ok "apt-get install ./vordr-dkms_${VER_A}_all.deb ./vordr_${VER_A}_*.deb (${t_install} s)"
 else
-  not_ok "apt-get install of $VER_A"; sed 's/^/    # /' /tmp/install.log
+  not_ok "apt-get install of $VER_A"; sed 's/^/    # /' /tmp/apt.log
 fi
+cp /tmp/apt.log /tmp/install.log
 echo "time install ${t_install}" >>"$out/times.txt"
 grep -E '^(Setting up|Building|Signing|DKMS: install)' /tmp/install.log | sed 's/^/# /'
 
@@ -156,10 +166,10 @@ save_rules() {
 }
 check "the daemon saves the rules (/etc/vordr/rules, /etc/modprobe.d/vordr.conf)" save_rules
 loads_before=$(dmesg | grep -c 'vordr: loaded')
-if timed t_upgrade apt_install "$out/$DEB_B/vordr-dkms_${VER_B}_all.deb" "$out/$DEB_B"/vordr_"${VER_B}"_*.deb >/tmp/upgrade.log 2>&1; then
+if timed t_upgrade apt_install "$out/$DEB_B/vordr-dkms_${VER_B}_all.deb" "$out/$DEB_B"/vordr_"${VER_B}"_*.deb; then
   ok "apt-get install of $VER_B's .debs upgrades (${t_upgrade} s)"
 else
-  not_ok "apt-get install of $VER_B"; sed 's/^/    # /' /tmp/upgrade.log
+  not_ok "apt-get install of $VER_B"; sed 's/^/    # /' /tmp/apt.log
 fi
 echo "time upgrade ${t_upgrade}" >>"$out/times.txt"
 upgraded() {
