@@ -6,6 +6,7 @@
 #
 # Mode "test" (test/vm/run.sh): insmod, node --test test/vm/*.test.mjs, rmmod,
 #   kmemleak scan (debug kernel), dmesg, status file.
+# Mode "deb" (test/vm/deb.sh): test/vm/deb-guest.sh, the Debian packages.
 # Mode "try" (test/vm/try.sh): insmod, then the console (node daemon/dist/cli.js)
 #   or a shell on the serial terminal.
 set -u
@@ -24,6 +25,17 @@ echo "$(cut -d' ' -f1 /proc/uptime)" >"$out/boot-seconds"
 hostname "vordr-$VORDR_FLAVOR"
 ip link set lo up
 
+# Mode "deb" (test/vm/deb.sh): the package test, which installs, loads and
+# removes the module itself.
+if [[ $mode == deb ]]; then
+  bash "$VORDR_REPO/test/vm/deb-guest.sh" </dev/null 2>&1 | tee "$out/tap.txt"
+  rc=${PIPESTATUS[0]}
+  dmesg >"$out/dmesg.txt"
+  echo "tests=$rc" >"$out/status"
+  sync
+  exit 0
+fi
+
 # kmemleak (debug kernel): forget what boot allocated, so that a report at the
 # end is about what happened during the tests.
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
@@ -40,7 +52,7 @@ for dep in $(modinfo -F depends "$VORDR_KO" 2>/dev/null | tr ',' ' '); do
 done
 insmod_rc=0
 if [[ ${VORDR_LOAD:-insmod} == modprobe ]]; then
-  # dkms flavor: modprobe from /lib/modules/$(uname -r) (the host's, over 9p);
+  # VORDR_LOAD=modprobe: modprobe from /lib/modules/$(uname -r) (the host's, over 9p);
   # -v prints the insmod it ran, which must be of $VORDR_KO.
   modprobe -v "$VORDR_MODULE" >"$out/modprobe.txt" 2>&1 || insmod_rc=$?
   cat "$out/modprobe.txt"

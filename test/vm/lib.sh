@@ -68,7 +68,7 @@ PY
 resolve_kernel() {
   local flavor=$1
   case "$flavor" in
-    stock|dkms|systemd)
+    stock|systemd)
       KERNEL_VERSION=$(stock_kernel_version) || return 1
       KERNEL_IMAGE=/boot/vmlinuz-$KERNEL_VERSION
       MODULES_DIR=/lib/modules/$KERNEL_VERSION
@@ -93,7 +93,7 @@ resolve_kernel() {
       KERNEL_VERSION=$(make -s -C "$KDIR" kernelrelease 2>/dev/null || echo unknown)
       MODULES_DIR=""
       ;;
-    *) vm_log "unknown flavor '$flavor' (stock | debug | dkms | systemd)"; return 1 ;;
+    *) vm_log "unknown flavor '$flavor' (stock | debug | systemd)"; return 1 ;;
   esac
   [[ -r "$KERNEL_IMAGE" ]] || { vm_log "kernel image $KERNEL_IMAGE not readable"; return 1; }
   vm_log "kernel $KERNEL_VERSION: $KERNEL_IMAGE (KDIR=$KDIR)"
@@ -103,12 +103,6 @@ resolve_kernel() {
 # VORDR_KO_<flavor> or VORDR_KO (path to a prebuilt .ko) skip the build.
 build_module() {
   local flavor=$1 override_var="VORDR_KO_$1"
-  if [[ $flavor == dkms ]]; then
-    # Not built here: the module DKMS installed for this kernel, which the
-    # guest loads with modprobe (test/vm/dkms.sh).
-    source "$VM_DIR/dkms.sh" && dkms_module "$KERNEL_VERSION"
-    return
-  fi
   local override=${!override_var:-${VORDR_KO:-}}
   if [[ -n "$override" ]]; then
     [[ -f "$override" ]] || { vm_log "module override $override does not exist"; return 1; }
@@ -204,12 +198,7 @@ prepare_share() {
     printf 'VORDR_FLAVOR=%q\n' "$flavor"
     # The guest loads the copy in the share: the original may sit where the
     # VM does not see the host's files (e.g. under /tmp).
-    if [[ $flavor == dkms ]]; then
-      printf 'VORDR_KO=%q\n' "$VORDR_KO_PATH"    # in /lib/modules, seen over 9p
-      printf 'VORDR_LOAD=modprobe\n'
-    else
-      printf 'VORDR_KO=%q\n' "/mnt/out/$(basename "$VORDR_KO_PATH")"
-    fi
+    printf 'VORDR_KO=%q\n' "/mnt/out/$(basename "$VORDR_KO_PATH")"
     printf 'VORDR_MODULE=%q\n' "$(modinfo -F name "$VORDR_KO_PATH" 2>/dev/null || basename "$VORDR_KO_PATH" .ko)"
     printf 'VORDR_TESTS=%q\n' "${VORDR_TESTS:-}"
     # Knobs of single test files (fuzz.test.mjs: VORDR_FUZZ_UNPRIV, ...).
