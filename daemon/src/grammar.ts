@@ -647,9 +647,6 @@ function flagValue(f: Flag, word: string, v: Vocab): Result<number, ParseError> 
 }
 
 /** A writable flag's value by its canonical name; a read-only one as a number. */
-/** The read-only flag saying what the saved policy's last load did; its values are the schema's constants of the same name. */
-export const POLICY_STATE_FLAG = 'policy';
-
 export function flagValueName(v: Vocab, flag: string, value: bigint): string {
   const f = v.flag(flag);
   // A read-only flag whose values are a group of constants named like it (policy).
@@ -669,13 +666,13 @@ function query(verdict: number | undefined, ctx: Context): ResultAsync<Next, Run
     .andThen((value) => ctx.kernel.ruleList(verdict).map((rules) => ({ value, rules })))
     .andThen(({ value, rules }) => {
       // What the saved policy's last load did (a module without the flag: nothing said).
-      const policy = ctx.vocab.flag(POLICY_STATE_FLAG);
+      const policy = ctx.vocab.flag(ctx.vocab.ids.FLAG.POLICY);
       if (!policy) return okAsync({ value, rules, policy: undefined });
       return ctx.kernel.flagGet(policy.id).map((p) => ({ value, rules, policy: flagValueName(ctx.vocab, policy.name, p) }));
     })
     .map(({ value, rules, policy }) => {
       const lines = [`${mode.name}: ${flagValueName(ctx.vocab, mode.name, value)}`];
-      if (policy !== undefined) lines.push(`${POLICY_STATE_FLAG}: ${policy}`);
+      if (policy !== undefined) lines.push(`${ctx.vocab.ids.FLAG.POLICY}: ${policy}`);
       for (const r of sortRules(rules)) lines.push(ruleLine(r, ctx.vocab));
       ctx.out.write(lines.join('\n') + '\n');
       return CONTINUE();

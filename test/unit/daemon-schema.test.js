@@ -19,7 +19,7 @@ const ALLOWED = {
   stats: 'the stats command and view', always: 'a Lifetime kind', exit: 'a Lifetime kind (until exit)', reboot: 'a Lifetime kind (until reboot)',
   // Tags of the daemon's own unions.
   mode: 'Command kind', rule: 'Command/Edit kind', flag: 'Edit kind / error wording', schema: 'ParseError kind',
-  any: "a prompt's scope kind", prot: "a prompt's scope kind / column label",
+  none: "an EditResult kind", any: "a prompt's scope kind", prot: "a prompt's scope kind / column label",
   // Column labels and titles of the screen and the service's JSON fields.
   pid: 'column label', dir: 'column label', verdict: 'column label', reason: 'column label', bytes: 'column label',
   events: 'pane name', vordr: 'window title',
