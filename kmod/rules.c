@@ -661,6 +661,8 @@ static void rules_table_destroy(struct rules_table *t)
 	u32 i;
 
 	for (i = 0; i < vordr_rules_max; i++) {
+		if (!(i & 1023))
+			cond_resched();
 		r = rcu_dereference_protected(t->slot[i], true);
 		if (r)
 			rules_free(r);
@@ -713,10 +715,49 @@ int vordr_rules_stage_add(struct vordr_rules_stage *s, u8 prot, const char *path
 }
 
 /*
- * Stage @s becomes the table in force, all at once; every rule before it
- * goes (until-exit rules too: their sockets own nothing any more).  @then
- * runs right after the swap, under rules_lock (a load's flags).  Consumes
- * @s.  Sleeps for a grace period.
+ * The rules of @old made for a while (for TIME, until exit, until reboot)
+ * are not the saved policy's to drop: a copy of each goes into @t, over a
+ * staged rule for the same path and protocol (the later decision), with
+ * the time it has left and, for until exit, its owner (rules_owned).  One
+ * that no longer fits or gets no memory is dropped, and said.  rules_lock
+ * held; rules_owned already emptied of @old's.
+ */
+static void rules_carry(struct rules_table *old, struct rules_table *t)
+{
+	struct vordr_rule *r, *c;
+	unsigned int lost = 0;
+	u32 i, left;
+
+	for (i = 0; i < vordr_rules_max; i++) {
+		if (!(i & 1023))
+			cond_resched();
+		r = rcu_dereference_protected(old->slot[i], lockdep_is_held(&rules_lock));
+		if (!r || (r->life == VORDR_LIFE_ALWAYS && !r->expires) || rules_expired(r))
+			continue;
+		left = r->expires ? max_t(long, 1, DIV_ROUND_UP((long)(r->expires - jiffies), HZ)) : 0;
+		c = rules_new(r->prot, r->path, r->verdict, left, r->life,
+			      r->life == VORDR_LIFE_EXIT ? r->owner_net : NULL,
+			      r->life == VORDR_LIFE_EXIT ? r->owner_portid : 0);
+		if (IS_ERR(c)) {
+			lost++;
+			continue;
+		}
+		if (r->expires)
+			c->timeout = r->timeout;
+		if (rules_insert(t, c)) {
+			rules_free(c);
+			lost++;
+		}
+	}
+	if (lost)
+		pr_warn_ratelimited("saved policy: %u temporary rules did not fit beside it and are gone\n", lost);
+}
+
+/*
+ * Stage @s becomes the table in force, all at once: the saved policy's
+ * lasting rules replace every lasting rule before it; temporary rules
+ * stay (rules_carry).  @then runs right after the swap, under rules_lock
+ * (a load's flags).  Consumes @s.  Sleeps for a grace period.
  */
 void vordr_rules_swap(struct vordr_rules_stage *s, void (*then)(void *), void *arg)
 {
@@ -724,11 +765,14 @@ void vordr_rules_swap(struct vordr_rules_stage *s, void (*then)(void *), void *a
 	struct vordr_rule *r, *tmp;
 
 	mutex_lock(&rules_lock);
-	rules_write_begin();
 	old = rules_w();
+	/* The old table's until-exit rules own nothing once it is gone; their copies will. */
 	list_for_each_entry_safe(r, tmp, &rules_owned, owned)
 		list_del(&r->owned);
 	WRITE_ONCE(rules_nowned, 0);
+	/* Allocates and may sleep: before the write section, rules_lock held. */
+	rules_carry(old, s->t);
+	rules_write_begin();
 	WRITE_ONCE(rules_gen, rules_gen + 1);
 	rcu_assign_pointer(rules_tab, s->t);
 	s->t = NULL;

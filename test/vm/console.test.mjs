@@ -217,7 +217,8 @@ test('block (this protocol, once) stops the application; the rule expires and is
   const s = await waitScreen(new RegExp(`block tcp ${curl2} for \\d+s`), 'the expiring block rule');
   assert.doesNotMatch(s, /wants to connect/);
   type('query block');
-  await waitScreen(new RegExp(`vordr> query block[^\\n]*\\n[^\\n]*mode: enabled[^\\n]*\\n[^\\n]*block tcp ${curl2}`), 'query block output');
+  // query says the mode, what the saved policy's load did, then the rules.
+  await waitScreen(new RegExp(`vordr> query block[^\\n]*\\n[^\\n]*mode: enabled[^\\n]*\\n[^\\n]*policy: \\w+[^\\n]*\\n[^\\n]*block tcp ${curl2}`), 'query block output');
   assert.equal(await exited, 28, 'curl2 was not stopped');
   await stoppedCurl;
   assert.doesNotMatch(readFileSync(rulesFile, 'utf8'), /curl2/);

@@ -86,6 +86,9 @@ for d in blocked allowed; do
 done
 say "saving the policy with the module loaded"
 modprobe vordr
+# As the service would first: the saved policy (none yet: the defaults) in
+# force, so what `save` records is not the closed boot state.
+/usr/bin/vordr --load-policy
 node "$here/policy.mjs" "${VORDR_SYSD_RULES:-6}" /usr/bin/vordr
 rmmod vordr
 say "saved; module unloaded. /etc/vordr/rules has $(grep -c '^[ab]' /etc/vordr/rules) rule lines"
