@@ -24,7 +24,9 @@ import {
 const W = workdir('policy');
 const rulesFile = join(W, 'rules');
 const policyFile = join(W, 'lib', 'policy');
-const N = 10_000;
+// 10,000 on Debian's kernel; the debug kernel (KASAN, lockdep) checks the
+// same paths with fewer, in CI's time.
+const N = process.env.VORDR_FLAVOR === 'debug' ? 1_000 : 10_000;
 const ODD = '/opt/vordr pol/ä ö,%:';
 const allowedExe = `${ODD}allowed 100%,a:b/python3`;
 const blockedExe = `${ODD}blocked ü,1:2%/curl`;
@@ -104,7 +106,7 @@ after(() => {
   reloadDefault();
 });
 
-test('10,000 saved rules with odd paths: closed until --load-policy, then enforced whole', async (t) => {
+test(`${N.toLocaleString('en')} saved rules with odd paths: closed until --load-policy, then enforced whole`, async (t) => {
   loadClosed();
   // Before the load: closed.  The allowed application is refused too.
   assert.notEqual(pyGet(allowedExe).code, 0, 'the allowed python is refused before the policy is loaded');
@@ -236,9 +238,7 @@ test('a load replaces the lasting rules only: for TIME, until reboot and until e
   } finally {
     k2.close();
   }
-  assert.equal(loadPolicy().code, 0);
-  loadClosed();
-  assert.equal(loadPolicy().code, 0);
+  // The next test starts from a closed load of its own.
 });
 
 test('the transaction is its socket\'s: another socket\'s BEGIN gets EBUSY; SIGKILL mid-stream leaves nothing', async () => {
