@@ -93,6 +93,9 @@ test('a listener stopped for 10 s under an event flood receives events again aft
   await k.add('block', 'udp', floodExe);
   await k.add('block', 'udp', markExe);
   const evdrops0 = await k.flag('evdrops');
+  // The service puts its saved policy in force, replacing the lasting
+  // rules: the test's rules are in its rules file.
+  writeFileSync(join(W, 'rules'), `set squelch disabled\nblock udp "${floodExe}"\nblock udp "${markExe}"\n`);
   const s = service();
   await pokeUntilSeen(s, flood, 0, 'the service before the flood', 90_000);
   process.kill(s.child.pid, 'SIGSTOP');
