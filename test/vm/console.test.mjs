@@ -185,7 +185,7 @@ test('SIGSTOP and SIGCONT: the prompt is not decided while stopped; the screen c
   await waitPromptKeys(new RegExp(`${curl2}.*wants to connect`), 'the prompt for curl2');
   const pid = consolePid();
   await new Promise((r) => setTimeout(r, 3000));
-  const left = () => Number(/No answer in (\d+) s/.exec(screen())?.[1] ?? NaN);
+  const left = (text = screen()) => Number(/No answer in (\d+) s/.exec(text)?.[1] ?? NaN);
   const before = left();
   const stopped = Date.now();
   assert.equal(run('kill', ['-STOP', String(pid)]).code, 0);
@@ -196,8 +196,9 @@ test('SIGSTOP and SIGCONT: the prompt is not decided while stopped; the screen c
   const end = Date.now() + 20_000 * SLOW;
   let s;
   for (;;) {
+    // One read for both: SIGCONT's redraw clears the screen first.
     s = screen();
-    const n = left();
+    const n = left(s);
     if (n + (Date.now() - stopped) / 1000 >= before + 4) break;
     if (Date.now() > end) assert.fail(`the countdown was not restarted (${before} s before SIGSTOP, ${n} s now):\n${s}`);
     await new Promise((r) => setTimeout(r, 300));
