@@ -220,14 +220,15 @@ test('a load replaces the lasting rules only: for TIME, until reboot and until e
     await k.request('rule_add', { verdict: C.value.block, prot: C.prot.tcp, path: tmp('reboot'), life: C.life.reboot });
     await k.request('rule_add', { verdict: C.value.block, prot: C.prot.tcp, path: tmp('exit'), life: C.life.exit });
     // A temporary rule over a saved one: the later decision stays.
-    await k.request('rule_add', { verdict: C.value.block, prot: C.prot.any, path: allowedExe, life: C.life.reboot });
+    await k.request('rule_add', { verdict: C.value.block, prot: C.prot.tcp, path: allowedExe, life: C.life.reboot });
     const r = loadPolicy();
     assert.equal(r.code, 0, r.err);
     const after = await list(k);
     for (const n of ['for', 'reboot', 'exit']) assert.ok(after.has(`${C.prot.tcp} ${tmp(n)}`), `the ${n} rule stays`);
     const f = after.get(`${C.prot.tcp} ${tmp('for')}`);
     assert.ok(f.timeout > 3500 && f.timeout <= 3600, `its time left goes on (${f.timeout})`);
-    assert.equal(after.get(`${C.prot.any} ${allowedExe}`)?.verdict, C.value.block, 'the temporary block over the saved allow stays');
+    assert.equal(after.get(`${C.prot.tcp} ${allowedExe}`)?.verdict, C.value.block, 'the temporary block over the saved allow tcp stays');
+    assert.equal(after.get(`${C.prot.tcp} ${allowedExe}`)?.life, C.life.reboot);
     assert.notEqual(pyGet(allowedExe).code, 0, 'and holds');
   } finally {
     k.close();
