@@ -209,39 +209,6 @@ test('an edited rules file is derived again at the next load', async () => {
   assert.equal(pyGet(allowedExe).code, 0);
 });
 
-test('a load replaces the lasting rules only: for TIME, until reboot and until exit rules stay, until exit still its socket\'s', async () => {
-  loadClosed();
-  assert.equal(loadPolicy().code, 0);
-  const k = await Kernel.open();
-  const list = async (c) => new Map((await c.request('rule_list')).map((r) => [`${r.prot} ${r.path}`, r]));
-  try {
-    const tmp = (n) => `/opt/vordr-test/temporary/${n}`;
-    await k.request('rule_add', { verdict: C.value.block, prot: C.prot.tcp, path: tmp('for'), timeout: 3600 });
-    await k.request('rule_add', { verdict: C.value.block, prot: C.prot.tcp, path: tmp('reboot'), life: C.life.reboot });
-    await k.request('rule_add', { verdict: C.value.block, prot: C.prot.tcp, path: tmp('exit'), life: C.life.exit });
-    // A temporary rule over a saved one: the later decision stays.
-    await k.request('rule_add', { verdict: C.value.block, prot: C.prot.tcp, path: allowedExe, life: C.life.reboot });
-    const r = loadPolicy();
-    assert.equal(r.code, 0, r.err);
-    const after = await list(k);
-    for (const n of ['for', 'reboot', 'exit']) assert.ok(after.has(`${C.prot.tcp} ${tmp(n)}`), `the ${n} rule stays`);
-    const f = after.get(`${C.prot.tcp} ${tmp('for')}`);
-    assert.ok(f.timeout > 3500 && f.timeout <= 3600, `its time left goes on (${f.timeout})`);
-    assert.equal(after.get(`${C.prot.tcp} ${allowedExe}`)?.verdict, C.value.block, 'the temporary block over the saved allow tcp stays');
-    assert.equal(after.get(`${C.prot.tcp} ${allowedExe}`)?.life, C.life.reboot);
-    assert.notEqual(pyGet(allowedExe).code, 0, 'and holds');
-  } finally {
-    k.close();
-  }
-  const k2 = await Kernel.open();
-  try {
-    await waitFor(async () => !(await list(k2)).has(`${C.prot.tcp} /opt/vordr-test/temporary/exit`), 'the until exit rule going with its socket, as before the load');
-  } finally {
-    k2.close();
-  }
-  // The next test starts from a closed load of its own.
-});
-
 test('the transaction is its socket\'s: another socket\'s BEGIN gets EBUSY; SIGKILL mid-stream leaves nothing', async () => {
   loadClosed();
   const a = await Kernel.open();
@@ -297,6 +264,39 @@ const a = require(${JSON.stringify(join(process.env.VORDR_REPO ?? new URL('../..
   const r = loadPolicy();
   assert.equal(r.code, 0, `a new load works: ${r.err}`);
   assert.equal(pyGet(allowedExe).code, 0);
+});
+
+test('a load replaces the lasting rules only: for TIME, until reboot and until exit rules stay, until exit still its socket\'s', async () => {
+  loadClosed();
+  assert.equal(loadPolicy().code, 0);
+  const k = await Kernel.open();
+  const list = async (c) => new Map((await c.request('rule_list')).map((r) => [`${r.prot} ${r.path}`, r]));
+  try {
+    const tmp = (n) => `/opt/vordr-test/temporary/${n}`;
+    await k.request('rule_add', { verdict: C.value.block, prot: C.prot.tcp, path: tmp('for'), timeout: 3600 });
+    await k.request('rule_add', { verdict: C.value.block, prot: C.prot.tcp, path: tmp('reboot'), life: C.life.reboot });
+    await k.request('rule_add', { verdict: C.value.block, prot: C.prot.tcp, path: tmp('exit'), life: C.life.exit });
+    // A temporary rule over a saved one: the later decision stays.
+    await k.request('rule_add', { verdict: C.value.block, prot: C.prot.tcp, path: allowedExe, life: C.life.reboot });
+    const r = loadPolicy();
+    assert.equal(r.code, 0, r.err);
+    const after = await list(k);
+    for (const n of ['for', 'reboot', 'exit']) assert.ok(after.has(`${C.prot.tcp} ${tmp(n)}`), `the ${n} rule stays`);
+    const f = after.get(`${C.prot.tcp} ${tmp('for')}`);
+    assert.ok(f.timeout > 3500 && f.timeout <= 3600, `its time left goes on (${f.timeout})`);
+    assert.equal(after.get(`${C.prot.tcp} ${allowedExe}`)?.verdict, C.value.block, 'the temporary block over the saved allow tcp stays');
+    assert.equal(after.get(`${C.prot.tcp} ${allowedExe}`)?.life, C.life.reboot);
+    assert.notEqual(pyGet(allowedExe).code, 0, 'and holds');
+  } finally {
+    k.close();
+  }
+  const k2 = await Kernel.open();
+  try {
+    await waitFor(async () => !(await list(k2)).has(`${C.prot.tcp} /opt/vordr-test/temporary/exit`), 'the until exit rule going with its socket, as before the load');
+  } finally {
+    k2.close();
+  }
+  // The next test starts from a closed load of its own.
 });
 
 test('the kernel log is clean', () => {
