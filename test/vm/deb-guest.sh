@@ -160,11 +160,12 @@ check "AUTOINSTALL: the kernel postinst hook rebuilds and installs it for $KVER"
 save_rules() {
   printf 'block tcp /usr/bin/curl\nallow any "/opt/my app/"\nsave\n' | vordr || return 1
   printf '# added by hand\n' >>/etc/vordr/rules
-  cat /etc/vordr/rules /etc/modprobe.d/vordr.conf
-  cp /etc/vordr/rules /tmp/rules.before && cp /etc/modprobe.d/vordr.conf /tmp/modprobe.before
-  grep -q 'rules=.*block:tcp:/usr/bin/curl' /etc/modprobe.d/vordr.conf
+  cat /etc/vordr/rules
+  cp /etc/vordr/rules /tmp/rules.before && cp /var/lib/vordr/policy /tmp/policy.before
+  # The boot policy derived from it: a header and its records (the path).
+  head -c 8 /var/lib/vordr/policy | grep -q VORDRPOL && grep -qa /usr/bin/curl /var/lib/vordr/policy
 }
-check "the daemon saves the rules (/etc/vordr/rules, /etc/modprobe.d/vordr.conf)" save_rules
+check "the daemon saves the rules (/etc/vordr/rules) and derives the boot policy (/var/lib/vordr/policy)" save_rules
 loads_before=$(dmesg | grep -c 'vordr: loaded')
 if timed t_upgrade apt_install "$out/$DEB_B/vordr-dkms_${VER_B}_all.deb" "$out/$DEB_B"/vordr_"${VER_B}"_*.deb; then
   ok "apt-get install of $VER_B's .debs upgrades (${t_upgrade} s)"
@@ -184,7 +185,7 @@ upgraded() {
 check "$VER_A left DKMS, $VER_B is built and installed, vordr --version says $VER_B" upgraded
 check "the module was reloaded by the upgrade" bash -c "(( \$(dmesg | grep -c 'vordr: loaded') > $loads_before )) && test -d /sys/module/vordr"
 check "/etc/vordr/rules kept byte for byte" cmp /etc/vordr/rules /tmp/rules.before
-check "/etc/modprobe.d/vordr.conf kept byte for byte" cmp /etc/modprobe.d/vordr.conf /tmp/modprobe.before
+check "/var/lib/vordr/policy kept byte for byte" cmp /var/lib/vordr/policy /tmp/policy.before
 enforced() {
   local o; o=$(echo query | vordr 2>&1) || { echo "$o"; return 1; }
   echo "$o"; grep -q '/usr/bin/curl' <<<"$o"
