@@ -26,10 +26,15 @@ export type FamilyChange = Native.FamilyChange;
 /** A constant group of defs.x by its C identifier (VALUE, PROT, LIFE...). */
 export type ConstGroupId = Exclude<keyof Ids, 'CMD' | 'ATTR' | 'FLAG'>;
 
+/** A constant group by its C identifier: schema.constants keys groups lowercased (PROT -> prot). */
+export function constGroup(schema: Schema, group: string): { readonly [name: string]: Constant } {
+  return schema.constants[group.toLowerCase()] ?? {};
+}
+
 /** A constant's number by its group's and its own C identifier. */
 export function constValue<G extends ConstGroupId>(schema: Schema, group: G, id: keyof Ids[G]): number | undefined {
   const name = (schema.ids[group] as Readonly<Record<PropertyKey, string>>)[id];
-  return name === undefined ? undefined : schema.constants[group.toLowerCase()]?.[name]?.value;
+  return name === undefined ? undefined : constGroup(schema, group)[name]?.value;
 }
 
 /**
@@ -46,7 +51,7 @@ export function schemaGaps(schema: Schema): string[] {
         kind === 'CMD' ? name in schema.commands
         : kind === 'ATTR' ? name in schema.attrs
         : kind === 'FLAG' ? name in schema.flags
-        : name in (schema.constants[kind.toLowerCase()] ?? {});
+        : name in constGroup(schema, kind);
       if (!has) gaps.push(`${kind === 'CMD' ? 'command' : kind === 'ATTR' ? 'attribute' : kind === 'FLAG' ? 'flag' : `constant ${kind.toLowerCase()}`} ${name}`);
     }
   }

@@ -309,15 +309,9 @@ export async function main(io: Io): Promise<number> {
         if (!privileged) return;
         const r = await bootPolicy(kernel, vocab, { rulesFile, policyFile });
         if (r.isErr()) say(describeBootError(r.error, policyFile));
-        else if (r.value.derived) {
-          // The rules file changed since it was last derived: what of it
-          // did not parse is not in force; say which lines.
-          const text = fs.existsSync(rulesFile) ? fs.readFileSync(rulesFile, 'utf8') : '';
-          for (const [i, line] of text.split('\n').entries()) {
-            const p = parseLine(line, vocab);
-            if (p.isErr()) say(`${rulesFile}:${i + 1}: error: ${describeParseError(p.error)} (not in force)`);
-          }
-        }
+        // The rules file changed since it was last derived: what of it
+        // did not parse is not in force; say which lines.
+        else for (const u of r.value.unparsed) say(`${rulesFile}:${u.line}: error: ${u.message} (not in force)`);
         if (sets.length > 0) {
           const { saved } = await runner.runAndRecord(sets, '--set');
           if (saved.isErr()) say(describeRunError(saved.error));

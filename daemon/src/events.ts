@@ -4,7 +4,7 @@
 // comes from the schema through vocab.ts.
 
 import fs from 'node:fs';
-import { constValue, type ConstGroupId, type Event, type EventLoss, type Message, type AttrValue } from './addon';
+import { constGroup, constValue, type ConstGroupId, type Event, type EventLoss, type Message, type AttrValue } from './addon';
 import type { Vocab } from './vocab';
 
 export interface VordrEvent {
@@ -114,7 +114,7 @@ function addr(v: AttrValue | undefined): string {
 }
 
 function named(v: Vocab, group: ConstGroupId, n: number): string {
-  const g = v.schema.constants[group.toLowerCase()] ?? {};
+  const g = constGroup(v.schema, group);
   for (const [name, c] of Object.entries(g)) if (c.value === n) return name;
   return String(n);
 }

@@ -26,6 +26,7 @@ import fs from 'node:fs/promises';
 import CRC32 from 'crc-32';
 import { ResultAsync, err, ok, type Result } from 'neverthrow';
 import { constValue, type Ids } from './addon';
+import { describeParseError, parseLine } from './grammar';
 import { describeKernelError, type Kernel, type KernelError } from './kernel';
 import { RulesDoc, resolveRulePath, writeDurable } from './rulesfile';
 import type { Vocab } from './vocab';
@@ -241,6 +242,16 @@ export async function writeDerived(policyFile: string, rulesText: Buffer | undef
   return bytes;
 }
 
+/** The lines of a rules file that do not parse, with why (1-based line numbers). */
+function unparsedLines(text: Buffer | undefined, v: Vocab): { line: number; message: string }[] {
+  const out: { line: number; message: string }[] = [];
+  for (const [i, line] of (text?.toString('utf8') ?? '').split('\n').entries()) {
+    const p = parseLine(line, v);
+    if (p.isErr()) out.push({ line: i + 1, message: describeParseError(p.error) });
+  }
+  return out;
+}
+
 export interface PolicyPaths {
   readonly rulesFile: string;
   readonly policyFile: string;
@@ -251,6 +262,8 @@ export interface Loaded {
   flags: number;
   /** The policy file was derived again first (stale or missing). */
   derived: boolean;
+  /** When derived: the rules file's lines that did not parse (not in force), from the bytes derived. */
+  unparsed: readonly { readonly line: number; readonly message: string }[];
   /** In all, and of it deriving the file again (0 when not) and the transaction. */
   ms: number;
   deriveMs: number;
@@ -374,5 +387,6 @@ export async function bootPolicy(kernel: Kernel, v: Vocab, paths: PolicyPaths): 
   if (committed.isErr()) return err(await refused(committed.error));
   const ruleCount = records.filter((r) => r.kind === 'rule').length;
   const now = process.hrtime.bigint();
-  return ok({ rules: ruleCount, flags: records.length - ruleCount, derived, ms: Number((now - t0) / 1000000n), deriveMs, streamMs: Number((now - tStream) / 1000000n) });
+  const unparsed = derived ? unparsedLines(rules.bytes, v) : [];
+  return ok({ rules: ruleCount, flags: records.length - ruleCount, derived, unparsed, ms: Number((now - t0) / 1000000n), deriveMs, streamMs: Number((now - tStream) / 1000000n) });
 }

@@ -4,7 +4,7 @@
 // defs.x's C identifier through `ids` (ids.FLAG.MODE), as the module's C
 // does with VORDR_FLAG_MODE, and never by the name or number itself.
 
-import type { FlagDef, Ids, Schema } from './addon';
+import { constGroup, type FlagDef, type Ids, type Schema } from './addon';
 
 /** A constant of defs.x's VALUE group by its C identifier. */
 export type ValueId = keyof Ids['VALUE'];
@@ -63,7 +63,7 @@ function byValue(group: Table): Map<number, string> {
 
 export function vocabulary(schema: Schema): Vocab {
   // constants are grouped by defs.x's group, lowercased (PROT -> prot).
-  const group = (g: keyof Ids): Table => schema.constants[g.toLowerCase()] ?? {};
+  const group = (g: keyof Ids): Table => constGroup(schema, g);
   const prots = group('PROT');
   const values = group('VALUE');
   const protAlias = byAlias(prots);
