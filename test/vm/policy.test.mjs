@@ -238,11 +238,16 @@ const a = require(${JSON.stringify(join(process.env.VORDR_REPO ?? new URL('../..
   const c = await a.open();
   await c.request('policy_begin', { records: 1000, crc: 0 });
   for (let i = 0; i < 500; i++) await c.request('rule_add', { verdict: ${C.value.allow}, prot: ${C.prot.tcp}, path: '/opt/killed/' + i, stage: 1 });
+  // The connection must stay reachable: one the garbage collector takes
+  // is closed, and its transaction goes with its socket (what made this
+  // check fail now and then). gc() here makes that certain, were it lost.
+  globalThis.loader = c;
+  gc();
   process.stdout.write('staged\\n');
   setInterval(() => {}, 1000);
 })();
 `;
-  const child = track(spawn(process.execPath, ['-e', LOADER], { stdio: ['ignore', 'pipe', 'inherit'] }));
+  const child = track(spawn(process.execPath, ['--expose-gc', '-e', LOADER], { stdio: ['ignore', 'pipe', 'inherit'] }));
   let out = '';
   child.stdout.on('data', (d) => { out += d; });
   await waitFor(() => out.includes('staged'), 'the loader to stage 500 records', 120_000);
