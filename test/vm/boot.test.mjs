@@ -11,6 +11,11 @@
 // ($VORDR_KO) is staged in a module tree of its own (modprobe -d), so the
 // same modprobe.d path is exercised. Afterwards the module is loaded again
 // the way guest.sh loaded it, without the file.
+//
+// vm-flavors: stock (test/vm/run.sh: not run on the debug kernel in CI:
+// the daemon's boot path (modprobe.d, --load-policy, --service) on Debian's
+// kernel; the module's side of it, the policy transaction, runs on the debug
+// kernel in policy.test.mjs.)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';

@@ -3,6 +3,10 @@
 // with capture-pane) against the real module, with curl as the unknown
 // application and a python HTTP server on 127.0.0.1.  Run by test/vm/guest.sh
 // as root with vordr.ko loaded.
+//
+// vm-flavors: stock (test/vm/run.sh: not run on the debug kernel in CI:
+// the console's screens and keys: daemon code; the module paths
+// they drive run on the debug kernel in the other files.)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';

@@ -1,6 +1,10 @@
 // End-to-end tests: the real module, the real addon and the real daemon,
 // with real programs making real connections on loopback inside the VM.
 // Run by test/vm/guest.sh as root, with vordr.ko already loaded.
+//
+// vm-flavors: stock (test/vm/run.sh: not run on the debug kernel in CI:
+// the command path from the console's grammar down; the module
+// paths it drives run on the debug kernel in engine, kernel and e7.)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';

@@ -20,7 +20,11 @@
 #       seconds before the VM is killed
 #   VORDR_DEBUG_KERNEL_DIR   use this kernel-* dir instead of debug-kernel.sh's
 #   VORDR_APPEND   extra kernel command line
-#   VORDR_TESTS="test/vm/a.test.mjs ..."   run only these test files
+#   VORDR_TESTS="test/vm/a.test.mjs ..."   run only these test files, on every
+#       flavor named; without it a flavor runs the files whose "// vm-flavors:"
+#       line names it (a file without one runs on every flavor)
+#   VORDR_JOBS     flavors run at once (default 2: the debug flavor builds
+#       or waits for its kernel while stock runs)
 #   VORDR_QUIET=1  do not stream the console (it is still in out/FLAVOR/console.log)
 #
 # Flavor systemd (what test/vm/systemd.sh runs): the stock kernel, but /init
@@ -44,13 +48,29 @@ IGNORE_PATTERNS=("Command line:" "command line:" "RCU lockdep checking is enable
 
 total_pass=0
 total_fail=0
-summary=()
 
-# flavor_result FLAVOR PASSED FAILED MESSAGE
+# flavor_result FLAVOR PASSED FAILED MESSAGE: printed, and kept in
+# out/FLAVOR/result for the summary (a flavor runs in a subshell of its own).
 flavor_result() {
-  total_pass=$((total_pass + $2)); total_fail=$((total_fail + $3))
-  summary+=("vm[$1]: $2 passed, $3 failed, $4")
+  mkdir -p "$OUT/$1"
+  printf '%s %s %s\n' "$2" "$3" "$4" >"$OUT/$1/result"
   echo "vm[$1]: $2 passed, $3 failed, $4"
+}
+
+# The test files FLAVOR runs (paths relative to the repo, space-separated):
+# VORDR_TESTS when set, else each test/vm/*.test.mjs whose "// vm-flavors:"
+# line names FLAVOR, or that has no such line.
+flavor_tests() {
+  local flavor=$1 f tags files=()
+  if [[ -n ${VORDR_TESTS:-} ]]; then echo "$VORDR_TESTS"; return; fi
+  for f in "$VM_DIR"/*.test.mjs; do
+    # The words before a "(" that gives the reason.
+    tags=$(sed -n 's|^// vm-flavors:\([^(]*\).*|\1|p' "$f" | head -n1)
+    if [[ -z $tags ]] || grep -qw -- "$flavor" <<<"$tags"; then
+      files+=("test/vm/$(basename "$f")")
+    fi
+  done
+  echo "${files[*]}"
 }
 
 # Prefix each console line with the flavor and the seconds since QEMU started.
@@ -82,6 +102,8 @@ run_flavor() {
     source "$VM_DIR/systemd/host.sh"
     systemd_host_prepare "$dir" || { flavor_result "$flavor" 0 1 "CANNOT RUN (host side of the systemd flavor)"; return; }
   fi
+  [[ $flavor == systemd ]] || VORDR_TESTS=$(flavor_tests "$flavor")
+  vm_log "test files: ${VORDR_TESTS:-those of the flavor}"
   prepare_share "$flavor" VORDR_MODE=$mode ${extra[@]+"${extra[@]}"}
   [[ $flavor == systemd ]] && cp -r "$dir/daemon.tar" "$dir/modules" "$SHARE/"
   # The tests' C helpers (test/vm/*.c, e.g. nlfuzz.c), built here into the
@@ -188,11 +210,25 @@ run_flavor() {
   flavor_result "$flavor" "$pass" "$((fail + extra_fail))" "$msg"
 }
 
+jobs=${VORDR_JOBS:-2}
+running=0
 for f in "$@"; do
-  run_flavor "$f"
+  rm -f "$OUT/$f/result"
+  if ((running >= jobs)); then wait -n; running=$((running - 1)); fi
+  ( run_flavor "$f" ) &
+  running=$((running + 1))
 done
+wait
 
 echo "===== vm summary ====="
-printf '%s\n' "${summary[@]}"
+for f in "$@"; do
+  if read -r p n msg <"$OUT/$f/result" 2>/dev/null; then
+    total_pass=$((total_pass + p)); total_fail=$((total_fail + n))
+    echo "vm[$f]: $p passed, $n failed, $msg"
+  else
+    total_fail=$((total_fail + 1))
+    echo "vm[$f]: no result (the harness died)"
+  fi
+done
 echo "$total_pass passed, $total_fail failed"
 ((total_fail == 0))

@@ -10,6 +10,10 @@
 // standard output a pipe), so every line goes through Runner.runLine and the
 // console's autosave exactly as typed.  The terminal is a pty made by a few
 // lines of Python (pty.openpty), the only place this file needs one.
+//
+// vm-flavors: stock (test/vm/run.sh: not run on the debug kernel in CI:
+// two consoles and one rules file: daemon code, no module path of
+// its own.)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';

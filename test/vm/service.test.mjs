@@ -4,6 +4,11 @@
 // kernel) and a pending prompt nobody answers.  Runs as root in the test VM
 // with vordr.ko loaded, with the real daemon (daemon/dist/cli.js), the real
 // addon and a real AF_UNIX datagram socket as NOTIFY_SOCKET (python3).
+//
+// vm-flavors: stock (test/vm/run.sh: not run on the debug kernel in CI:
+// the service's edges (EPIPE, signals, sd_notify, reopening after
+// rmmod): daemon code; unloading under a listener runs on the debug kernel
+// in engine.test.mjs and security.test.mjs.)
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
