@@ -76,7 +76,7 @@ export const PERMISSION_MESSAGE = 'changing rules needs root or CAP_NET_ADMIN';
 export function describeKernelError(e: KernelError): string {
   switch (e.kind) {
     case 'not-loaded':
-      return "the vordr kernel module is not loaded; load it with 'modprobe vordr' (or 'insmod kmod/vordr.ko')";
+      return "the vordr kernel module is not loaded; load it with 'modprobe vordr' (or 'sudo make -C kmod load' in the source tree)";
     case 'schema-mismatch':
       return `module built from another schema version (module: version ${e.module.version} schema ${hex(e.module.schema)}, daemon: version ${e.daemon.version} schema ${hex(e.daemon.schema)}); rebuild/reload it`;
     case 'permission':

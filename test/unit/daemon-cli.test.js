@@ -84,7 +84,7 @@ test('a missing native addon exits 5 and says how to build it', async () => {
 test('a module that is not loaded exits 3 and says how to load it', async () => {
   const r = await run([], { stdin: stdinOf('query\n'), addon: fakeAddon({ notLoaded: true }) });
   assert.equal(r.code, 3);
-  assert.equal(r.err, "vordr: the vordr kernel module is not loaded; load it with 'modprobe vordr' (or 'insmod kmod/vordr.ko')\n");
+  assert.equal(r.err, "vordr: the vordr kernel module is not loaded; load it with 'modprobe vordr' (or 'sudo make -C kmod load' in the source tree)\n");
 });
 
 test('a module built from another schema exits 4 and says to rebuild it', async () => {

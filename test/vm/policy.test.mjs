@@ -233,21 +233,26 @@ test('the transaction is its socket\'s: another socket\'s BEGIN gets EBUSY; SIGK
     (e) => e.code === 'EINVAL', 'a policy holds lasting rules only');
   b.close();
 
-  // A loader killed with SIGKILL in the middle of its stream.
+  // A loader killed with SIGKILL in the middle of its stream. Its
+  // connection must stay reachable while it lives: one the garbage
+  // collector takes is closed, and its transaction goes with its socket
+  // (what made the EBUSY check below fail now and then). The loader
+  // collects garbage once its staging function has returned, before it
+  // says so, which makes a lost reference fail every time.
   const LOADER = `
 const a = require(${JSON.stringify(join(process.env.VORDR_REPO ?? new URL('../..', import.meta.url).pathname, 'addon', 'index.js'))});
 (async () => {
   const c = await a.open();
+  globalThis.loader = c;
   await c.request('policy_begin', { records: 1000, crc: 0 });
   for (let i = 0; i < 500; i++) await c.request('rule_add', { verdict: ${C.value.allow}, prot: ${C.prot.tcp}, path: '/opt/killed/' + i, stage: 1 });
-  // The connection must stay reachable: one the garbage collector takes
-  // is closed, and its transaction goes with its socket (what made this
-  // check fail now and then). gc() here makes that certain, were it lost.
-  globalThis.loader = c;
+})().then(() => setTimeout(() => {
   gc();
-  process.stdout.write('staged\\n');
-  setInterval(() => {}, 1000);
-})();
+  setTimeout(() => {
+    process.stdout.write('staged\\n');
+    setInterval(() => {}, 1000);
+  }, 500);
+}, 0));
 `;
   const child = track(spawn(process.execPath, ['--expose-gc', '-e', LOADER], { stdio: ['ignore', 'pipe', 'inherit'] }));
   let out = '';
