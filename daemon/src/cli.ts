@@ -39,18 +39,24 @@ import { describeParseError, describeRunError, parseLine, type Output } from './
 import { PROMPT_TIMEOUT_SECONDS } from './prompts';
 import { runService } from './service';
 import { runUi } from './ui';
+import { reference } from './reference';
 import { vocabulary } from './vocab';
 
-export const EXIT = {
-  ok: 0,
-  failed: 1,
-  usage: 2,
-  notLoaded: 3,
-  schema: 4,
-  addon: 5,
-  internal: 6,
-  policy: 7,
+/** The exit codes and what each means: EXIT, --help and docs/COMMANDS.md are made from it. */
+export const EXITS = {
+  ok: { code: 0, meaning: 'success' },
+  failed: { code: 1, meaning: 'one or more lines failed (each reported as FILE:LINE: error)' },
+  usage: { code: 2, meaning: 'usage error: bad option, unreadable command file' },
+  notLoaded: { code: 3, meaning: 'the kernel module is not loaded (or cannot be reached)' },
+  schema: { code: 4, meaning: 'the module was built from another schema version (defs.x): rebuild and reload it' },
+  addon: { code: 5, meaning: 'the native addon is not built or cannot be loaded (npm ci)' },
+  internal: { code: 6, meaning: 'internal error: the console crashed (the terminal is restored)' },
+  policy: { code: 7, meaning: '--load-policy: the saved policy was not loaded (the module fails closed)' },
 } as const;
+
+export const EXIT = Object.fromEntries(Object.entries(EXITS).map(([k, v]) => [k, v.code])) as {
+  readonly [K in keyof typeof EXITS]: (typeof EXITS)[K]['code'];
+};
 
 /** The one options table: parseArgs' config and --help are made from it. */
 export const OPTIONS = {
@@ -63,6 +69,7 @@ export const OPTIONS = {
   'prompt-timeout': { type: 'string', arg: 'SECONDS', help: `an unanswered prompt blocks once after SECONDS (default ${PROMPT_TIMEOUT_SECONDS})` },
   help: { short: 'h', type: 'boolean', help: 'print this help and exit' },
   version: { short: 'V', type: 'boolean', help: 'print the version and exit' },
+  reference: { type: 'boolean', help: 'print the command reference (docs/COMMANDS.md, Markdown) and exit' },
 } as const satisfies Record<string, { short?: string; type: 'string' | 'boolean'; multiple?: boolean; arg?: string; help: string }>;
 
 export interface Io {
@@ -92,6 +99,7 @@ type Options = {
   'prompt-timeout'?: string;
   help?: boolean;
   version?: boolean;
+  reference?: boolean;
 };
 
 /**
@@ -143,10 +151,10 @@ export function usage(): string {
     '',
     ...rows.map(([l, h]) => `  ${l.padEnd(width)}  ${h}`),
     '',
-    'exit status: 0 ok, 1 a line failed, 2 usage error, 3 module not loaded,',
-    '4 module built from another schema version, 5 native addon not built,',
-    '6 internal error (the console crashed; the terminal is restored),',
-    '7 --load-policy: the saved policy was not loaded (the module fails closed)',
+    'exit status:',
+    ...Object.values(EXITS).map((e) => `  ${e.code}  ${e.meaning}`),
+    '',
+    'Commands, flags, events and exit codes: docs/COMMANDS.md (vordr --reference).',
     '',
   ].join('\n');
 }
@@ -195,6 +203,16 @@ export async function main(io: Io): Promise<number> {
   }
   if (opts.version) {
     io.stdout.write(version());
+    return EXIT.ok;
+  }
+  if (opts.reference) {
+    // The schema's words come from the addon; the module is not needed.
+    const a = io.loadAddon();
+    if (a.isErr()) {
+      say(`the native addon cannot be loaded from ${a.error.path} (${a.error.message}); build it with 'npm run build'`);
+      return EXIT.addon;
+    }
+    io.stdout.write(reference(vocabulary(a.value.schema), { options: OPTIONS, exits: EXITS }));
     return EXIT.ok;
   }
 

@@ -234,6 +234,28 @@ export function eventRow(e: VordrEvent, users: Users): string {
   return row([clock(e.time), appName(e.path), e.pid === undefined ? '?' : String(e.pid), users.name(e.uid), e.dir, e.prot, peer(e), e.verdict, reason + more]);
 }
 
+/** eventJson()'s fields, in its order, and what each holds (docs/COMMANDS.md is made from it; a unit test checks eventJson against it). */
+export const EVENT_FIELDS: { readonly [field: string]: string } = {
+  time: 'when the daemon received it (ISO 8601, UTC)',
+  verdict: 'what the module did with the packet',
+  reason: 'why: a rule, no rule (unkrule), unknown process (unkproc), unknown protocol (unkprot), a failure (fail), or the mode',
+  dir: 'out (the application sends) or in (it receives)',
+  prot: 'the protocol',
+  ip: '4 or 6',
+  src: 'source address',
+  sport: 'source port (0 without ports)',
+  dst: 'destination address',
+  dport: 'destination port (0 without ports)',
+  pid: 'the owning process',
+  uid: 'its user id',
+  user: 'its user name',
+  path: 'its executable',
+  dev: 'the executable\'s device number',
+  ino: 'the executable\'s inode number (a string: it may exceed 2^53)',
+  count: 'events like this one squelch withheld before it',
+  rule: 'the rule that decided, when one did: { path, prot }',
+};
+
 /** One line of --service output. */
 export function eventJson(e: VordrEvent, users: Users): string {
   return JSON.stringify({

@@ -135,7 +135,7 @@ export const LIFE_IDS: { readonly [K in Exclude<Lifetime['kind'], 'for'>]: LifeI
 
 export const LIFETIME_USAGE = 'for TIME | until exit | until reboot';
 
-const DURATION_UNITS: Readonly<Record<string, number>> = { s: 1, m: 60, h: 3600, d: 86400 };
+export const DURATION_UNITS: Readonly<Record<string, number>> = { s: 1, m: 60, h: 3600, d: 86400 };
 
 /** `30s`, `5m`, `1h`, `2d` as seconds, at most max. */
 export function parseDuration(word: string, max: number): Result<number, ParseError> {
@@ -702,6 +702,7 @@ export function help(topic: string | undefined, v: Vocab): string {
       'commands:',
       ...rows.map(([u, s]) => (s ? `  ${u.padEnd(width)}  ${s}` : `  ${u}`)),
       `PROT: ${v.protNames().join(', ')} (omitted: ${v.ids.PROT.ANY}); PATH: absolute, "quoted" if it has blanks, ending in / for a directory`,
+      'every command, flag, event field and exit code: docs/COMMANDS.md (vordr --reference)',
       '',
     ].join('\n');
   }

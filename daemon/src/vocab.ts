@@ -10,6 +10,8 @@ import { constGroup, type FlagDef, type Ids, type Schema } from './addon';
 export type ValueId = keyof Ids['VALUE'];
 /** A constant of defs.x's LIFE group by its C identifier. */
 export type LifeId = keyof Ids['LIFE'];
+/** A flag by its C identifier. */
+export type FlagId = keyof Ids['FLAG'];
 
 export interface Flag extends FlagDef {
   readonly name: string;
