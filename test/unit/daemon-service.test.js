@@ -18,6 +18,16 @@ const { fakeAddon, sink, schema, addonBuilt, ROOT } = require('../../daemon/test
 const { main } = require('../../daemon/dist/cli.js');
 
 const S = schema();
+
+// The tests write only in their own directories: never the machine's boot
+// policy (a developer's real /var/lib/vordr/policy, or the one CI's package
+// test expects absent). Checked after every test of this file.
+const { DEFAULT_POLICY_FILE } = require('../../daemon/dist/policy.js');
+const statOf = (f) => { try { const st = fs.statSync(f); return `${st.ino} ${st.mtimeMs} ${st.size}`; } catch { return 'absent'; } };
+const policyBefore = statOf(DEFAULT_POLICY_FILE);
+test.afterEach(() => {
+  assert.equal(statOf(DEFAULT_POLICY_FILE), policyBefore, `a test wrote ${DEFAULT_POLICY_FILE}`);
+});
 const VAL = (n) => S.constants.value[n].value;
 const PROT = (n) => S.constants.prot[n].value;
 const REASON = (n) => S.constants.reason[n].value;
@@ -49,7 +59,7 @@ function service(argv, { addon = fakeAddon(), dir = tmpdir(), rules = '', stdout
   const done = main({
     argv: ['--service', ...argv], stdin: Object.assign(Readable.from([]), { isTTY: false }), stdout, stderr,
     loadAddon: () => ok(addon), cwd: dir,
-    rulesFile: path.join(dir, 'rules'), modprobeConf: path.join(dir, 'modprobe.d', 'vordr.conf'),
+    rulesFile: path.join(dir, 'rules'), policyFile: path.join(dir, 'policy'),
     privileged, stopService,
   });
   return { addon, stdout, stderr, stop, done, dir };
