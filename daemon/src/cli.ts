@@ -154,7 +154,8 @@ export function usage(): string {
     'exit status:',
     ...Object.values(EXITS).map((e) => `  ${e.code}  ${e.meaning}`),
     '',
-    'Commands, flags, events and exit codes: docs/COMMANDS.md (vordr --reference).',
+    'Every command, flag, event field and exit code: vordr --reference prints them',
+    '(docs/COMMANDS.md; installed, in /usr/share/doc/vordr).',
     '',
   ].join('\n');
 }
