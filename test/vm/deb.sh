@@ -13,7 +13,7 @@
 # rules byte for byte, and apt-get purge leaving no file behind.
 #
 # Environment: VORDR_DEB_BUILT=DIR reuses DIR/a and DIR/b from an earlier
-# run (default: build into test/vm/out/deb/pkgs); VORDR_TIMEOUT (1800 s);
+# run (default: build into test/vm/out/deb/pkgs); VORDR_TIMEOUT (the VM part: 2,700 s for the ci form, 5,400 s for the full one);
 # VORDR_DEB_VM=0 builds A only (its unit tests skipped: nocheck), checks it
 # with lintian and its node_modules, and stops before the VM;
 # VORDR_DEB_VM=ci (what CI runs) then installs A in the VM, lets the daemon
@@ -90,7 +90,7 @@ cp "$pkgs"/a/*.deb "$SHARE/a/"; [[ $vm == 1 ]] && cp "$pkgs"/b/*.deb "$SHARE/b/"
 } >"$SHARE/vordr.env"
 printf '%s' "$REPO" >"$SHARE/repo"
 qemu_cmd deb
-tmo=${VORDR_TIMEOUT:-1800}
+tmo=${VORDR_TIMEOUT:-$([[ $vm == ci ]] && echo 2700 || echo 5400)}
 vm_log "booting (timeout ${tmo}s)"
 t0=$(date +%s)
 timeout -k 10 "$tmo" "${QEMU_CMD[@]}" -serial stdio </dev/null 2>&1 | sed -u 's/\r$//' >"$dir/console.log"

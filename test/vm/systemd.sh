@@ -12,7 +12,7 @@
 # judges the results and the kernel log as run.sh does; last line
 # "N passed, M failed", exit status non-zero on any failure.
 #
-# Environment: as run.sh (VORDR_KO, VORDR_TIMEOUT_systemd (1800), VORDR_APPEND,
+# Environment: as run.sh (VORDR_KO, VORDR_TIMEOUT_systemd (2400), VORDR_APPEND,
 # VORDR_TESTS="test/vm/systemd/x.test.mjs", VORDR_QUIET=1), and
 # VORDR_SYSD_RULES: how many rules the saved policy has (default 6).
 exec bash "$(dirname "${BASH_SOURCE[0]}")/run.sh" systemd
