@@ -6,7 +6,6 @@
 #
 #   sh kmod/load.sh load [KO [PARAM=VALUE...]]   (default KO: kmod/vordr.ko)
 #   sh kmod/load.sh unload
-#   sh kmod/load.sh check                        can this kernel load it? (exit 0 if so)
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 what=${1:-load}
@@ -39,11 +38,6 @@ can_load() {
 }
 
 case $what in
-check)
-	can_load
-	[ -e "/lib/modules/$kver/build" ] || fail "no headers for the running kernel $kver (/lib/modules/$kver/build): apt-get install linux-headers-$kver, or build for another with make -C kmod KDIR=..."
-	echo "kmod/load.sh: kernel $kver can build and load vordr.ko"
-	;;
 load)
 	can_load
 	[ -f "$ko" ] || fail "$ko is not built (make -C kmod; it needs /lib/modules/$kver/build, from linux-headers-$kver)."
@@ -66,7 +60,7 @@ unload)
 	echo "kmod/load.sh: vordr unloaded"
 	;;
 *)
-	echo "usage: $0 load [KO [PARAM=VALUE...]] | unload | check" >&2
+	echo "usage: $0 load [KO [PARAM=VALUE...]] | unload" >&2
 	exit 2
 	;;
 esac

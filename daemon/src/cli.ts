@@ -178,6 +178,10 @@ function readAll(stream: Readable): ResultAsync<string[], string> {
   return ResultAsync.fromPromise(read(), (e) => `cannot read standard input: ${e instanceof Error ? e.message : String(e)}`).map(splitLines);
 }
 
+function addonMessage(e: LoadError): string {
+  return `the native addon cannot be loaded from ${e.path} (${e.message}); build it with 'npm run build'`;
+}
+
 function connectExit(e: KernelError): number {
   switch (e.kind) {
     case 'not-loaded':
@@ -210,7 +214,7 @@ export async function main(io: Io): Promise<number> {
     // The schema's words come from the addon; the module is not needed.
     const a = io.loadAddon();
     if (a.isErr()) {
-      say(`the native addon cannot be loaded from ${a.error.path} (${a.error.message}); build it with 'npm run build'`);
+      say(addonMessage(a.error));
       return EXIT.addon;
     }
     io.stdout.write(reference(vocabulary(a.value.schema), { options: OPTIONS, exits: EXITS }));
@@ -238,7 +242,7 @@ export async function main(io: Io): Promise<number> {
 
   const addon = io.loadAddon();
   if (addon.isErr()) {
-    say(`the native addon cannot be loaded from ${addon.error.path} (${addon.error.message}); build it with 'npm run build'`);
+    say(addonMessage(addon.error));
     return EXIT.addon;
   }
   const connected = await Kernel.connect(addon.value);

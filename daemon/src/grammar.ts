@@ -679,16 +679,18 @@ function query(verdict: number | undefined, ctx: Context): ResultAsync<Next, Run
     });
 }
 
+/** A writable flag's allowed values, each with its other spellings (help, docs/COMMANDS.md). */
+export function flagValueWords(v: Vocab, f: Flag): { readonly name: string; readonly aliases: readonly string[] }[] {
+  return f.allowed.map((a) => ({ name: a, aliases: v.valueAliases(a).filter((x) => x !== a) }));
+}
+
 function flagHelp(v: Vocab): string[] {
   const width = Math.max(0, ...v.flagNames().map((n) => n.length));
   return v.flagNames().map((n) => {
     const f = v.flag(n) as Flag;
     const name = n.padEnd(width);
     if (!f.writable) return `  ${name}  (read-only)`;
-    const words = f.allowed.map((a) => {
-      const aliases = v.valueAliases(a).filter((x) => x !== a);
-      return aliases.length ? `${a} (${aliases.join(', ')})` : a;
-    });
+    const words = flagValueWords(v, f).map((w) => (w.aliases.length ? `${w.name} (${w.aliases.join(', ')})` : w.name));
     const def = v.valueName(f.default);
     return `  ${name}  ${words.join(' | ')}${def ? `  [default ${def}]` : ''}`;
   });

@@ -5,7 +5,7 @@
 // the file in the repository is this output.
 
 import { constGroup } from './addon';
-import { DURATION_UNITS, LIFETIME_USAGE, COMMANDS } from './grammar';
+import { COMMANDS, DURATION_UNITS, LIFETIME_USAGE, flagValueWords } from './grammar';
 import { EVENT_FIELDS } from './events';
 import type { FlagId, Vocab } from './vocab';
 
@@ -99,10 +99,7 @@ export function reference(v: Vocab, t: ReferenceTables): string {
       p(`| ${code(name)} | ${values} | | ${cell(meaning)} |`);
       continue;
     }
-    const words = f.allowed.map((a) => {
-      const aliases = v.valueAliases(a).filter((x) => x !== a);
-      return aliases.length ? `${code(a)} (${aliases.map(code).join(', ')})` : code(a);
-    });
+    const words = flagValueWords(v, f).map((w) => (w.aliases.length ? `${code(w.name)} (${w.aliases.map(code).join(', ')})` : code(w.name)));
     const def = v.valueName(f.default);
     p(`| ${code(name)} | ${words.join(' ')} | ${def ? code(def) : ''} | ${cell(meaning)} |`);
   }
