@@ -82,6 +82,32 @@ if [[ $mode == try ]]; then
     stty -F "$tty" rows "$VORDR_ROWS" cols "$VORDR_COLS"
   fi
   stty -F "$tty" sane
+  # `vordr` and `demo` on PATH (the root's overlay is writable; it vanishes).
+  printf '#!/bin/sh\nexec node %q "$@"\n' "$VORDR_REPO/daemon/dist/cli.js" >/usr/local/bin/vordr
+  chmod 0755 /usr/local/bin/vordr
+  ln -sf "$VORDR_REPO/test/vm/demo.sh" /usr/local/bin/demo
+  # The console and a shell side by side (tmux): the console above, a shell
+  # below to make traffic in (`demo`). Leaving the shell (or Ctrl-B D)
+  # powers the VM off. VORDR_TRY_TMUX=0: the console, then a shell, alone.
+  if [[ ${VORDR_TRY_TMUX:-1} != 0 ]] && command -v tmux >/dev/null && [[ -f daemon/dist/cli.js ]]; then
+    rows=${VORDR_ROWS:-24}
+    shell_rows=$((rows / 3 > 8 ? rows / 3 : 8))
+    banner="echo; echo 'vordr try VM: the console is above, this is a shell (root, in $VORDR_REPO).'; echo 'demo: labelled traffic from curl, python, ping, socat and an unknown program.'; echo 'vordr ...: the command line (vordr -f FILE, echo query | vordr). Ctrl-B then an arrow key moves between the panes; exit here powers the VM off.'; echo"
+    tmux -f /dev/null new-session -d -s try -x "${VORDR_COLS:-80}" -y "$rows" \
+      "vordr; echo 'the console exited; this pane closes in 3 s'; sleep 3"
+    tmux set-option -g status-left-length 20 \; set-option -g status-right-length 60 \; \
+      set-option -g status-left '[vordr try] ' \; \
+      set-option -g status-right 'demo | Ctrl-B arrow: pane | exit: power off'
+    tmux split-window -t try -v -l "$shell_rows" \
+      "cd $(printf %q "$VORDR_REPO"); $banner; PS1='vordr-vm:\\w# ' exec bash --norc -i"
+    tmux select-pane -t try:0.1
+    say "tmux: the console above, a shell below (type demo there)"
+    # tmux's server draws on the client's standard input (its fd passed
+    # over the socket), so that must be open for writing too: <>, not <.
+    setsid -c -w tmux attach -t try <>"$tty" >&0 2>&1
+    say "tmux session ended"
+    exit 0
+  fi
   if [[ -f daemon/dist/cli.js ]]; then
     say "starting the console: node daemon/dist/cli.js (exit it to get a shell)"
     setsid -c -w node daemon/dist/cli.js <"$tty" >"$tty" 2>&1

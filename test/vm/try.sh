@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Try vordr by hand in a VM (`npm run try`): boots Debian's stock kernel in
-# QEMU (TCG, no network) with the host's / as a read-only 9p root (writes go to
-# a tmpfs overlay and vanish), loads the freshly built vordr.ko and starts the
-# console (node daemon/dist/cli.js) on this terminal. When the console exits
-# you get a shell in the repo; exiting the shell powers the VM off.
+# Try vordr by hand in a VM (./try sets up, then runs this; npm run try):
+# boots Debian's stock kernel in QEMU (TCG, no network) with the host's / as
+# a read-only 9p root (writes go to a tmpfs overlay and vanish), loads the
+# freshly built vordr.ko and opens tmux on this terminal: the console (vordr)
+# above, a root shell below with `vordr` and `demo` on PATH. Exiting the
+# shell powers the VM off. VORDR_TRY_TMUX=0: the console alone, then a shell.
 #
 # Keys: Ctrl-A X quits QEMU at any time, Ctrl-A C toggles the QEMU monitor.
 # Environment: VORDR_KO=path.ko (prebuilt module instead of building kmod/),
