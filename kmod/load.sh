@@ -16,7 +16,7 @@ kver=$(uname -r)
 
 vm_hint() {
 	echo "  Try vordr in the test VM instead, which boots Debian's kernel with this" >&2
-	echo "  module built for it: npm run try (README, \"Try it\")." >&2
+	echo "  module built for it: ./try in the source tree (README)." >&2
 }
 fail() { echo "kmod/load.sh: $*" >&2; vm_hint; exit 1; }
 
