@@ -10,7 +10,8 @@
 #   lane 1: Debian's stock kernel: test/vm/run.sh stock, then the real
 #           systemd (test/vm/systemd.sh, a saved policy of VORDR_SYSD_RULES
 #           rules, 10,000 here), then the Debian packages (test/vm/deb.sh:
-#           built, lintian, installed, upgraded and purged in the VM)
+#           built, lintian, installed, upgraded and purged in the VM), then
+#           ./try --tour (README's first command, its guided tour scripted)
 #   lane 2: the debug kernel (KASAN, lockdep, kmemleak): its build, cached
 #           (test/vm/debug-kernel.sh), then test/vm/run.sh debug
 #
@@ -49,6 +50,9 @@ lane1() {
   step 1 stock bash test/vm/run.sh stock
   step 1 systemd env VORDR_SYSD_RULES="${VORDR_SYSD_RULES:-10000}" bash test/vm/systemd.sh
   step 1 deb bash test/vm/deb.sh
+  # README's first command without a person: ./try --tour (its set-up
+  # checks, then the scripted tour of the try VM, screens kept).
+  step 1 tour ./try --yes --tour
 }
 lane2() {
   step 2 debug bash test/vm/run.sh debug
