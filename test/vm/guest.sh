@@ -92,14 +92,14 @@ if [[ $mode == try ]]; then
   if [[ ${VORDR_TRY_TMUX:-1} != 0 ]] && command -v tmux >/dev/null && [[ -f daemon/dist/cli.js ]]; then
     rows=${VORDR_ROWS:-24}
     shell_rows=$((rows / 3 > 8 ? rows / 3 : 8))
-    banner="echo; echo 'vordr try VM: the console is above, this is a shell (root, in $VORDR_REPO).'; echo 'demo: labelled traffic from curl, python, ping, socat and an unknown program.'; echo 'vordr ...: the command line (vordr -f FILE, echo query | vordr). Ctrl-B then an arrow key moves between the panes; exit here powers the VM off.'; echo"
+    banner="echo; echo 'vordr try VM. Above: the console (help, block, allow, query). Here: a root shell.'; echo 'demo: labelled traffic from curl, python3, ping, socat and an unknown program.'; echo 'vordr: the command line (echo query | vordr). Ctrl-B, then an arrow: the other pane.'; echo 'exit (here): powers the VM off.'; echo"
     tmux -f /dev/null new-session -d -s try -x "${VORDR_COLS:-80}" -y "$rows" \
       "vordr; echo 'the console exited; this pane closes in 3 s'; sleep 3"
     tmux set-option -g status-left-length 20 \; set-option -g status-right-length 60 \; \
       set-option -g status-left '[vordr try] ' \; \
       set-option -g status-right 'demo | Ctrl-B arrow: pane | exit: power off'
     tmux split-window -t try -v -l "$shell_rows" \
-      "cd $(printf %q "$VORDR_REPO"); $banner; PS1='vordr-vm:\\w# ' exec bash --norc -i"
+      "cd $(printf %q "$VORDR_REPO"); $banner; PS1='vordr-vm:\\w# ' bash --norc -i; tmux kill-server"
     tmux select-pane -t try:0.1
     say "tmux: the console above, a shell below (type demo there)"
     # tmux's server draws on the client's standard input (its fd passed

@@ -57,7 +57,7 @@ if wait_for '\[vordr try\]' 600 && wait_for 'vordr-vm:' 120; then
 else
   not_ok "the VM's console and shell (tmux) in 720 s"; screen | sed 's/^/    # /'; tail -n 30 "$dir/try.log" | sed 's/^/    # /'; finish
 fi
-wait_for 'vordr +mode' 120 || true
+wait_for 'mode enabled +unkrule' 120 || true
 shot 01-boot
 step "demo curl passes with no rule" "demo curl" 'curl http://127\.0\.0\.1:8080/ \(/usr/bin/curl\): passed' 60 curl-passes
 step "a block rule from the shell's vordr" "echo 'block tcp /usr/bin/curl' | vordr && echo rule-added" '^rule-added' 60 block
