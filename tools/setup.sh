@@ -91,6 +91,8 @@ setup_node() {
       return 0
     fi
     ((major >= 20)) || setup_say "Node.js $v is too old: vordr needs 20 or newer"
+  else
+    setup_say "Node.js is not installed: vordr needs 20 or newer"
   fi
   command -v npm >/dev/null || setup_say "npm is missing"
   setup_die "install Node.js 20 (with npm), e.g. from NodeSource: curl -fsSL https://deb.nodesource.com/setup_20.x | sudo bash - && sudo apt-get install -y nodejs   (then run this again)"
