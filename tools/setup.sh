@@ -9,6 +9,21 @@
 # without --yes nothing is installed and the command to run is printed.
 
 SETUP_YES=${SETUP_YES:-0}
+
+# ./try: the VM and the kernel it boots; the module's build for that kernel;
+# the initramfs; the addon's libraries; tmux and what `demo` runs in the VM.
+SETUP_TRY_PACKAGES=(qemu-system-x86 linux-image-amd64 linux-headers-amd64
+  build-essential kmod cpio busybox-static
+  libnl-3-dev libnl-genl-3-dev libsystemd-dev pkg-config
+  python3 tmux curl socat iproute2 util-linux iputils-ping)
+# ./check adds: the debug kernel's source and build tools; what the VM tests
+# run (nc); the Debian packages' build (dpkg-buildpackage, debhelper,
+# dh_dkms, dch for the upgrade test, help2man for vordr(1)), lintian and
+# DKMS; the benchmark's peers.
+SETUP_TEST_PACKAGES=(linux-source-6.1 bc bison flex libelf-dev libssl-dev dwarves xz-utils sparse
+  netcat-openbsd
+  dpkg-dev debhelper dh-dkms devscripts help2man lintian dkms openssl
+  opensnitch iptables nftables)
 setup_say() { printf '\033[1m%s:\033[0m %s\n' "${SETUP_NAME:-setup}" "$*"; }
 setup_die() { setup_say "$*" >&2; exit 1; }
 
