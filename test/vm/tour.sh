@@ -41,12 +41,16 @@ wait_for() {
 }
 shot() { screen >"$dir/$1.txt"; }
 type_line() { "${T[@]}" send-keys -t tour -l -- "$1"; "${T[@]}" send-keys -t tour Enter; }
+# expect NAME REGEX SECONDS: one check, the screen shown when it fails.
+expect() {
+  if wait_for "$2" "$3"; then ok "$1"; else not_ok "$1 (no /$2/ in $3 s)"; screen | sed 's/^/    # /'; fi
+}
 # step NAME COMMAND REGEX SECONDS SHOT: clear the VM's shell pane, type
-# COMMAND there, wait for REGEX, keep the screen as SHOT.
+# COMMAND there, expect REGEX, keep the screen as SHOT.
 step() {
   type_line clear; sleep 2
   type_line "$2"
-  if wait_for "$3" "$4"; then ok "$1"; else not_ok "$1 (no /$3/ in ${4} s)"; screen | sed 's/^/    # /'; fi
+  expect "$1" "$3" "$4"
   shot "$(printf '%02d' "$n")-$5"
 }
 
@@ -71,23 +75,23 @@ step "clear, and curl passes again" "echo 'clear /usr/bin/curl' | vordr; demo cu
 key() { "${T[@]}" send-keys -t tour "$@"; }
 key C-b Up; sleep 1
 type_line "set unkrule pending"
-if wait_for 'unkrule: pending' 30; then ok "set unkrule pending in the console"; else not_ok "set unkrule pending in the console"; fi
+expect "set unkrule pending in the console" 'unkrule: pending' 30
 shot "$(printf '%02d' "$n")-unkrule-pending"
 key C-b Down; sleep 1
 type_line clear; sleep 1
 type_line "demo unknown"
-if wait_for '/opt/demo/unknown-app wants to connect' 60; then ok "the console asks about the unknown program"; else not_ok "no prompt for /opt/demo/unknown-app"; screen | sed 's/^/    # /'; fi
+expect "the console asks about the unknown program" '/opt/demo/unknown-app wants to connect' 60
 shot "$(printf '%02d' "$n")-prompt"
 key C-b Up; sleep 2
 key a; sleep 0.5; key w; sleep 0.5; key Enter
-if wait_for 'added: allow tcp /opt/demo/unknown-app' 30; then ok "answered: allow tcp /opt/demo/unknown-app, always"; else not_ok "the prompt's answer"; screen | sed 's/^/    # /'; fi
+expect "answered: allow tcp /opt/demo/unknown-app, always" 'added: allow tcp /opt/demo/unknown-app' 30
 # Its connection reaches the demo's HTTP server, python3, which no rule
 # names either: the console asks about that inbound connection too.
-if wait_for '/usr/bin/python3[.0-9]* wants to connect' 60; then ok "the console asks about the server (inbound)"; else not_ok "no prompt for the server"; screen | sed 's/^/    # /'; fi
+expect "the console asks about the server (inbound)" '/usr/bin/python3[.0-9]* wants to connect' 60
 shot "$(printf '%02d' "$n")-prompt-server"
 sleep 2
 key a; sleep 0.5; key w; sleep 0.5; key Enter
-if wait_for 'added: allow tcp /usr/bin/python3' 30; then ok "answered: allow tcp python3, always"; else not_ok "the server prompt's answer"; screen | sed 's/^/    # /'; fi
+expect "answered: allow tcp python3, always" 'added: allow tcp /usr/bin/python3' 30
 # Its retry (curl waits 25 s) usually passes now; whether it does depends
 # on SYN retransmission times against the two answers, so this screen is
 # kept but not judged; the next demo unknown must pass.
@@ -96,5 +100,5 @@ shot "$(printf '%02d' "$n")-answered"
 key C-b Down; sleep 1
 step "the unknown program passes now" "demo unknown" 'unknown-app\): passed' 60 unknown-allowed
 type_line "exit"
-if wait_for 'vm\[try\]: VM exited' 120; then ok "exit in the shell powers the VM off"; else not_ok "the VM did not power off"; fi
+expect "exit in the shell powers the VM off" 'vm\[try\]: VM exited' 120
 finish
