@@ -61,6 +61,7 @@
 #include <net/net_namespace.h>
 #include <net/sock.h>
 
+#include "compat.h"
 #include "vordr.h"
 
 #define ASC_WANT 64		/* searches at once */
@@ -328,19 +329,12 @@ static bool asc_cred_is(struct task_struct *t, kuid_t uid)
 	       uid_eq(c->suid, uid) || uid_eq(c->fsuid, uid);
 }
 
-/* Whether @file is the socket with @cookie.  Under rcu_read_lock(). */
+/* Whether @file (held) is the socket with @cookie. */
 static bool asc_file_is(struct file *file, u64 cookie)
 {
-	struct socket *sock;
-	bool is;
+	struct socket *sock = sock_from_file(file);
 
-	/* Hold the file so that its socket cannot be released. */
-	if (!get_file_rcu(file))
-		return false;
-	sock = sock_from_file(file);
-	is = sock && sock->sk && atomic64_read(&sock->sk->sk_cookie) == cookie;
-	fput(file);
-	return is;
+	return sock && sock->sk && atomic64_read(&sock->sk->sk_cookie) == cookie;
 }
 
 /*
@@ -351,15 +345,19 @@ static bool asc_file_is(struct file *file, u64 cookie)
 static int asc_scan(struct asc_slot *s, struct task_struct *t, unsigned int *budget)
 {
 	struct file *file;
+	bool is;
 
 	for (;; s->fd++) {
 		if (!*budget)
 			return -1;
-		file = task_lookup_next_fd_rcu(t, &s->fd);
+		/* Held, so that its socket cannot be released under us. */
+		file = vordr_task_next_file(t, &s->fd);
 		if (!file)
 			return 0;
 		(*budget)--;
-		if ((!s->file || file == s->file) && asc_file_is(file, s->cookie)) {
+		is = (!s->file || file == s->file) && asc_file_is(file, s->cookie);
+		fput(file);
+		if (is) {
 			get_task_struct(t);
 			s->found = t;
 			return 1;

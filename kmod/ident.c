@@ -41,6 +41,7 @@
 #include <linux/timekeeping.h>
 #include <linux/u64_stats_sync.h>
 
+#include "compat.h"
 #include "vordr.h"
 
 #define IDENT_BITS 12
@@ -390,19 +391,6 @@ static struct vordr_ident *ident_of_file(struct file *exe, bool foreign,
 	return id;
 }
 
-/* @mm's executable with a reference, or NULL. */
-static struct file *ident_exe(struct mm_struct *mm)
-{
-	struct file *exe;
-
-	rcu_read_lock();
-	exe = rcu_dereference(mm->exe_file);
-	if (exe && !get_file_rcu(exe))
-		exe = NULL;
-	rcu_read_unlock();
-	return exe;
-}
-
 /*
  * From the packet path: task context, maybe under locks, so no sleeping
  * and no reserves.  get_task_exe_file() is not exported in 6.1; the
@@ -411,7 +399,7 @@ static struct file *ident_exe(struct mm_struct *mm)
 struct vordr_ident *vordr_ident_of_current(int *err)
 {
 	struct vordr_ident *id;
-	struct file *exe = ident_exe(current->mm);
+	struct file *exe = vordr_mm_exe_file(current->mm);
 
 	if (!exe) {
 		*err = -ENOENT;
@@ -438,7 +426,7 @@ struct vordr_ident *vordr_ident_of_task(struct task_struct *task, int *err)
 		*err = -ENOENT;
 		return NULL;
 	}
-	exe = ident_exe(mm);
+	exe = vordr_mm_exe_file(mm);
 	mmput(mm);
 	if (!exe) {
 		*err = -ENOENT;

@@ -27,17 +27,25 @@ SETUP_TEST_PACKAGES=(linux-source-6.1 bc bison flex libelf-dev libssl-dev dwarve
 setup_say() { printf '\033[1m%s:\033[0m %s\n' "${SETUP_NAME:-setup}" "$*"; }
 setup_die() { setup_say "$*" >&2; exit 1; }
 
-# The machine: Debian 12 is what the VM harness is built and tested on. Its
-# stock kernel comes from linux-image-amd64, which other distributions do not
-# have (Ubuntu's linux-image-generic, whose /boot/vmlinuz-* only root may read).
+# The machine. Debian 12: the VM boots Debian's kernel (linux-image-amd64).
+# Ubuntu 24.04: Ubuntu's (linux-image-virtual: the same image as a desktop's
+# linux-image-generic without its firmware), whose modules are zstd files;
+# ./try works there, the whole suite (./check) is Debian 12's: its debug
+# kernel, package tests and benchmark are built from Debian's packages.
+SETUP_OS=""
 setup_os() {
   local id="" ver=""
   if [[ -r /etc/os-release ]]; then
     id=$(. /etc/os-release && echo "${ID:-}") ver=$(. /etc/os-release && echo "${VERSION_ID:-}")
   fi
   case "$id:$ver" in
-    debian:12) ;;
-    *) setup_die "this machine is '${id:-unknown} ${ver}'; these commands set up Debian 12 (bookworm), where the VM boots Debian's own kernel (linux-image-amd64). Elsewhere use a Debian 12 machine or VM; docs/INSTALL.md lists what the pieces need." ;;
+    debian:12) SETUP_OS=debian ;;
+    ubuntu:24.04)
+      SETUP_OS=ubuntu
+      SETUP_TRY_PACKAGES=("${SETUP_TRY_PACKAGES[@]/#linux-image-amd64/linux-image-virtual}")
+      SETUP_TRY_PACKAGES=("${SETUP_TRY_PACKAGES[@]/#linux-headers-amd64/linux-headers-virtual}" zstd)
+      ;;
+    *) setup_die "this machine is '${id:-unknown} ${ver}'; these commands set up Debian 12 (bookworm) or Ubuntu 24.04, whose own kernels the VM boots. Elsewhere use one of those (a VM will do); docs/INSTALL.md lists what the pieces need." ;;
   esac
   command -v dpkg-query >/dev/null && command -v apt-get >/dev/null || setup_die "no dpkg/apt-get on this machine"
 }
@@ -94,6 +102,23 @@ setup_packages() {
     setup_root systemctl disable --now opensnitch.service >/dev/null 2>&1 || true
     setup_say "opensnitch is installed for the benchmark and left stopped and disabled"
   fi
+}
+
+# The VM's kernel image must be readable by whoever runs it. Ubuntu's
+# /boot/vmlinuz-* is root's only (0600): a copy readable by this user goes
+# to test/vm/out/stock/, after asking (the image is public: it is the
+# package's file). Debian's is world-readable; nothing is done there.
+setup_kernel_image() {
+  local ver copy
+  ver=$(source test/vm/lib.sh && stock_kernel_version) || setup_die "no kernel for the VM"
+  copy=test/vm/out/stock/vmlinuz-$ver
+  [[ -r /boot/vmlinuz-$ver ]] && return 0
+  [[ -r $copy && ! $copy -ot /boot/vmlinuz-$ver ]] && return 0
+  setup_say "/boot/vmlinuz-$ver (the kernel the VM boots) is readable by root only"
+  setup_ask "copy it for the VM to $copy (sudo install -m 0644)?" ||
+    setup_die "not copied; to do it yourself: sudo install -m 0644 -o $(id -un) /boot/vmlinuz-$ver $copy"
+  mkdir -p "${copy%/*}"
+  setup_root install -m 0644 -o "$(id -un)" "/boot/vmlinuz-$ver" "$copy" || setup_die "copying the kernel image failed"
 }
 
 # Node.js 20 or newer (Debian 12 ships 18) with npm.

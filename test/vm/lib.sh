@@ -18,18 +18,39 @@ ROOT_MODULES=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev vir
 
 vm_log() { echo "vm${VM_FLAVOR:+[$VM_FLAVOR]}: $*" >&2; }
 
-# Stock kernel version from the installed linux-image-amd64 metapackage.
+# The distribution's kernel metapackages: Debian's, then Ubuntu's (virtual is
+# what ./try installs there; generic is a desktop's; both name one image).
+STOCK_KERNEL_PACKAGES=(linux-image-amd64 linux-image-virtual linux-image-generic)
+
+# Stock kernel version from the first installed metapackage of those.
 stock_kernel_version() {
-  local dep
-  dep=$(dpkg-query -W -f='${Depends}' linux-image-amd64 2>/dev/null) || {
-    vm_log "linux-image-amd64 is not installed (apt-get install linux-image-amd64)"; return 1; }
-  # e.g. "linux-image-6.1.0-56-amd64 (= 6.1.192-2)"
+  local pkg dep=""
+  for pkg in "${STOCK_KERNEL_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || continue
+    dep=$(dpkg-query -W -f='${Depends}' "$pkg") && break
+  done
+  [[ -n "$dep" ]] || {
+    vm_log "no kernel metapackage installed (${STOCK_KERNEL_PACKAGES[*]}): ./try installs it"; return 1; }
+  # e.g. "linux-image-6.1.0-56-amd64 (= 6.1.192-2)", "linux-image-6.8.0-151-generic, linux-modules-extra-..."
   dep=$(tr ',|' '\n\n' <<<"$dep" | sed -n 's/^ *linux-image-\([0-9][^ ]*\).*/\1/p' | head -n1)
-  [[ -n "$dep" ]] || { vm_log "cannot parse linux-image-amd64's Depends"; return 1; }
+  [[ -n "$dep" ]] || { vm_log "cannot parse $pkg's Depends"; return 1; }
   echo "$dep"
 }
 
-# Uncompress a bzImage's payload into an ELF vmlinux if it has a PVH entry
+# Where the VM reads the stock kernel image from. Ubuntu's /boot/vmlinuz-*
+# is readable by root only; ./try copies it (with sudo, after asking) to
+# out/stock/vmlinuz-VERSION, readable by its user, and that copy is used.
+stock_kernel_image() {
+  local ver=$1 copy="$OUT/stock/vmlinuz-$1"
+  if [[ -r /boot/vmlinuz-$ver ]]; then echo "/boot/vmlinuz-$ver"
+  elif [[ -r $copy && ! $copy -ot /boot/vmlinuz-$ver ]]; then echo "$copy"
+  else
+    vm_log "/boot/vmlinuz-$ver is readable by root only: ./try copies it, or: sudo install -m 0644 -o $(id -un) /boot/vmlinuz-$ver $copy"
+    return 1
+  fi
+}
+
+# Uncompress a bzImage's payload (xz, gzip or zstd) into an ELF vmlinux if it has a PVH entry
 # note (Xen ELF note 18, XEN_ELFNOTE_PHYS32_ENTRY); false if that fails.
 extract_pvh_vmlinux() {
   local image=$1 elf=$2 tmp="$2.tmp"
@@ -53,6 +74,18 @@ for magic, kind in ((b'\xfd7zXZ\x00', 'xz'), (b'\x1f\x8b\x08', 'gz')):
         i = data.find(magic, i + 1)
     if out is not None:
         break
+# Ubuntu's kernels are zstd-compressed (CONFIG_KERNEL_ZSTD): zstd(1) stops
+# with an error at the length the bzImage appends, after the whole ELF.
+i = data.find(b'\x28\xb5\x2f\xfd') if out is None else -1
+while i >= 0 and out is None:
+    import subprocess
+    try:
+        r = subprocess.run(['zstd', '-dcq'], input=data[i:], capture_output=True)
+        if r.stdout[:4] == b'\x7fELF':
+            out = r.stdout
+    except OSError:
+        break
+    i = data.find(b'\x28\xb5\x2f\xfd', i + 1)
 if out is None:
     sys.exit(1)
 open(sys.argv[2], 'wb').write(out)
@@ -70,7 +103,7 @@ resolve_kernel() {
   case "$flavor" in
     stock|systemd)
       KERNEL_VERSION=$(stock_kernel_version) || return 1
-      KERNEL_IMAGE=/boot/vmlinuz-$KERNEL_VERSION
+      KERNEL_IMAGE=$(stock_kernel_image "$KERNEL_VERSION") || return 1
       MODULES_DIR=/lib/modules/$KERNEL_VERSION
       KDIR=${VORDR_KDIR_stock:-$MODULES_DIR/build}
       # Booting the uncompressed ELF through its PVH entry point skips the
