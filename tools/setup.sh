@@ -76,11 +76,11 @@ setup_packages() {
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   if ((${#missing[@]} == 0)); then
-    setup_say "the Debian packages $what needs are installed (${#} checked)"
+    setup_say "the packages $what needs are installed (${#} checked)"
     return 0
   fi
   local cmd="apt-get install --no-install-recommends ${missing[*]}"
-  setup_say "$what needs ${#missing[@]} Debian package(s) not on this machine: ${missing[*]}"
+  setup_say "$what needs ${#missing[@]} package(s) not on this machine: ${missing[*]}"
   [[ $(id -u) == 0 ]] || setup_say "(installing them uses sudo)"
   setup_ask "install them now (apt-get update, then $cmd)?" ||
     setup_die "not installed; to do it yourself: sudo apt-get update && sudo $cmd"

@@ -99,6 +99,10 @@ wait_for 'unknown-app\): passed' 40 || true
 shot "$(printf '%02d' "$n")-answered"
 key C-b Down; sleep 1
 step "the unknown program passes now" "demo unknown" 'unknown-app\): passed' 60 unknown-allowed
+# The kernel's own word on all of it: no warning, oops or sanitizer report.
+step "the kernel log has no warning or oops" \
+  "dmesg | grep -cE 'WARNING:|BUG:|Oops|Call Trace|UBSAN|general protection|lockdep'; echo kernel-log-checked" \
+  '^0\s*$' 30 kernel-log
 type_line "exit"
 expect "exit in the shell powers the VM off" 'vm\[try\]: VM exited' 120
 finish
