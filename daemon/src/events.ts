@@ -40,6 +40,8 @@ export interface VordrEvent {
     readonly inbound: boolean;
     /** The protocol has ports (TCP, UDP). */
     readonly ported: boolean;
+    /** TCP: a connection (made outbound, accepted inbound), not datagrams. */
+    readonly tcp: boolean;
   };
 }
 
@@ -158,6 +160,7 @@ export function decodeEvent(m: Message, v: Vocab, now: Date = new Date()): Vordr
       noruleAllow: verdict === constValue(S, 'VALUE', 'ALLOW') && num(m[A.REASON]) === constValue(S, 'REASON', 'NORULE'),
       inbound: num(m[A.DIR]) === constValue(S, 'DIR', 'IN'),
       ported: prot === constValue(S, 'PROT', 'TCP') || prot === constValue(S, 'PROT', 'UDP'),
+      tcp: prot === constValue(S, 'PROT', 'TCP'),
     },
   };
 }

@@ -511,6 +511,8 @@ export function runUi(o: UiOptions): Promise<UiExit> {
       const mark = (on: boolean, s: string) => (on ? `{inverse}${s}{/inverse}` : s);
       const e = p.last;
       const dest = e.is.inbound ? `from ${e.saddr}` : `to ${e.daddr}`;
+      // An inbound packet is a server accepting or a socket receiving.
+      const wants = !e.is.inbound ? 'wants to connect' : e.is.tcp ? 'wants to accept a connection' : 'wants to receive';
       const port = e.is.ported ? `:${e.is.inbound ? e.sport : e.dport}` : '';
       const more = prompts.waiting() > 1 ? `   {yellow-fg}{bold}(${prompts.waiting() - 1} more waiting){/bold}{/yellow-fg}` : '';
       const durations = DURATIONS.map((d) => mark(sameLifetime(c.lifetime, d.lifetime), `[${d.key}] ${d.label}`));
@@ -519,7 +521,7 @@ export function runUi(o: UiOptions): Promise<UiExit> {
         : `{yellow-fg}Typing goes on into the command line; this prompt takes keys after ${GUARD_MS / 1000} s without typing.{/yellow-fg}`;
       promptBox.setContent(
         [
-          ` {bold}${blessed.escape(p.path)}{/bold} wants to connect${more}`,
+          ` {bold}${blessed.escape(p.path)}{/bold} ${wants}${more}`,
           ` pid ${e.pid}  user ${blessed.escape(users.name(e.uid))}  ${e.prot} ${e.dir} ${dest}${port}  attempts ${p.attempts}`,
           '',
           ` ${mark(c.verdict === ALLOW, `[a] ${ALLOW}`)}   ${mark(c.verdict === BLOCK, `[b] ${BLOCK}`)}`,

@@ -142,6 +142,21 @@ test('four applications at once: each prompt gets its full time once shown; none
   await ui.quit();
 });
 
+test('an inbound prompt says the application is accepting or receiving, not connecting', async () => {
+  const ui = await console_();
+  ui.addon.emit(event({ path: '/usr/bin/python3', dir: DIR('in'), sport: 41000, dport: 8080 }));
+  let s = await ui.until((x) => /\/usr\/bin\/python3 wants to/.test(x), 'the TCP prompt');
+  assert.match(s, /python3 wants to accept a connection/);
+  assert.match(s, /tcp in from 127\.0\.0\.1:41000/);
+  ui.clock.jump(1500);
+  await ui.keys('\r');
+  await ui.until(() => rules(ui.addon).length === 1, 'the first answer');
+  ui.addon.emit(event({ path: '/usr/sbin/dnsmasq', dir: DIR('in'), prot: PROT('udp') }));
+  s = await ui.until((x) => /dnsmasq wants to/.test(x), 'the UDP prompt');
+  assert.match(s, /dnsmasq wants to receive/);
+  await ui.quit();
+});
+
 test('SIGSTOP then SIGCONT: no queued prompt is decided; the screen is redrawn and the countdown restarts', async () => {
   const ui = await console_();
   for (const app of ['curl', 'wget', 'ssh', 'git']) ui.addon.emit(event({ path: `/usr/bin/${app}` }));

@@ -87,7 +87,7 @@ key a; sleep 0.5; key w; sleep 0.5; key Enter
 expect "answered: allow tcp /opt/demo/unknown-app, always" 'added: allow tcp /opt/demo/unknown-app' 30
 # Its connection reaches the demo's HTTP server, python3, which no rule
 # names either: the console asks about that inbound connection too.
-expect "the console asks about the server (inbound)" '/usr/bin/python3[.0-9]* wants to connect' 60
+expect "the console asks about the server (inbound)" '/usr/bin/python3[.0-9]* wants to accept a connection' 60
 shot "$(printf '%02d' "$n")-prompt-server"
 sleep 2
 key a; sleep 0.5; key w; sleep 0.5; key Enter
