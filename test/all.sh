@@ -89,7 +89,13 @@ for f in "$out"/step-*; do
   # A harness that exits non-zero with no failure counted still fails.
   ((rc != 0 && n == 0)) && n=1
   total_pass=$((total_pass + p)); total_fail=$((total_fail + n))
+  [[ $name == bench ]] && ((rc == 0)) && last="a report, not judged"
   echo "$name: $last (exit $rc, $secs s)"
+  # What failed, by name, here at the end where a log's tail is all one
+  # may get to see (the whole of it is in $out/NAME.log).
+  if ((n > 0)); then
+    sed -E 's/^(\[[^]]*\] *)+//' "$out/$name.log" 2>/dev/null | grep -a -E '^\s*not ok ' | head -n 20 | sed "s/^/  $name: /"
+  fi
 done
 echo "in $((SECONDS - start)) s"
 echo "$total_pass passed, $total_fail failed"
