@@ -21,6 +21,8 @@
 #
 # Environment: what the harnesses take (VORDR_TESTS, VORDR_QUIET, ...);
 # VORDR_SYSD_RULES (10000); VORDR_LANES="1 2" (run only these);
+# VORDR_SKIP="deb ..." (harnesses not run, shown as skipped, with
+# VORDR_SKIP_WHY: ./check on Ubuntu);
 # VORDR_DEB_VM (test/vm/deb.sh: 1, the full form, by default; ci: one DKMS
 # build, install and purge; 0: no VM); VORDR_BENCH=short: the benchmark's
 # short form after the debug lane (CI).
@@ -38,6 +40,13 @@ say() { echo "all: $* ($((SECONDS - start)) s)"; }
 step() {
   local lane=$1 name=$2 t=$SECONDS rc last
   shift 2
+  # VORDR_SKIP="NAME ...": harnesses this machine cannot run (./check on
+  # Ubuntu: the Debian-only ones), shown as skipped with VORDR_SKIP_WHY.
+  if [[ " ${VORDR_SKIP:-} " == *" $name "* ]]; then
+    echo "lane $lane: $name skipped: ${VORDR_SKIP_WHY:-VORDR_SKIP}"
+    printf '%s\t0\t0\tskipped: %s\n' "$name" "${VORDR_SKIP_WHY:-VORDR_SKIP}" >"$out/step-$name"
+    return 0
+  fi
   echo "lane $lane: $name begins"
   "$@" 2>&1 | tee "$out/$name.log"
   rc=${PIPESTATUS[0]}
