@@ -3,7 +3,8 @@
 #
 #   bash test/vm/run.sh stock debug      # what `npm run test:vm` runs
 #
-# For each flavor: get the kernel (stock = Debian's linux-image-amd64, debug =
+# For each flavor: get the kernel (stock = the distribution's: Debian's
+# linux-image-amd64 or Ubuntu's linux-image-virtual/-generic, debug =
 # test/vm/debug-kernel.sh, cached), build kmod/ against it in
 # test/vm/out/FLAVOR/src (any compiler warning fails), boot it with a busybox
 # initramfs that mounts the host's / over 9p (read-only, tmpfs overlay), and
