@@ -7,7 +7,7 @@
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -644,9 +644,10 @@ test('a packet a program ahead of vordr queued (NFQUEUE) and sent on is judged b
     await waitFor(() => qout.includes('ready') || q.exitCode !== null, 'the queue daemon to bind');
     assert.ok(qout.includes('ready'), `the queue daemon: ${qerr}`);
     // Ahead of vordr (priority 0), where OpenSnitch queues: mangle, -150.
-    const nft = run('nft', ['-f', '-'], {
-      input: `table ip vordrq {\n chain out {\n  type filter hook output priority -150\n  tcp dport ${p} queue num 7\n }\n}\n`,
-    });
+    // From a file: Ubuntu's nft 1.0.9 takes no pipe for -f ("Not a regular file").
+    const ruleset = join(W, 'nfq', 'queue.nft');
+    writeFileSync(ruleset, `table ip vordrq {\n chain out {\n  type filter hook output priority -150\n  tcp dport ${p} queue num 7\n }\n}\n`);
+    const nft = run('nft', ['-f', ruleset]);
     assert.equal(nft.code, 0, `nft: ${nft.err}`);
 
     await k.add('allow', 'any', qExe);
