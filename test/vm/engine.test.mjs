@@ -743,7 +743,9 @@ test('1,000 rule changes during traffic: every packet gets the verdict its rules
 
 test('rmmod under traffic: unloads cleanly while TCP, UDP and ping run in two namespaces, and a reload enforces again, in a namespace older than it too', async (t) => {
   fresh();
-  const pinger = runAsync('nsenter', [`--net=/run/netns/${ns.name}`, bin.ping, '-q', '-i', '0.01', '-w', '8', '127.0.0.1'], { timeout: 20_000 });
+  // ping stops itself after 8 s (-w); the kill is only for a ping that hangs.
+  // Not 20 s: the debug kernel's rmmod under a loaded host took 10.5 s.
+  const pinger = runAsync('nsenter', [`--net=/run/netns/${ns.name}`, bin.ping, '-q', '-i', '0.01', '-w', '8', '127.0.0.1'], { timeout: 90_000 });
   try {
     const tExe = copyExe(bin.python, join(W, 'rm', 'py'));
     await k.add('block', 'udp', srvExe);   // inbound drops during the unload
@@ -765,7 +767,9 @@ test('rmmod under traffic: unloads cleanly while TCP, UDP and ping run in two na
     const res = await Promise.all(tr.map((x) => x.stop()));
     t.diagnostic(JSON.stringify(res));
     for (const x of res.slice(0, 2)) assert.ok(x.tcp_ok > 0 && x.udp_ok > 0, 'the traffic did not run');
-    assert.equal((await pinger).signal, null);
+    const pr = await pinger;
+    t.diagnostic(`ping -w 8 ended in ${pr.ms} ms`);
+    assert.equal(pr.signal, null, `ping did not stop by itself (-w 8): killed by ${pr.signal} after ${pr.ms} ms`);
     // A fresh module: no rules, and a new rule is enforced in the old namespace too.
     k.close();
     k = await Kernel.open();
