@@ -108,7 +108,6 @@ while IFS= read -r line; do
   esac
 done <"$SHARE/tap.txt"
 grep -q '^# pass ' "$SHARE/tap.txt" || not_ok "the VM's test did not finish ($(cat "$SHARE/status"))"
-bad=$(grep -nE 'WARNING:|BUG:|Oops|Kernel panic|general protection fault|KASAN|UBSAN|soft lockup|hung_task|Call Trace:' \
-  "$SHARE/dmesg.txt" 2>/dev/null | grep -v -i 'command line:')
+bad=$(klog_hits "$SHARE/dmesg.txt")
 if [[ -z $bad ]]; then ok "vm: kernel log clean"; else not_ok "vm: kernel log"; sed 's/^/    # /' <<<"$bad"; fi
 finish

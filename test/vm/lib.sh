@@ -18,6 +18,22 @@ ROOT_MODULES=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev vir
 
 vm_log() { echo "vm${VM_FLAVOR:+[$VM_FLAVOR]}: $*" >&2; }
 
+# Kernel log lines that fail a run.
+BAD_PATTERNS=("WARNING:" "BUG:" "Oops" "Kernel panic" "general protection fault"
+  "possible circular locking" "possible recursive locking" "inconsistent lock state"
+  "suspicious RCU usage" "lockdep" "KASAN" "UBSAN" "rcu_sched self-detected stall"
+  "rcu: INFO" "soft lockup" "hung_task" "unreferenced object" "Call Trace:")
+# Benign lines that match the above (boot banners, the echoed command line).
+IGNORE_PATTERNS=("Command line:" "command line:" "RCU lockdep checking is enabled.")
+
+# klog_hits FILE: FILE's lines (numbered) that fail a run; none when clean.
+klog_hits() {
+  local args=() ign=() p
+  for p in "${BAD_PATTERNS[@]}"; do args+=(-e "$p"); done
+  for p in "${IGNORE_PATTERNS[@]}"; do ign+=(-e "$p"); done
+  grep -nF "${args[@]}" "$1" 2>/dev/null | grep -vF "${ign[@]}" || true
+}
+
 # The distribution's kernel metapackages: Debian's, then Ubuntu's (virtual is
 # what ./try installs there; generic is a desktop's; both name one image).
 STOCK_KERNEL_PACKAGES=(linux-image-amd64 linux-image-virtual linux-image-generic)
@@ -56,7 +72,7 @@ extract_pvh_vmlinux() {
   local image=$1 elf=$2 tmp="$2.tmp"
   mkdir -p "$(dirname "$elf")"
   python3 - "$image" "$tmp" <<'PY' || { rm -f "$tmp"; return 1; }
-import lzma, gzip, sys, zlib
+import lzma, gzip, subprocess, sys, zlib
 data = open(sys.argv[1], 'rb').read()
 out = None
 for magic, kind in ((b'\xfd7zXZ\x00', 'xz'), (b'\x1f\x8b\x08', 'gz')):
@@ -78,7 +94,6 @@ for magic, kind in ((b'\xfd7zXZ\x00', 'xz'), (b'\x1f\x8b\x08', 'gz')):
 # with an error at the length the bzImage appends, after the whole ELF.
 i = data.find(b'\x28\xb5\x2f\xfd') if out is None else -1
 while i >= 0 and out is None:
-    import subprocess
     try:
         r = subprocess.run(['zstd', '-dcq'], input=data[i:], capture_output=True)
         if r.stdout[:4] == b'\x7fELF':

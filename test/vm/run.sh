@@ -39,14 +39,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 (($# > 0)) || { echo "usage: $0 stock|debug..." >&2; exit 2; }
 
-# Kernel log lines that fail a run.
-BAD_PATTERNS=("WARNING:" "BUG:" "Oops" "Kernel panic" "general protection fault"
-  "possible circular locking" "possible recursive locking" "inconsistent lock state"
-  "suspicious RCU usage" "lockdep" "KASAN" "UBSAN" "rcu_sched self-detected stall"
-  "rcu: INFO" "soft lockup" "hung_task" "unreferenced object" "Call Trace:")
-# Benign lines that match the above (boot banners, the echoed command line).
-IGNORE_PATTERNS=("Command line:" "command line:" "RCU lockdep checking is enabled.")
-
 total_pass=0
 total_fail=0
 
@@ -188,12 +180,8 @@ run_flavor() {
   # Kernel log: dmesg from the guest; the console log when the VM died first.
   local klog="$SHARE/dmesg.txt" kname="dmesg"
   if [[ ! -f "$klog" ]]; then klog="$dir/console.log"; kname="console log (no dmesg came back)"; fi
-  local args=() p hits
-  for p in "${BAD_PATTERNS[@]}"; do args+=(-e "$p"); done
-
-  local ign=()
-  for p in "${IGNORE_PATTERNS[@]}"; do ign+=(-e "$p"); done
-  hits=$(grep -nF "${args[@]}" "$klog" 2>/dev/null | grep -vF "${ign[@]}" || true)
+  local hits
+  hits=$(klog_hits "$klog")
   if [[ -f "$SHARE/kmemleak.txt" ]] && grep -q 'unreferenced object' "$SHARE/kmemleak.txt"; then
     hits+=$'\n'"$(sed 's/^/kmemleak: /' "$SHARE/kmemleak.txt" | head -n 80)"
   fi

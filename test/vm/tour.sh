@@ -99,10 +99,18 @@ wait_for 'unknown-app\): passed' 40 || true
 shot "$(printf '%02d' "$n")-answered"
 key C-b Down; sleep 1
 step "the unknown program passes now" "demo unknown" 'unknown-app\): passed' 60 unknown-allowed
-# The kernel's own word on all of it: no warning, oops or sanitizer report.
-step "the kernel log has no warning or oops" \
-  "dmesg | grep -cE 'WARNING:|BUG:|Oops|Call Trace|UBSAN|general protection|lockdep'; echo kernel-log-checked" \
-  '^0\s*$' 30 kernel-log
+# The kernel's own word on all of it, judged as every VM run's is (lib.sh's
+# klog_hits): the VM writes its dmesg to the try share, /mnt/out.
+type_line clear; sleep 2
+type_line "dmesg >/mnt/out/dmesg.txt && echo kernel-log-saved"
+klog=$OUT/try/share/dmesg.txt
+if wait_for '^kernel-log-saved' 30 && [[ -s $klog ]]; then
+  hits=$(klog_hits "$klog")
+  if [[ -z $hits ]]; then ok "the kernel log has no warning, oops or sanitizer report"
+  else not_ok "the kernel log"; sed 's/^/    # /' <<<"$hits"; fi
+else
+  not_ok "the kernel log (no dmesg in $klog)"; screen | sed 's/^/    # /'
+fi
 type_line "exit"
 expect "exit in the shell powers the VM off" 'vm\[try\]: VM exited' 120
 finish
