@@ -180,6 +180,18 @@ static const struct vordr_owner *vordr_listener_owner(const struct vordr_pkt *pk
 }
 
 /*
+ * Current, as @id, sends or writes on @sk.  TCP keeps every executable
+ * that did: data another executable queued may leave with any packet.
+ */
+static const struct vordr_owner *vordr_learn(struct sock *sk, u64 cookie,
+					     struct vordr_ident *id)
+{
+	return vordr_ksc_set(sk, cookie, id, task_tgid_nr(current), current_euid(),
+			     VORDR_KSC_SENDER |
+			     (sk->sk_protocol == IPPROTO_TCP ? VORDR_KSC_KEEP : 0));
+}
+
+/*
  * vordr_owner() when the known-socket cache has no identity for @cookie
  * (@o: its entry, if any) or another executable sends on it.
  */
@@ -235,10 +247,7 @@ vordr_owner_slow(struct vordr_pkt *pkt, struct sock *sk, u64 cookie,
 		/* Not retried on every packet: remembered as unknown. */
 		return vordr_ksc_set(sk, cookie, NULL, 0, INVALID_UID, 0);
 	}
-	/* TCP: data another executable queued may leave with this packet. */
-	o = vordr_ksc_set(sk, cookie, id, task_tgid_nr(current), current_euid(),
-			  VORDR_KSC_SENDER |
-			  (sk->sk_protocol == IPPROTO_TCP ? VORDR_KSC_KEEP : 0));
+	o = vordr_learn(sk, cookie, id);
 	if (!o)
 		pkt->failed = true;
 	return o;
@@ -280,6 +289,37 @@ static const struct vordr_owner *vordr_owner(struct vordr_pkt *pkt,
 	if (likely(o && o->id && (!here || vordr_owner_is_current(o))))
 		return o;
 	return vordr_owner_slow(pkt, sk, cookie, o, here);
+}
+
+/*
+ * Current is about to queue data on the TCP socket @sk (watch.c), in its
+ * own process context: it is learnt as a sender is, before its data can
+ * leave from softirq (the peer's window shut, more than the congestion
+ * window allows), where current is somebody else.  What vordr_owner()
+ * asks of a sender, asked of the writer; a writer whose identity cannot be
+ * had (no memory for a new one) is not learnt, as a sender's packet then
+ * follows `fail`.
+ */
+void vordr_hook_writer(struct sock *sk)
+{
+	const struct vordr_owner *o;
+	struct vordr_ident *id;
+	u64 cookie;
+	int err;
+
+	if (!in_task() || in_softirq() || sk->sk_kern_sock || !current->mm ||
+	    (current->flags & PF_KTHREAD))
+		return;
+	rcu_read_lock();
+	cookie = vordr_sk_cookie(sk);
+	o = vordr_ksc_find(cookie);
+	if (likely(o && o->id && vordr_owner_is_current(o)))
+		goto out;
+	id = vordr_ident_of_current(&err);
+	if (id)
+		vordr_learn(sk, cookie, id);
+out:
+	rcu_read_unlock();
 }
 
 /* How strict a verdict is: allow < pending < block. */

@@ -280,6 +280,7 @@ static int __init vordr_init(void)
 	err = vordr_hook_init();
 	if (err)
 		goto err_netlink;
+	vordr_watch_init();
 
 	pr_info("loaded: mode %s, %u rules at most\n",
 		vordr_value_names[READ_ONCE(vordr_flags[VORDR_FLAG_MODE])], vordr_rules_max);
@@ -302,6 +303,7 @@ err_out:
 static void __exit vordr_exit(void)
 {
 	/* Hooks first: once they are gone no packet can reach the tables. */
+	vordr_watch_exit();
 	vordr_hook_exit();
 	vordr_netlink_exit();
 	vordr_asc_exit();

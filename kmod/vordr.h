@@ -370,6 +370,9 @@ u64 vordr_events_squelched(void);
 
 int vordr_hook_init(void);
 void vordr_hook_exit(void);
+void vordr_hook_writer(struct sock *sk);
+void vordr_watch_init(void);
+void vordr_watch_exit(void);
 int vordr_netlink_init(void);
 void vordr_netlink_exit(void);
 /* Send @msg (a built event) to the events group; false if undelivered. */

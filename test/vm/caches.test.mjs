@@ -416,6 +416,99 @@ sys.stdin.readline()
   assertKlogClean(mark);
 });
 
+// Issue 15, item 1, the shut-window route: the blocked program never
+// sends a packet itself. The peer's window is already shut when it writes,
+// so its data only queues, and leaves later from softirq when the peer
+// reads, judged (before kmod/watch.c) as the parent, the one sender the
+// connection had.
+test('a blocked program\'s data queued behind a shut window on its allowed parent\'s connection never arrives', async (t) => {
+  const mark = klogMark();
+  assert.equal(readFileSync('/sys/module/vordr/parameters/writers_watched', 'utf8').trim(), 'Y',
+    'the module does not watch TCP writers on this kernel');
+  const par = copyExe(bin.python, join(W, 'wpar', 'py'));
+  const blk = copyExe(bin.python, join(W, 'wblk', 'py'));
+  await k.add('allow', 'tcp', par);
+  await k.add('block', 'tcp', blk);
+  const peer = lineChild(bin.python, ['-S', '-u', '-c', `
+import socket, sys
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+l.bind(('127.0.0.1', 0))
+l.listen(1)
+print(l.getsockname()[1], flush=True)
+c, _ = l.accept()
+sys.stdin.readline()            # the peer reads only when told
+c.settimeout(3)
+data = b''
+try:
+    while True:
+        d = c.recv(1 << 20)
+        if not d:
+            break
+        data += d
+except socket.timeout:
+    pass
+print(data.count(b'A'), data.count(b'B'), flush=True)
+`]);
+  const pport = await peer.line(0, 'the peer');
+  // SIOCOUTQNSD: bytes queued and not yet sent.
+  const unsent = `
+import fcntl, struct
+def unsent(s):
+    return struct.unpack('i', fcntl.ioctl(s.fileno(), 0x894B, b'\\0' * 4))[0]
+`;
+  const child = `${unsent}
+import socket, sys
+s = socket.socket(fileno=int(sys.argv[1]))
+s.setblocking(False)
+before = unsent(s)
+n = 0
+try:
+    n = s.send(b'B' * 2000)      # the window is shut: it only queues
+except OSError:
+    pass
+print('child queued', n, 'unsent before', before, 'after', unsent(s), flush=True)
+`;
+  const parent = lineChild(par, ['-S', '-u', '-c', `${unsent}
+import os, socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+s.connect(('127.0.0.1', ${pport}))
+s.setblocking(False)
+for i in range(200):            # until the peer's window is shut
+    try:
+        s.send(b'A' * 4096)
+    except BlockingIOError:
+        break
+    time.sleep(0.02)
+    if unsent(s) > 0:
+        break
+time.sleep(0.5)
+print('parent unsent', unsent(s), flush=True)
+os.set_inheritable(s.fileno(), True)
+pid = os.fork()
+if pid == 0:
+    os.execv(${JSON.stringify(blk)}, [${JSON.stringify(blk)}, '-S', '-u', '-c', ${JSON.stringify(child)}, str(s.fileno())])
+os.waitpid(pid, 0)
+sys.stdin.readline()
+`]);
+  const shut = await parent.line(0, 'the parent');
+  const queued = await parent.line(1, 'the child');
+  t.diagnostic(`${shut}; ${queued}`);
+  assert.match(shut, /^parent unsent [1-9]/, 'the peer\'s window never shut');
+  const m = /^child queued (\d+) unsent before (\d+) after (\d+)/.exec(queued);
+  assert.ok(m && Number(m[1]) > 0, `the child queued nothing: ${queued}`);
+  assert.equal(Number(m[3]), Number(m[2]) + Number(m[1]), 'the child\'s data did not stay queued: it was sent where written');
+  peer.send('read');
+  const [a, b] = (await peer.line(1, 'the peer\'s count')).split(' ').map(Number);
+  t.diagnostic(`the peer received ${a} bytes of the parent and ${b} of the blocked child`);
+  parent.end();
+  await k.reset();
+  assert.ok(a > 0, 'nothing of the allowed parent arrived');
+  assert.equal(b, 0, `${b} bytes a blocked program queued on its allowed parent's connection arrived`);
+  assertKlogClean(mark);
+});
+
 // Issue 15, item 5b, and Deliver 6: 8,192 one-datagram programs with 3.8 KB
 // paths took the identities from 15 to 8,206 (known-socket entries of
 // closed sockets pinned them) and slab from 29 to 94 MiB. Here, as an
