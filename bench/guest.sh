@@ -59,7 +59,9 @@ setup() {
     none) return 0 ;;
     v[0-9]*)
       n=${c#v}
-      insmod "$VORDR_KO" || { bad "insmod for $c failed"; return 1; }
+      n=${n%nw}
+      # vNnw: the module without its TCP writer watch (kmod/watch.c), to price it.
+      insmod "$VORDR_KO" $([[ $c == *nw ]] && echo watch_writers=0) || { bad "insmod for $c failed"; return 1; }
       # Where the module's code is, for an instruction profile (bench/profile.py).
       [[ -n ${BENCH_PROFILE:-} ]] && grep -F "[$VORDR_MODULE]" /proc/kallsyms >"$out/kallsyms-$c-$r.txt"
       if ((n > 0)); then
@@ -98,6 +100,7 @@ teardown() {
   case $c in
     v[0-9]*)
       n=${c#v}
+      n=${n%nw}
       local qp seen
       qp=$(vordr_get qpackets)
       seen=$((qp - qpackets0))

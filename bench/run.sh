@@ -78,7 +78,7 @@ prepare_share stock BENCH_CONNS="$BENCH_CONNS" BENCH_PAR="$BENCH_PAR" BENCH_DGRA
 # paths and directories, tcp, udp and any, allow and block; plus the allow
 # rule for vbench (client and server) that every packet of the run matches.
 for c in $BENCH_CONFIGS; do
-  [[ $c =~ ^v([0-9]+)$ ]] || continue
+  [[ $c =~ ^v([0-9]+)(nw)?$ ]] || continue
   n=${BASH_REMATCH[1]}
   ((n > 0)) || continue
   awk -v n="$n" -v vb="$BENCH_DIR/out/vbench" 'BEGIN {

@@ -19,8 +19,10 @@ WORKLOADS = (("storm", "TCP storm (conn/s)"), ("udp", "UDP flood (datagrams/s)")
 
 
 def config_name(c):
-    m = re.fullmatch(r"v(\d+)", c)
-    return f"vordr, {int(m.group(1)):,} rules" if m else NAMES.get(c, c)
+    m = re.fullmatch(r"v(\d+)(nw)?", c)
+    if not m:
+        return NAMES.get(c, c)
+    return f"vordr, {int(m.group(1)):,} rules" + (", TCP writers not watched" if m.group(2) else "")
 
 
 def main():

@@ -60,6 +60,11 @@ static bool watch_on;
 module_param_named(writers_watched, watch_on, bool, 0444);
 MODULE_PARM_DESC(writers_watched, "TCP writers are learnt as they queue data (read-only)");
 
+/* At load only: the benchmark prices the watch with it off. */
+static bool watch_wanted = true;
+module_param_named(watch_writers, watch_wanted, bool, 0444);
+MODULE_PARM_DESC(watch_writers, "learn TCP writers as they queue data (at load; default Y)");
+
 #if IS_ENABLED(CONFIG_KPROBES)
 
 void vordr_watch_init(void)
@@ -67,6 +72,10 @@ void vordr_watch_init(void)
 	unsigned int i;
 	int err;
 
+	if (!watch_wanted) {
+		pr_warn("TCP writers not watched (watch_writers=0): data queued without a packet sent is judged as the socket's senders\n");
+		return;
+	}
 	for (i = 0; i < ARRAY_SIZE(watch_probes); i++)
 		watch_list[i] = &watch_probes[i];
 	err = register_kprobes(watch_list, ARRAY_SIZE(watch_list));
