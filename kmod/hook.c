@@ -372,6 +372,28 @@ static bool vordr_event_wanted(u8 verdict, u8 reason)
 }
 
 /*
+ * A blocked connection's first SYN, sent from connect() itself: refused, so
+ * connect() fails at once with ECONNREFUSED (tcp_connect() hands the
+ * error of this transmission back) instead of waiting for its timeout.
+ * Only there: a SYN retransmitted from the timer that gets an error is
+ * tried again sooner, not given up, so it is dropped as every other
+ * packet is.  `pending` drops silently (the application's retry is its
+ * answer), and so does a drop while the owner is looked up or memory ran
+ * out (the retransmission is judged).  Inbound packets never get here,
+ * nor do kernel sockets (NFS, SMB, MPTCP subflows): their callers retry
+ * on their own terms.
+ */
+static noinline unsigned int vordr_refuse(const struct vordr_pkt *pkt, struct sock *sk)
+{
+	if (pkt->failed || pkt->wait || !sk || !sk_fullsock(sk) ||
+	    sk->sk_protocol != IPPROTO_TCP || sk->sk_kern_sock ||
+	    READ_ONCE(sk->sk_state) != TCP_SYN_SENT ||
+	    !in_task() || in_softirq() || !object_is_on_stack(pkt->state))
+		return NF_DROP;
+	return NF_DROP_ERR(-ECONNREFUSED);
+}
+
+/*
  * The verdict for a packet whose owner is known: its rule, else unkrule;
  * for a protocol no rule names but "any" (UDP-Lite, SCTP, raw protocol
  * numbers), unkprot when no rule matches.
@@ -499,7 +521,8 @@ out_quiet:
 	if (found && pkt->sk_ref)
 		sock_gen_put(found);
 	if (verdict != VORDR_VALUE_ALLOW)
-		return NF_DROP;
+		return unlikely(pkt->syn) && verdict == VORDR_VALUE_BLOCK ?
+		       vordr_refuse(pkt, sk) : NF_DROP;
 	if (found && pkt->sk_hand)
 		vordr_hand_over(skb, found);
 	return NF_ACCEPT;
@@ -525,6 +548,7 @@ static void vordr_pkt_init(struct vordr_pkt *pkt, const struct sk_buff *skb,
 	pkt->sport = 0;
 	pkt->dport = 0;
 	pkt->bare = false;
+	pkt->syn = false;
 	pkt->frag = false;
 	pkt->later = false;
 	pkt->broken = false;

@@ -21,6 +21,8 @@ bool vordr_tcp_parse(const struct sk_buff *skb, struct vordr_pkt *pkt)
 	pkt->dport = ntohs(th->dest);
 	/* A first IPv6 fragment's length says nothing of the segment's. */
 	pkt->bare = !pkt->frag && skb->len <= pkt->thoff + th->doff * 4;
+	/* An outbound connection's SYN: refused at once if blocked (hook.c). */
+	pkt->syn = pkt->dir == VORDR_DIR_OUT && th->syn && !th->ack;
 	return true;
 }
 

@@ -312,6 +312,7 @@ struct vordr_pkt {
 	u8 prot;			/* VORDR_PROT_*, or ipproto if unknown */
 	u16 sport, dport;		/* host order; ICMP: type and code */
 	bool bare;			/* TCP: a segment without payload */
+	bool syn;			/* TCP: an outbound SYN, no ACK */
 	bool frag;			/* IPv6: a first fragment, not the whole */
 	bool later;			/* a fragment after the first */
 	bool broken;			/* no transport header to read */

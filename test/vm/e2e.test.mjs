@@ -121,8 +121,8 @@ test('blocks curl over TCP when a tcp rule names it, while python still connects
   assert.equal(r.code, 0, `vordr -f failed: ${r.out}${r.err}`);
   const c = curlGet();
   t.diagnostic(`blocked: curl to 127.0.0.1:${tcpPort} exited ${c.code}`);
-  // 28: curl's connect timeout; the SYN never left.
-  assert.equal(c.code, 28, 'curl connected although a block rule names it');
+  // 7: connection refused at once; the SYN never left (fail fast).
+  assert.equal(c.code, 7, `curl was not refused at once by a block rule (exit ${c.code}: ${c.err})`);
   const p = pythonGet();
   t.diagnostic(`python to 127.0.0.1:${tcpPort} exited ${p.code}`);
   assert.equal(p.code, 0, `python could not connect: ${p.err}`);
