@@ -421,12 +421,16 @@ sys.stdin.readline()
 // so its data only queues, and leaves later from softirq when the peer
 // reads, judged (before kmod/watch.c) as the parent, the one sender the
 // connection had.
-test('a blocked program\'s data queued behind a shut window on its allowed parent\'s connection never arrives', async (t) => {
+// Both ways a program queues on TCP: sendmsg (tcp_sendmsg_locked) and,
+// on 6.1, sendfile (do_tcp_sendpages; tcp_sendmsg_locked since 6.5).
+const shutWindow = (how) => async (t) => {
   const mark = klogMark();
   assert.equal(readFileSync('/sys/module/vordr/parameters/writers_watched', 'utf8').trim(), 'Y',
     'the module does not watch TCP writers on this kernel');
   const par = copyExe(bin.python, join(W, 'wpar', 'py'));
   const blk = copyExe(bin.python, join(W, 'wblk', 'py'));
+  const bfile = join(W, 'wblk', 'data');
+  writeFileSync(bfile, 'B'.repeat(2000));
   await k.add('allow', 'tcp', par);
   await k.add('block', 'tcp', blk);
   const peer = lineChild(bin.python, ['-S', '-u', '-c', `
@@ -458,13 +462,17 @@ def unsent(s):
     return struct.unpack('i', fcntl.ioctl(s.fileno(), 0x894B, b'\\0' * 4))[0]
 `;
   const child = `${unsent}
-import socket, sys
+import os, socket, sys
 s = socket.socket(fileno=int(sys.argv[1]))
 s.setblocking(False)
 before = unsent(s)
 n = 0
-try:
-    n = s.send(b'B' * 2000)      # the window is shut: it only queues
+try:                            # the window is shut: it only queues
+    if sys.argv[2] == 'send':
+        n = s.send(b'B' * 2000)
+    else:
+        f = os.open(sys.argv[3], os.O_RDONLY)
+        n = os.sendfile(s.fileno(), f, 0, 2000)
 except OSError:
     pass
 print('child queued', n, 'unsent before', before, 'after', unsent(s), flush=True)
@@ -488,7 +496,7 @@ print('parent unsent', unsent(s), flush=True)
 os.set_inheritable(s.fileno(), True)
 pid = os.fork()
 if pid == 0:
-    os.execv(${JSON.stringify(blk)}, [${JSON.stringify(blk)}, '-S', '-u', '-c', ${JSON.stringify(child)}, str(s.fileno())])
+    os.execv(${JSON.stringify(blk)}, [${JSON.stringify(blk)}, '-S', '-u', '-c', ${JSON.stringify(child)}, str(s.fileno()), '${how}', ${JSON.stringify(bfile)}])
 os.waitpid(pid, 0)
 sys.stdin.readline()
 `]);
@@ -507,7 +515,10 @@ sys.stdin.readline()
   assert.ok(a > 0, 'nothing of the allowed parent arrived');
   assert.equal(b, 0, `${b} bytes a blocked program queued on its allowed parent's connection arrived`);
   assertKlogClean(mark);
-});
+};
+for (const how of ['send', 'sendfile']) {
+  test(`a blocked program's data queued behind a shut window on its allowed parent's connection never arrives (${how})`, shutWindow(how));
+}
 
 // Issue 15, item 5b, and Deliver 6: 8,192 one-datagram programs with 3.8 KB
 // paths took the identities from 15 to 8,206 (known-socket entries of
