@@ -296,9 +296,10 @@ static const struct vordr_owner *vordr_owner(struct vordr_pkt *pkt,
  * own process context: it is learnt as a sender is, before its data can
  * leave from softirq (the peer's window shut, more than the congestion
  * window allows), where current is somebody else.  What vordr_owner()
- * asks of a sender, asked of the writer; a writer whose identity cannot be
- * had (no memory for a new one) is not learnt, as a sender's packet then
- * follows `fail`.
+ * asks of a sender, asked of the writer.  A writer whose identity cannot
+ * be had (no memory for a new one) is not learnt: a write cannot be
+ * refused from here, so its data is judged as the socket's known senders
+ * (a packet it sends itself in that state is dropped, reason `fail`).
  */
 void vordr_hook_writer(struct sock *sk)
 {
