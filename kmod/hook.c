@@ -254,6 +254,17 @@ vordr_owner_slow(struct vordr_pkt *pkt, struct sock *sk, u64 cookie,
 }
 
 /*
+ * Whether current can be acting on @sk itself (sending, writing): process
+ * context with bottom halves enabled, a user's task with an executable,
+ * and a socket a user made (see vordr_owner()).
+ */
+static inline bool vordr_current_acts(const struct sock *sk)
+{
+	return in_task() && !in_softirq() && !sk->sk_kern_sock && current->mm &&
+	       !(current->flags & PF_KTHREAD);
+}
+
+/*
  * The owner of @sk.  Learnt from current on a socket's first packet sent
  * in process context, and again when another executable sends on it.
  * Elsewhere (softirq, inbound) a miss on a user's socket asks the
@@ -281,8 +292,7 @@ static const struct vordr_owner *vordr_owner(struct vordr_pkt *pkt,
 	 * the process context of the program that gave the verdict: that
 	 * program is not the sender.
 	 */
-	here = pkt->dir == VORDR_DIR_OUT && in_task() && !in_softirq() &&
-	       !sk->sk_kern_sock && current->mm && !(current->flags & PF_KTHREAD) &&
+	here = pkt->dir == VORDR_DIR_OUT && vordr_current_acts(sk) &&
 	       object_is_on_stack(pkt->state);
 
 	o = vordr_ksc_find(cookie);
@@ -308,8 +318,7 @@ void vordr_hook_writer(struct sock *sk)
 	u64 cookie;
 	int err;
 
-	if (!in_task() || in_softirq() || sk->sk_kern_sock || !current->mm ||
-	    (current->flags & PF_KTHREAD))
+	if (!vordr_current_acts(sk))
 		return;
 	rcu_read_lock();
 	cookie = vordr_sk_cookie(sk);

@@ -342,19 +342,18 @@ test('a user at its own bound or filling the table evicts its own entries, not r
   assertKlogClean(mark);
 });
 
-// Issue 15, item 1: a blocked program writing into a TCP connection it
-// inherited from an allowed parent: its data, refused when it sent it,
-// stayed queued and went out with the parent's next send (and later
-// retransmissions from softirq), judged as the parent.
-test('a blocked program\'s data on its allowed parent\'s TCP connection never arrives', async (t) => {
-  const mark = klogMark();
-  const par = copyExe(bin.python, join(W, 'par', 'py'));
-  const blk = copyExe(bin.python, join(W, 'blk', 'py'));
-  await k.add('allow', 'tcp', par);
-  await k.add('block', 'tcp', blk);
-  const peer = lineChild(bin.python, ['-S', '-u', '-c', `
+/**
+ * A loopback TCP server that accepts one client and reads only when sent a
+ * line, then prints how many 'A' (the allowed parent's) and 'B' (the
+ * blocked child's) bytes arrived. Its first line is its port. `rcvbuf`:
+ * a small receive buffer, so the client's window shuts soon.
+ */
+function abPeer(rcvbuf) {
+  return lineChild(bin.python, ['-S', '-u', '-c', `
 import socket, sys
 l = socket.socket()
+if len(sys.argv) > 1:
+    l.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, int(sys.argv[1]))
 l.bind(('127.0.0.1', 0))
 l.listen(1)
 print(l.getsockname()[1], flush=True)
@@ -371,7 +370,20 @@ try:
 except socket.timeout:
     pass
 print(data.count(b'A'), data.count(b'B'), flush=True)
-`]);
+`, ...(rcvbuf ? [String(rcvbuf)] : [])]);
+}
+
+// Issue 15, item 1: a blocked program writing into a TCP connection it
+// inherited from an allowed parent: its data, refused when it sent it,
+// stayed queued and went out with the parent's next send (and later
+// retransmissions from softirq), judged as the parent.
+test('a blocked program\'s data on its allowed parent\'s TCP connection never arrives', async (t) => {
+  const mark = klogMark();
+  const par = copyExe(bin.python, join(W, 'par', 'py'));
+  const blk = copyExe(bin.python, join(W, 'blk', 'py'));
+  await k.add('allow', 'tcp', par);
+  await k.add('block', 'tcp', blk);
+  const peer = abPeer();
   const pport = await peer.line(0, 'the peer');
   const child = `
 import socket, sys
@@ -433,27 +445,7 @@ const shutWindow = (how) => async (t) => {
   writeFileSync(bfile, 'B'.repeat(2000));
   await k.add('allow', 'tcp', par);
   await k.add('block', 'tcp', blk);
-  const peer = lineChild(bin.python, ['-S', '-u', '-c', `
-import socket, sys
-l = socket.socket()
-l.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-l.bind(('127.0.0.1', 0))
-l.listen(1)
-print(l.getsockname()[1], flush=True)
-c, _ = l.accept()
-sys.stdin.readline()            # the peer reads only when told
-c.settimeout(3)
-data = b''
-try:
-    while True:
-        d = c.recv(1 << 20)
-        if not d:
-            break
-        data += d
-except socket.timeout:
-    pass
-print(data.count(b'A'), data.count(b'B'), flush=True)
-`]);
+  const peer = abPeer(4096);
   const pport = await peer.line(0, 'the peer');
   // SIOCOUTQNSD: bytes queued and not yet sent.
   const unsent = `
