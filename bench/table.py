@@ -109,6 +109,10 @@ def main():
     if "osnitch" in made:
         lines += ["", f"OpenSnitch's runs are cut after {o.osnitch_secs} s: its storms made "
                   f"{min(made['osnitch']):,}-{max(made['osnitch']):,} connections."]
+    restarts = [l for l in evidence.splitlines() if " restart: opensnitchd " in l]
+    if restarts:
+        lines += ["", f"opensnitchd was started again {len(restarts)} time(s) before it set up its queue: " +
+                  "; ".join(l.split(" restart: ", 1)[1] for l in restarts) + "."]
 
     if synre:
         lines += ["", "SYNs sent again (TCPSynRetrans) during the storms, all rounds: " +
