@@ -50,6 +50,13 @@ ruleset_empty() { [[ -z $(nft list ruleset 2>/dev/null) ]]; }
 osn_pid=""
 qpackets0=0
 
+# Whether opensnitchd's NFQUEUE rule is in and its queue has a listener
+# (/proc files have no size: read it).
+osn_ready() {
+  iptables -t mangle -S OUTPUT 2>/dev/null | grep -q NFQUEUE &&
+    [[ -n $(cat /proc/net/netfilter/nfnetlink_queue 2>/dev/null) ]]
+}
+
 # setup CONFIG ROUND: make CONFIG the live one; false if that failed.
 setup() {
   local c=$1 r=$2 n
@@ -76,8 +83,7 @@ setup() {
       ;;
     osnitch)
       mkdir -p /etc/opensnitchd/rules
-      # Until its NFQUEUE rule is in and its queue has a listener (/proc
-      # files have no size: read it).  opensnitchd 1.5.8 now and then never
+      # Until osn_ready.  opensnitchd 1.5.8 now and then never
       # gets there (seen once in CI, its log stopping after "Loading
       # rules"): it is started again, twice at most, and each restart is
       # recorded in the evidence file.
@@ -87,14 +93,12 @@ setup() {
         /usr/bin/opensnitchd -rules-path /etc/opensnitchd/rules >>"$out/opensnitchd.out" 2>&1 &
         osn_pid=$!
         start=$SECONDS
-        until iptables -t mangle -S OUTPUT 2>/dev/null | grep -q NFQUEUE &&
-              [[ -n $(cat /proc/net/netfilter/nfnetlink_queue 2>/dev/null) ]]; do
+        until osn_ready; do
           kill -0 "$osn_pid" 2>/dev/null || break
           ((SECONDS - start < 60)) || break
           sleep 0.2
         done
-        iptables -t mangle -S OUTPUT 2>/dev/null | grep -q NFQUEUE &&
-          [[ -n $(cat /proc/net/netfilter/nfnetlink_queue 2>/dev/null) ]] && break
+        osn_ready && break
         local why="set up no NFQUEUE rule in 60 s"
         kill -0 "$osn_pid" 2>/dev/null || why="exited at start"
         kill -9 "$osn_pid" 2>/dev/null
