@@ -85,7 +85,7 @@ static bool vordr_squelch_pass(const struct vordr_pkt *pkt,
 static int vordr_event_fill(struct sk_buff *msg, const struct vordr_pkt *pkt,
 			    const struct vordr_owner *owner,
 			    const struct vordr_rule *rule, u8 verdict, u8 reason,
-			    u32 count)
+			    u32 count, const char *name)
 {
 	int alen = pkt->af == AF_INET ? 4 : 16;
 	const struct vordr_ident *id = owner ? owner->id : NULL;
@@ -111,6 +111,8 @@ static int vordr_event_fill(struct sk_buff *msg, const struct vordr_pkt *pkt,
 		   nla_put_u32(msg, VORDR_A_DEV, id->dev) ||
 		   nla_put_u64_64bit(msg, VORDR_A_INO, id->ino, VORDR_A_PAD)))
 		return -EMSGSIZE;
+	if (name && nla_put_string(msg, VORDR_A_NAME, name))
+		return -EMSGSIZE;
 	if (rule) {
 		rpath = vordr_rule_path(rule, &rprot);
 		if (nla_put_string(msg, VORDR_A_RPATH, rpath) ||
@@ -124,6 +126,7 @@ void vordr_event(const struct vordr_pkt *pkt, const struct vordr_owner *owner,
 		 const struct vordr_rule *rule, u8 verdict, u8 reason)
 {
 	const struct vordr_ident *id = owner ? owner->id : NULL;
+	const char *name = NULL;
 	struct sk_buff *msg;
 	size_t size;
 	u32 count = 0;
@@ -139,15 +142,21 @@ void vordr_event(const struct vordr_pkt *pkt, const struct vordr_owner *owner,
 	size = 6 * nla_total_size(1) + 2 * nla_total_size(16) +
 	       2 * nla_total_size(2) + 4 * nla_total_size(4) +
 	       nla_total_size_64bit(8);
-	if (id)
+	if (id) {
 		size += nla_total_size(id->len + 1);
+		/* Under the hook's RCU read side, as the table's entries are. */
+		name = vordr_dns_name(id, pkt->af, pkt->dir == VORDR_DIR_OUT ?
+				      &pkt->daddr : &pkt->saddr);
+		if (name)
+			size += nla_total_size(strlen(name) + 1);
+	}
 	if (rule)
 		size += nla_total_size(strlen(vordr_rule_path(rule, &rprot)) + 1);
 	msg = genlmsg_new(size, GFP_ATOMIC);
 	if (!msg)
 		goto dropped;
 	hdr = vordr_netlink_event_put(msg);
-	if (!hdr || vordr_event_fill(msg, pkt, owner, rule, verdict, reason, count)) {
+	if (!hdr || vordr_event_fill(msg, pkt, owner, rule, verdict, reason, count, name)) {
 		nlmsg_free(msg);
 		goto dropped;
 	}

@@ -524,6 +524,9 @@ static unsigned int vordr_decide(struct sk_buff *skb, struct vordr_pkt *pkt)
 		verdict = VORDR_VALUE_BLOCK;
 	}
 	vordr_ident_count(owner->id, verdict == VORDR_VALUE_ALLOW, pkt->len, now);
+	/* DNS let through: a query remembered, an answer read before delivery. */
+	if (unlikely(pkt->sport == VORDR_DNS_PORT || pkt->dport == VORDR_DNS_PORT) && verdict == VORDR_VALUE_ALLOW)
+		vordr_dns_see(skb, pkt, sk, owner->id);
 out:
 	if (vordr_event_wanted(verdict, reason))
 		vordr_event(pkt, owner, rule, verdict, reason);

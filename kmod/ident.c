@@ -168,6 +168,7 @@ static bool ident_foreign(struct fs_struct *fs, struct nsproxy *ns,
 
 static void ident_free(struct vordr_ident *id)
 {
+	vordr_dns_forget(id);
 	free_percpu(id->stats);
 	kfree(id);
 }
@@ -297,6 +298,7 @@ static struct vordr_ident *ident_intern(struct file *exe, const char *p,
 	fresh->dentry_key = exe->f_path.dentry;
 	for (i = 0; i < VORDR_RULE_CACHE; i++)
 		atomic64_set(&fresh->rule_cache[i], 0);
+	RCU_INIT_POINTER(fresh->dns, NULL);
 	atomic_set(&fresh->users, 1);
 	INIT_LIST_HEAD(&fresh->unused);
 	ident_hash(fresh);

@@ -107,6 +107,8 @@ u64 vordr_flag_get(enum vordr_flag f)
 		return vordr_asc_lost();
 	case VORDR_FLAG_POLICY:
 		return vordr_policy_state();
+	case VORDR_FLAG_DNSDROPS:
+		return vordr_dns_dropped();
 	default:
 		return vordr_flag(f);
 	}
@@ -228,6 +230,8 @@ module_param_cb(ksc_user_max, &vordr_size_ops, &vordr_ksc_user_max, 0444);
 MODULE_PARM_DESC(ksc_user_max, "known-socket entries per user and kind (1 to 16777216)");
 module_param_cb(idents_max, &vordr_size_ops, &vordr_idents_max, 0444);
 MODULE_PARM_DESC(idents_max, "identities kept when unused (1 to 16777216)");
+module_param_cb(dns_max, &vordr_size_ops, &vordr_dns_max, 0444);
+MODULE_PARM_DESC(dns_max, "names learnt from DNS answers, (name, address) pairs in all (1 to 16777216)");
 
 /* What the caches hold now: read-only figures. */
 static int vordr_now_set(const char *val, const struct kernel_param *kp)
@@ -251,12 +255,15 @@ module_param_cb(ksc_entries, &vordr_now_ops, vordr_ksc_count_now, 0444);
 MODULE_PARM_DESC(ksc_entries, "known-socket entries now, each weighed by the identities it names (read-only)");
 module_param_cb(idents, &vordr_now_ops, vordr_ident_count_now, 0444);
 MODULE_PARM_DESC(idents, "identities interned now (read-only)");
+module_param_cb(dns_names, &vordr_now_ops, vordr_dns_count_now, 0444);
+MODULE_PARM_DESC(dns_names, "(name, address) pairs learnt from DNS answers now (read-only)");
 
 static int __init vordr_init(void)
 {
 	int err;
 
 	vordr_loaded_at = ktime_get_boottime_seconds();
+	vordr_dns_init();
 
 	/* The rules come later, from the saved policy (policy.c): never from here. */
 	err = vordr_rules_init();

@@ -98,6 +98,7 @@ static inline void vordr_count_packet(void)
 #define VORDR_RULE_CACHE 3		/* tcp, udp, icmp */
 
 struct vordr_ident_stats;
+struct vordr_dns_tab;
 
 /*
  * An executable: its path as d_path() printed it (a deleted file ends in
@@ -134,6 +135,8 @@ struct vordr_ident {
 	bool unlinked;	/* the file was deleted or replaced when interned */
 	/* The rule last matched per protocol (rules.c: vordr_rule_match). */
 	atomic64_t rule_cache[VORDR_RULE_CACHE];
+	/* The names its lookups gave addresses (dns.c), made on first use. */
+	struct vordr_dns_tab __rcu *dns;
 	u16 dir_len[VORDR_MAX_DEPTH];
 	u32 dir_hash[VORDR_MAX_DEPTH];
 	char path[];
@@ -357,6 +360,24 @@ extern const struct vordr_proto vordr_proto_udp;
 extern const struct vordr_proto vordr_proto_udplite;
 extern const struct vordr_proto vordr_proto_icmp;
 extern const struct vordr_proto vordr_proto_icmpv6;
+
+/* ---- names from DNS answers (dns.c) ------------------------------------- */
+
+#define VORDR_DNS_PORT 53
+#define VORDR_DNS_PER_IDENT 256	/* (name, address) pairs per identity */
+#define VORDR_DNS_GRACE 3	/* seconds a pair outlives its TTL */
+
+/* (name, address) pairs in all (module parameter dns_max). */
+extern unsigned int vordr_dns_max;
+
+void vordr_dns_init(void);
+void vordr_dns_see(const struct sk_buff *skb, const struct vordr_pkt *pkt,
+		   struct sock *sk, struct vordr_ident *id);
+const char *vordr_dns_name(const struct vordr_ident *id, u8 af,
+			   const union nf_inet_addr *addr);
+void vordr_dns_forget(struct vordr_ident *id);
+u64 vordr_dns_dropped(void);
+unsigned int vordr_dns_count_now(void);
 
 /* ---- events (events.c) --------------------------------------------------- */
 

@@ -28,6 +28,8 @@ export interface VordrEvent {
   readonly ino: bigint | undefined;
   /** Events like this one the module withheld (squelch) before it. */
   readonly count: number;
+  /** The name the application's own DNS lookup gave the far end's address, while it lasts. */
+  readonly name?: string;
   /** The rule that decided, when one did. */
   readonly rule?: { readonly path: string; readonly prot: string };
   /** What the daemon asks of an event, read off its numbers by defs.x's C identifiers. */
@@ -133,6 +135,7 @@ export function decodeEvent(m: Message, v: Vocab, now: Date = new Date()): Vordr
   const S = v.schema;
   const af = num(m[A.AF]);
   const rpath = m[A.RPATH];
+  const name = m[A.NAME];
   const verdict = num(m[A.VERDICT]);
   const prot = num(m[A.PROT]);
   const ino = m[A.INO];
@@ -153,6 +156,7 @@ export function decodeEvent(m: Message, v: Vocab, now: Date = new Date()): Vordr
     dev: opt(m[A.DEV]),
     ino: typeof ino === 'bigint' ? ino : ino === undefined ? undefined : BigInt(num(ino)),
     count: num(m[A.COUNT]),
+    ...(typeof name === 'string' && name !== '' ? { name } : {}),
     ...(typeof rpath === 'string' ? { rule: { path: rpath, prot: v.protName(num(m[A.RPROT])) } } : {}),
     is: {
       pending: verdict === constValue(S, 'VALUE', 'PENDING'),
@@ -165,13 +169,18 @@ export function decodeEvent(m: Message, v: Vocab, now: Date = new Date()): Vordr
   };
 }
 
-/** The far end of the packet: where an outbound one goes, where an inbound one comes from. */
+/**
+ * The far end of the packet: where an outbound one goes, where an inbound
+ * one comes from; with the name the application looked it up as, when it
+ * did: `example.com:443 (93.184.216.34)`.
+ */
 export function peer(e: VordrEvent): string {
   const outbound = !e.is.inbound;
   const a = outbound ? e.daddr : e.saddr;
   const p = outbound ? e.dport : e.sport;
   const host = e.ip === 6 ? `[${a}]` : a;
-  return e.is.ported ? `${host}:${p}` : host;
+  if (e.name === undefined) return e.is.ported ? `${host}:${p}` : host;
+  return e.is.ported ? `${e.name}:${p} (${a})` : `${e.name} (${a})`;
 }
 
 /** The application's short name: the executable's file name. */
@@ -256,6 +265,7 @@ export const EVENT_FIELDS: { readonly [field: string]: string } = {
   dev: 'the executable\'s device number',
   ino: 'the executable\'s inode number (a string: it may exceed 2^53)',
   count: 'events like this one squelch withheld before it',
+  name: 'the name the application\'s own DNS lookup gave the far end\'s address (dst going out, src coming in), when it did',
   rule: 'the rule that decided, when one did: { path, prot }',
 };
 
@@ -279,6 +289,7 @@ export function eventJson(e: VordrEvent, users: Users): string {
     ...(e.dev !== undefined ? { dev: e.dev } : {}),
     ...(e.ino !== undefined ? { ino: e.ino.toString() } : {}),
     count: e.count,
+    ...(e.name !== undefined ? { name: e.name } : {}),
     ...(e.rule ? { rule: e.rule } : {}),
   });
 }

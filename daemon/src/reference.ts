@@ -28,6 +28,7 @@ export const FLAG_MEANING: { readonly [K in FlagId]: string } = {
   HELD: 'inbound datagrams held while their new socket\'s owner was looked up',
   HELDLOST: 'datagrams whose owner was not known in time (judged by unkproc), or held when the module was unloaded (dropped)',
   POLICY: 'what the last load of the saved policy did, or why it failed closed',
+  DNSDROPS: 'names learnt from DNS answers dropped before they expired (the module\'s bounds, or no memory)',
 };
 
 function code(s: string): string {

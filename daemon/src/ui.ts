@@ -510,10 +510,9 @@ export function runUi(o: UiOptions): Promise<UiExit> {
       const c = p.choice;
       const mark = (on: boolean, s: string) => (on ? `{inverse}${s}{/inverse}` : s);
       const e = p.last;
-      const dest = e.is.inbound ? `from ${e.saddr}` : `to ${e.daddr}`;
+      const dest = `${e.is.inbound ? 'from' : 'to'} ${blessed.escape(peer(e))}`;
       // An inbound packet is a server accepting or a socket receiving.
       const wants = !e.is.inbound ? 'wants to connect' : e.is.tcp ? 'wants to accept a connection' : 'wants to receive';
-      const port = e.is.ported ? `:${e.is.inbound ? e.sport : e.dport}` : '';
       const more = prompts.waiting() > 1 ? `   {yellow-fg}{bold}(${prompts.waiting() - 1} more waiting){/bold}{/yellow-fg}` : '';
       const durations = DURATIONS.map((d) => mark(sameLifetime(c.lifetime, d.lifetime), `[${d.key}] ${d.label}`));
       const guard = prompts.takesKeys()
@@ -522,7 +521,7 @@ export function runUi(o: UiOptions): Promise<UiExit> {
       promptBox.setContent(
         [
           ` {bold}${blessed.escape(p.path)}{/bold} ${wants}${more}`,
-          ` pid ${e.pid}  user ${blessed.escape(users.name(e.uid))}  ${e.prot} ${e.dir} ${dest}${port}  attempts ${p.attempts}`,
+          ` pid ${e.pid}  user ${blessed.escape(users.name(e.uid))}  ${e.prot} ${e.dir} ${dest}  attempts ${p.attempts}`,
           '',
           ` ${mark(c.verdict === ALLOW, `[a] ${ALLOW}`)}   ${mark(c.verdict === BLOCK, `[b] ${BLOCK}`)}`,
           ` ${mark(c.scope === 'prot', `[p] ${p.prots.join('+')} only`)}   ${mark(c.scope === 'any', '[n] any protocol')}`,

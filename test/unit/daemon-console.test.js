@@ -157,6 +157,17 @@ test('IPv6 addresses are written the short way, inbound events show the remote e
   assert.equal(peer(e), '[2001:db8::42]:443');
 });
 
+test('a far end the application looked up shows its name beside the address, in the row, the prompt line and the JSON', () => {
+  const e = decodeEvent(pendingEvent({ name: 'example.com' }), v);
+  assert.equal(e.name, 'example.com');
+  assert.equal(peer(e), 'example.com:8000 (127.0.0.1)');
+  assert.equal(JSON.parse(eventJson(e, new Users('/nonexistent'))).name, 'example.com');
+  const icmp = decodeEvent(pendingEvent({ name: 'example.com', prot: PROT('icmp') }), v);
+  assert.equal(peer(icmp), 'example.com (127.0.0.1)');
+  // No name attribute: none in the JSON either.
+  assert.equal('name' in JSON.parse(eventJson(decodeEvent(pendingEvent(), v), new Users('/nonexistent'))), false);
+});
+
 test('an event without an owner shows ? and leaves the owner out of its JSON', () => {
   const { pid, uid, path: p, dev, ino, ...rest } = pendingEvent({ verdict: VAL('block'), reason: REASON('unkproc'), dir: DIR('in') });
   const e = decodeEvent(rest, v, new Date('2026-11-22T10:00:00Z'));

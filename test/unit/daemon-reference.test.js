@@ -38,7 +38,7 @@ test('every field of an event\'s JSON line is in the reference\'s table, and eve
   const full = decodeEvent({
     verdict: C('value', 'block'), reason: C('reason', 'rule'), dir: C('dir', 'out'), prot: C('prot', 'tcp'), af: S.platform.af.inet,
     saddr: Buffer.from([127, 0, 0, 1]), daddr: Buffer.from([127, 0, 0, 1]), sport: 41000, dport: 8000,
-    pid: 4242, uid: 0, path: '/usr/bin/curl', dev: 2049, ino: 77n, count: 0, rpath: '/usr/bin/curl', rprot: C('prot', 'tcp'),
+    pid: 4242, uid: 0, path: '/usr/bin/curl', dev: 2049, ino: 77n, count: 0, name: 'localhost', rpath: '/usr/bin/curl', rprot: C('prot', 'tcp'),
   }, v, new Date(0));
   const keys = Object.keys(JSON.parse(eventJson(full, new Users('/nonexistent'))));
   assert.deepEqual(keys, Object.keys(EVENT_FIELDS));
