@@ -358,7 +358,7 @@ vordr_strictest(const struct vordr_owner *owner, const struct vordr_pkt *pkt,
 		return NULL;
 	}
 	for (i = 0; i < owner->nalso; i++) {
-		const struct vordr_rule *r = vordr_rule_match(owner->also[i], pkt->prot);
+		const struct vordr_rule *r = vordr_rule_match(owner->also[i], pkt, owner->uid);
 		u8 w = r ? vordr_rule_verdict(r) : unkrule;
 
 		if (vordr_strictness(w) > vordr_strictness(v)) {
@@ -508,7 +508,7 @@ static unsigned int vordr_decide(struct sk_buff *skb, struct vordr_pkt *pkt)
 	}
 
 	now = ktime_get_real_seconds();
-	rule = vordr_rule_match(owner->id, pkt->prot);
+	rule = vordr_rule_match(owner->id, pkt, owner->uid);
 	if (unlikely(owner->nalso || owner->crowded))
 		rule = vordr_strictest(owner, pkt, rule, &reason);
 	else

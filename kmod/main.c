@@ -25,20 +25,8 @@ static const u32 vordr_flag_allowed[VORDR_FLAG_MAX + 1] = {
 };
 
 static const char *const vordr_value_names[] = {
-#define VORDR_CONST(group, id, value, name, ...) VORDR_CONST_##group(value, name)
-#define VORDR_CONST_VALUE(value, name) [value] = name,
-#define VORDR_CONST_PROT(value, name)
-#define VORDR_CONST_REASON(value, name)
-#define VORDR_CONST_DIR(value, name)
-#define VORDR_CONST_LIFE(value, name)
-#define VORDR_CONST_POLICY(value, name)
+#define VORDR_CONST(group, id, value, name, ...) VORDR_ONLY(VALUE, group, [value] = name,)
 #include "defs.x"
-#undef VORDR_CONST_VALUE
-#undef VORDR_CONST_PROT
-#undef VORDR_CONST_REASON
-#undef VORDR_CONST_DIR
-#undef VORDR_CONST_LIFE
-#undef VORDR_CONST_POLICY
 };
 
 /* The index of @name in @names[0..n) (names by value), or false. */
@@ -130,17 +118,11 @@ static int vordr_param_set(const char *val, const struct kernel_param *kp)
 	strim(buf);
 	if (kstrtou32(buf, 0, &v)) {
 		static const struct { const char *alias; u32 value; } aliases[] = {
-#define VORDR_CONST(group, id, value, ...) VORDR_ALIASES_##group(value, __VA_ARGS__)
 #define VORDR_ALIAS1(value, a) { a, value },
 #define VORDR_ALIAS2(value, a, b) { a, value }, { b, value },
 #define VORDR_ALIAS_PICK(_1, _2, m, ...) m
-#define VORDR_ALIASES_VALUE(value, ...) \
-	VORDR_ALIAS_PICK(__VA_ARGS__, VORDR_ALIAS2, VORDR_ALIAS1)(value, __VA_ARGS__)
-#define VORDR_ALIASES_PROT(value, ...)
-#define VORDR_ALIASES_REASON(value, ...)
-#define VORDR_ALIASES_DIR(value, ...)
-#define VORDR_ALIASES_LIFE(value, ...)
-#define VORDR_ALIASES_POLICY(value, ...)
+#define VORDR_CONST(group, id, value, ...) VORDR_ONLY(VALUE, group, \
+	VORDR_ALIAS_PICK(__VA_ARGS__, VORDR_ALIAS2, VORDR_ALIAS1)(value, __VA_ARGS__))
 #include "defs.x"
 		};
 		size_t i;

@@ -12,12 +12,15 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/inetdevice.h>
 #include <linux/kernel.h>
 #include <linux/netlink.h>
 #include <linux/notifier.h>
 #include <linux/string.h>
 #include <net/genetlink.h>
+#include <net/ipv6.h>
 #include <net/netlink.h>
+#include <asm/unaligned.h>
 
 #include "vordr.h"
 
@@ -56,13 +59,7 @@ static struct genl_family vordr_family;
 static bool vordr_prot_known(u8 prot)
 {
 	switch (prot) {
-#define VORDR_CONST(group, id, value, ...) VORDR_PROT_CASE_##group(value)
-#define VORDR_PROT_CASE_PROT(value) case (value):
-#define VORDR_PROT_CASE_VALUE(value)
-#define VORDR_PROT_CASE_REASON(value)
-#define VORDR_PROT_CASE_DIR(value)
-#define VORDR_PROT_CASE_LIFE(value)
-#define VORDR_PROT_CASE_POLICY(value)
+#define VORDR_CONST(group, id, value, ...) VORDR_ONLY(PROT, group, case (value):)
 #include "defs.x"
 		return true;
 	default:
@@ -89,8 +86,125 @@ static int vordr_nl_hello(struct sk_buff *skb, struct genl_info *info)
 	return genlmsg_reply(msg, info);
 }
 
+/* A qualified rule's qualifiers, as RULE_ADD takes them. */
+static int vordr_put_qual(struct sk_buff *skb, const struct vordr_qual *q)
+{
+	u8 ports[4 * VORDR_QPORTS_MAX];
+	unsigned int i;
+
+	if (q->user && nla_put_u32(skb, VORDR_A_QUSER, q->user - 1))
+		return -EMSGSIZE;
+	if (q->af && (nla_put(skb, VORDR_A_QADDR, q->af == AF_INET ? 4 : 16, &q->addr) ||
+		      nla_put_u8(skb, VORDR_A_QPLEN, q->plen)))
+		return -EMSGSIZE;
+	if (nla_put_u8(skb, VORDR_A_QSIDE, q->side))
+		return -EMSGSIZE;
+	for (i = 0; i < q->nports; i++) {
+		put_unaligned_le16(q->ports[i][0], ports + 4 * i);
+		put_unaligned_le16(q->ports[i][1], ports + 4 * i + 2);
+	}
+	if (q->nports && nla_put(skb, VORDR_A_QPORTS, 4 * q->nports, ports))
+		return -EMSGSIZE;
+	return 0;
+}
+
+/* No bit of @q's address is set past its prefix. */
+static bool vordr_qual_masked(const struct vordr_qual *q)
+{
+	struct in6_addr m;
+
+	if (q->af == AF_INET)
+		return !(q->addr.ip & ~inet_make_mask(q->plen));
+	ipv6_addr_prefix(&m, &q->addr.in6, q->plen);
+	return ipv6_addr_equal(&m, &q->addr.in6);
+}
+
+/*
+ * A rule's qualifiers from @info into @q (zeroed first, so equal rules
+ * compare equal byte for byte); *@has: it has any.  -EINVAL, said in
+ * extack, for qualifiers that are not canonical: an address with bits
+ * set past its prefix, ports not sorted and apart.
+ */
+static int vordr_get_qual(struct genl_info *info, struct vordr_qual *q, bool *has)
+{
+	struct nlattr **a = info->attrs;
+	struct nlattr *addr = a[VORDR_A_QADDR], *ports = a[VORDR_A_QPORTS];
+	unsigned int i, n, maxlen;
+
+	memset(q, 0, sizeof(*q));
+	*has = addr || a[VORDR_A_QPLEN] || a[VORDR_A_QSIDE] || ports || a[VORDR_A_QUSER];
+	if (!*has)
+		return 0;
+	if (a[VORDR_A_QUSER]) {
+		u32 uid = nla_get_u32(a[VORDR_A_QUSER]);
+
+		if (uid == U32_MAX) {
+			NL_SET_ERR_MSG_ATTR(info->extack, a[VORDR_A_QUSER], "not a user id");
+			return -EINVAL;
+		}
+		q->user = uid + 1;
+	}
+	if (a[VORDR_A_QPLEN] && !addr) {
+		NL_SET_ERR_MSG_ATTR(info->extack, a[VORDR_A_QPLEN], "a prefix length needs an address");
+		return -EINVAL;
+	}
+	if (addr) {
+		if (nla_len(addr) != 4 && nla_len(addr) != 16) {
+			NL_SET_ERR_MSG_ATTR(info->extack, addr, "an address is 4 or 16 bytes");
+			return -EINVAL;
+		}
+		q->af = nla_len(addr) == 4 ? AF_INET : AF_INET6;
+		memcpy(&q->addr, nla_data(addr), nla_len(addr));
+		maxlen = nla_len(addr) * 8;
+		q->plen = a[VORDR_A_QPLEN] ? nla_get_u8(a[VORDR_A_QPLEN]) : maxlen;
+		if (q->plen > maxlen) {
+			NL_SET_ERR_MSG_ATTR(info->extack, a[VORDR_A_QPLEN], "prefix longer than the address");
+			return -EINVAL;
+		}
+		if (q->af == AF_INET6 && ipv6_addr_v4mapped(&q->addr.in6)) {
+			NL_SET_ERR_MSG_ATTR(info->extack, addr, "an IPv4-mapped address: give it as IPv4");
+			return -EINVAL;
+		}
+		if (!vordr_qual_masked(q)) {
+			NL_SET_ERR_MSG_ATTR(info->extack, addr, "address has bits set past its prefix");
+			return -EINVAL;
+		}
+	}
+	if (a[VORDR_A_QSIDE])
+		q->side = nla_get_u8(a[VORDR_A_QSIDE]);
+	if (ports) {
+		const u8 *p = nla_data(ports);
+
+		n = nla_len(ports) / 4;
+		if (nla_len(ports) % 4 || !n || n > VORDR_QPORTS_MAX) {
+			NL_SET_ERR_MSG_ATTR(info->extack, ports, "1 to 16 port ranges of 4 bytes each");
+			return -EINVAL;
+		}
+		for (i = 0; i < n; i++) {
+			u16 lo = get_unaligned_le16(p + 4 * i), hi = get_unaligned_le16(p + 4 * i + 2);
+
+			if (lo > hi || (i && lo <= q->ports[i - 1][1] + 1)) {
+				NL_SET_ERR_MSG_ATTR(info->extack, ports,
+						    "port ranges must be sorted, apart and first <= last");
+				return -EINVAL;
+			}
+			q->ports[i][0] = lo;
+			q->ports[i][1] = hi;
+		}
+		q->nports = n;
+	}
+	/* A side alone qualifies nothing. */
+	if (!q->af && !q->nports) {
+		q->side = VORDR_SIDE_TO;
+		*has = q->user;
+	}
+	return 0;
+}
+
 static int vordr_put_rule(struct sk_buff *skb, const struct vordr_rule_view *rv)
 {
+	if (rv->qual && vordr_put_qual(skb, rv->qual))
+		return -EMSGSIZE;
 	if (nla_put_u8(skb, VORDR_A_PROT, rv->prot) ||
 	    nla_put_u8(skb, VORDR_A_VERDICT, rv->verdict) ||
 	    nla_put_u8(skb, VORDR_A_LIFE, rv->life) ||
@@ -155,7 +269,8 @@ static int vordr_nl_txn_err(struct genl_info *info, int err)
 }
 
 /* RULE_ADD with STAGE: a record of the sender's policy transaction. */
-static int vordr_nl_stage_rule(struct genl_info *info, u8 prot, const char *path)
+static int vordr_nl_stage_rule(struct genl_info *info, u8 prot, const char *path,
+			       const struct vordr_qual *q)
 {
 	struct nlattr **a = info->attrs;
 	int err;
@@ -167,9 +282,13 @@ static int vordr_nl_stage_rule(struct genl_info *info, u8 prot, const char *path
 		return -EINVAL;
 	}
 	err = vordr_policy_rule(genl_info_net(info), info->snd_portid, prot, path,
-				nla_get_u8(a[VORDR_A_VERDICT]));
+				nla_get_u8(a[VORDR_A_VERDICT]), q);
 	if (err == -ENOSPC)
 		NL_SET_ERR_MSG(info->extack, "policy has more rules than rules_max");
+	if (err == -E2BIG) {
+		NL_SET_ERR_MSG(info->extack, "more than 64 rules for one path, user and address");
+		err = -ENOSPC;
+	}
 	if (err == -EDOM) {
 		NL_SET_ERR_MSG_ATTR(info->extack, a[VORDR_A_PATH],
 				    "directory rule deeper than 32 levels");
@@ -181,7 +300,9 @@ static int vordr_nl_stage_rule(struct genl_info *info, u8 prot, const char *path
 static int vordr_nl_rule_add(struct sk_buff *skb, struct genl_info *info)
 {
 	struct nlattr **a = info->attrs;
+	struct vordr_qual q;
 	const char *path;
+	bool has;
 	u8 prot;
 	int err;
 
@@ -204,15 +325,25 @@ static int vordr_nl_rule_add(struct sk_buff *skb, struct genl_info *info)
 				    "path must be absolute and canonical");
 		return -EINVAL;
 	}
+	err = vordr_get_qual(info, &q, &has);
+	if (err) {
+		if (a[VORDR_A_STAGE])
+			vordr_policy_reject(genl_info_net(info), info->snd_portid);
+		return err;
+	}
 	if (a[VORDR_A_STAGE])
-		return vordr_nl_stage_rule(info, prot, path);
+		return vordr_nl_stage_rule(info, prot, path, has ? &q : NULL);
 	/* An EXIT rule belongs to the socket that sent this request. */
 	err = vordr_rule_add(prot, path, nla_get_u8(a[VORDR_A_VERDICT]),
 			     a[VORDR_A_TIMEOUT] ? nla_get_u32(a[VORDR_A_TIMEOUT]) : 0,
 			     a[VORDR_A_LIFE] ? nla_get_u8(a[VORDR_A_LIFE]) : VORDR_LIFE_ALWAYS,
-			     genl_info_net(info), info->snd_portid);
+			     genl_info_net(info), info->snd_portid, has ? &q : NULL);
 	if (err == -ENOSPC)
 		NL_SET_ERR_MSG(info->extack, "rule table is full (module parameter rules_max)");
+	if (err == -E2BIG) {
+		NL_SET_ERR_MSG(info->extack, "more than 64 rules for one path, user and address");
+		err = -ENOSPC;
+	}
 	if (err == -ERANGE)
 		NL_SET_ERR_MSG_ATTR(info->extack, a[VORDR_A_TIMEOUT],
 				    "timeout longer than a year");
@@ -230,12 +361,24 @@ static int vordr_nl_rule_del(struct sk_buff *skb, struct genl_info *info)
 {
 	struct nlattr **a = info->attrs;
 	bool any = !a[VORDR_A_PROT];
+	struct vordr_qual q;
+	bool has;
 	int err;
 
 	if (GENL_REQ_ATTR_CHECK(info, VORDR_A_PATH))
 		return -EINVAL;
+	err = vordr_get_qual(info, &q, &has);
+	if (err)
+		return err;
+	if (has && any) {
+		NL_SET_ERR_MSG_ATTR(info->extack, a[VORDR_A_PATH],
+				    "a qualified rule is removed with its protocol");
+		return -EINVAL;
+	}
 	err = vordr_rule_del(nla_data(a[VORDR_A_PATH]), any,
-			     any ? 0 : nla_get_u8(a[VORDR_A_PROT]));
+			     any ? 0 : nla_get_u8(a[VORDR_A_PROT]), has ? &q : NULL);
+	if (err == -ENOMEM)
+		return err;
 	if (err == -ENOENT)
 		NL_SET_ERR_MSG_ATTR(info->extack, a[VORDR_A_PATH], "no such rule");
 	if (!err)

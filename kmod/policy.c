@@ -48,20 +48,8 @@ static struct vordr_txn *policy_txn;
 static u32 policy_state = VORDR_POLICY_NONE;
 
 static const char *const policy_names[] = {
-#define VORDR_CONST(group, id, value, name, ...) VORDR_PN_##group(value, name)
-#define VORDR_PN_VALUE(value, name)
-#define VORDR_PN_PROT(value, name)
-#define VORDR_PN_REASON(value, name)
-#define VORDR_PN_DIR(value, name)
-#define VORDR_PN_LIFE(value, name)
-#define VORDR_PN_POLICY(value, name) [value] = name,
+#define VORDR_CONST(group, id, value, name, ...) VORDR_ONLY(POLICY, group, [value] = name,)
 #include "defs.x"
-#undef VORDR_PN_VALUE
-#undef VORDR_PN_PROT
-#undef VORDR_PN_REASON
-#undef VORDR_PN_DIR
-#undef VORDR_PN_LIFE
-#undef VORDR_PN_POLICY
 };
 
 u32 vordr_policy_state(void)
@@ -145,12 +133,16 @@ int vordr_policy_begin(const struct net *net, u32 portid, u32 records, u32 crc)
 }
 
 int vordr_policy_rule(const struct net *net, u32 portid, u8 prot,
-		      const char *path, u8 verdict)
+		      const char *path, u8 verdict, const struct vordr_qual *q)
 {
 	struct vordr_txn *t;
 	u16 len = strnlen(path, U16_MAX);
 	u8 head[5] = { VORDR_CMD_RULE_ADD, verdict, prot };
+	u8 qual[1 + VORDR_QUAL_BYTES_MAX];
+	size_t qlen = q ? vordr_qual_bytes(q, qual + 1) : 0;
 	int err;
+
+	qual[0] = qlen;
 
 	mutex_lock(&policy_lock);
 	t = txn_of(net, portid);
@@ -158,7 +150,7 @@ int vordr_policy_rule(const struct net *net, u32 portid, u8 prot,
 		mutex_unlock(&policy_lock);
 		return PTR_ERR(t);
 	}
-	err = vordr_rules_stage_add(t->stage, prot, path, verdict);
+	err = vordr_rules_stage_add(t->stage, prot, path, verdict, q);
 	if (err) {
 		if (!t->failed)
 			t->failed = VORDR_POLICY_REJECTED;
@@ -166,6 +158,7 @@ int vordr_policy_rule(const struct net *net, u32 portid, u8 prot,
 		put_unaligned_le16(len, head + 3);
 		t->sum = crc32_le(t->sum, head, sizeof(head));
 		t->sum = crc32_le(t->sum, path, len);
+		t->sum = crc32_le(t->sum, qual, 1 + qlen);
 		t->received++;
 	}
 	mutex_unlock(&policy_lock);

@@ -9,6 +9,19 @@
  * the number of rules.  A path ending in '/' is a directory rule and
  * matches every executable below it.
  *
+ * Qualified rules (a remote address or prefix, ports, a user: struct
+ * vordr_qual) live apart, so a path without any is looked up as before
+ * and its identities' rule cache holds: a group per path (gindex) counts
+ * them and the prefix lengths they use, and a second index (qindex)
+ * hashes each by (group, user, address masked to its prefix, prefix
+ * length).  A packet of a path with a group costs one probe per prefix
+ * length that path's rules use, for the owner's user and for any user,
+ * longest first (an exact address is the longest prefix): at most
+ * 2 x 34 for IPv4 and 2 x 130 for IPv6 however many rules there are,
+ * and one with no qualified rule costs nothing new.  At most
+ * RULES_QKEY_MAX rules share one such key (they differ in protocol,
+ * ports or side).
+ *
  * Readers (the packet path, dumps) use RCU only.  Writers (netlink
  * handlers, process context) serialize on rules_lock, publish with
  * rcu_assign_pointer()/hlist_add_head_rcu() and retire with call_rcu(); a
@@ -42,6 +55,7 @@
 #include <linux/timekeeping.h>
 #include <linux/u64_stats_sync.h>
 #include <linux/vmalloc.h>
+#include <asm/unaligned.h>
 
 #include "vordr.h"
 
@@ -64,6 +78,11 @@ struct vordr_rule {
 	u8 verdict;
 	u8 life;			/* VORDR_LIFE_* */
 	u16 len;
+	/* Qualified: its qualifiers, key hash and group (gnode: rules_lock). */
+	struct vordr_qual *qual;
+	u32 qhash;
+	struct rules_group *group;
+	struct list_head gnode;
 	/*
 	 * EXIT: in rules_owned, under rules_lock; the owner's socket by its
 	 * namespace (compared, never dereferenced) and port id.
@@ -76,9 +95,32 @@ struct vordr_rule {
 
 unsigned int vordr_rules_max = 16384;
 
+#define RULES_QKEY_MAX 64
+
+/*
+ * A path's qualified rules: how many, how many name a user or no
+ * address, and per family which prefix lengths (bits, read locklessly;
+ * set before a rule using one is published, cleared after the last goes).
+ */
+struct rules_group {
+	struct hlist_node node;		/* in gindex, under RCU */
+	struct rcu_head rcu;
+	struct list_head rules;		/* rules_lock */
+	u32 hash;
+	u16 len;
+	u32 n, nuser, nnoaddr;
+	u32 n4[33], n6[129];
+	DECLARE_BITMAP(plens4, 33);
+	DECLARE_BITMAP(plens6, 129);
+	char path[];
+};
+
 struct rules_table {
 	struct vordr_rule __rcu **slot;	/* rules_max slots */
 	struct hlist_head *index;	/* 1 << rules_bits buckets */
+	struct hlist_head *qindex;	/* qualified rules, as many */
+	struct hlist_head *gindex;	/* their groups, as many */
+	u32 nqual;	/* qualified rules; read locklessly */
 	u32 count;
 	u32 cursor;	/* where the search for a free slot starts */
 	u32 ndirs;	/* directory rules; read locklessly */
@@ -201,29 +243,189 @@ static const struct vordr_rule *rules_best(const struct rules_table *t, u32 hash
 	return any;
 }
 
-/*
- * The most specific rule for @id and @prot: the exact path, then the
- * deepest directory holding it.  Under rcu_read_lock().
- */
-static const struct vordr_rule *rules_match(const struct rules_table *t,
-					    const struct vordr_ident *id, u8 prot)
+static struct hlist_head *rules_qbucket(const struct hlist_head *index, u32 hash)
 {
-	const struct vordr_rule *r;
-	int i;
+	return (struct hlist_head *)&index[hash & ((1u << rules_bits) - 1)];
+}
 
-	r = rules_best(t, id->hash, id->path, id->len, prot);
-	if (r || !READ_ONCE(t->ndirs))
-		return r;
-	for (i = id->ndirs - 1; i >= 0; i--) {
-		r = rules_best(t, id->dir_hash[i], id->path, id->dir_len[i], prot);
-		if (r)
-			return r;
+/* The group of @path[0..len) in @t, if it has qualified rules. */
+static struct rules_group *rules_group_find(const struct rules_table *t, u32 hash,
+					    const char *path, u16 len)
+{
+	struct rules_group *g;
+
+	hlist_for_each_entry_rcu(g, rules_qbucket(t->gindex, hash), node,
+				 lockdep_is_held(&rules_lock))
+		if (g->hash == hash && g->len == len && !memcmp(g->path, path, len))
+			return g;
+	return NULL;
+}
+
+/* @a masked to its first @plen bits into @m (zero past them). */
+static void rules_mask(union nf_inet_addr *m, const union nf_inet_addr *a,
+		       u8 af, u8 plen)
+{
+	unsigned int i, words = af == AF_INET ? 1 : 4;
+
+	memset(m, 0, sizeof(*m));
+	for (i = 0; i < words && plen; i++) {
+		u32 bits = min_t(u32, plen, 32);
+
+		m->all[i] = a->all[i] & htonl(bits == 32 ? ~0u : ~(~0u >> bits));
+		plen -= bits;
+	}
+}
+
+static u32 rules_qkey(const struct rules_group *g, u32 user, u8 af, u8 plen,
+		      const union nf_inet_addr *m)
+{
+	u32 k[7] = { g->hash, user, af << 8 | plen,
+		     m->all[0], m->all[1], m->all[2], m->all[3] };
+
+	return jhash2(k, ARRAY_SIZE(k), rules_seed);
+}
+
+static bool rules_ports_hold(const struct vordr_qual *q, u16 port)
+{
+	unsigned int lo = 0, hi = q->nports;
+
+	/* Sorted and apart: a binary search for the last range starting <= port. */
+	while (lo < hi) {
+		unsigned int mid = (lo + hi) / 2;
+
+		if (q->ports[mid][0] <= port)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo && port <= q->ports[lo - 1][1];
+}
+
+/* The packet as qualified rules see it. */
+struct rules_qpkt {
+	const struct vordr_pkt *pkt;
+	const union nf_inet_addr *remote;
+	u16 rport, lport;
+	bool ported;	/* TCP or UDP: ports to compare */
+};
+
+/*
+ * How specific a qualified rule that matched is, past its key: a port
+ * beats none, a named protocol "any", and block allow.
+ */
+static unsigned int rules_qscore(const struct vordr_rule *r)
+{
+	return (r->qual->nports ? 4 : 0) | (r->prot != VORDR_PROT_ANY ? 2 : 0) |
+	       (r->verdict == VORDR_VALUE_BLOCK);
+}
+
+/* The best rule of @g with this user, family, prefix length, for @qp. */
+static const struct vordr_rule *rules_probe(const struct rules_table *t,
+					    const struct rules_group *g, u32 user,
+					    u8 af, u8 plen, const struct rules_qpkt *qp)
+{
+	const struct vordr_rule *r, *best = NULL;
+	union nf_inet_addr m;
+	u32 h;
+
+	if (af)
+		rules_mask(&m, qp->remote, af, plen);
+	else
+		memset(&m, 0, sizeof(m));
+	h = rules_qkey(g, user, af, plen, &m);
+	hlist_for_each_entry_rcu(r, rules_qbucket(t->qindex, h), node) {
+		const struct vordr_qual *q = r->qual;
+
+		if (r->qhash != h || r->group != g || q->user != user || q->af != af ||
+		    q->plen != plen || memcmp(&q->addr, &m, sizeof(m)) || rules_expired(r))
+			continue;
+		if (r->prot != qp->pkt->prot && r->prot != VORDR_PROT_ANY)
+			continue;
+		if (q->nports && (!qp->ported ||
+				  !rules_ports_hold(q, q->side == VORDR_SIDE_FROM ? qp->lport : qp->rport)))
+			continue;
+		if (!best || rules_qscore(r) > rules_qscore(best))
+			best = r;
+	}
+	return best;
+}
+
+/* The most specific qualified rule of @g for the packet: user, address, port, protocol. */
+static const struct vordr_rule *rules_qbest(const struct rules_table *t,
+					    const struct rules_group *g,
+					    const struct rules_qpkt *qp, u32 uid1)
+{
+	const struct vordr_pkt *pkt = qp->pkt;
+	const unsigned long *plens = pkt->af == AF_INET ? g->plens4 : g->plens6;
+	unsigned int nbits = pkt->af == AF_INET ? 33 : 129;
+	const struct vordr_rule *r;
+	int u;
+
+	for (u = READ_ONCE(g->nuser) ? 0 : 1; u < 2; u++) {
+		u32 user = u ? 0 : uid1;
+		unsigned int size = nbits, b;
+
+		for (b = find_last_bit(plens, size); b < size; b = find_last_bit(plens, size)) {
+			r = rules_probe(t, g, user, pkt->af, b, qp);
+			if (r)
+				return r;
+			size = b;
+			if (!size)
+				break;
+		}
+		if (READ_ONCE(g->nnoaddr)) {
+			r = rules_probe(t, g, user, 0, 0, qp);
+			if (r)
+				return r;
+		}
 	}
 	return NULL;
 }
 
+/*
+ * The most specific rule for @id and @qp: the exact path, then the
+ * deepest directory holding it; within a path, a qualified rule that
+ * matches before an unqualified one.  *@qual: a path with qualified rules
+ * was looked at, so the answer depends on the packet, not only on @id
+ * and its protocol.  Under rcu_read_lock().
+ */
+static const struct vordr_rule *rules_match(const struct rules_table *t,
+					    const struct vordr_ident *id,
+					    const struct rules_qpkt *qp, u32 uid1,
+					    bool *qual)
+{
+	bool groups = READ_ONCE(t->nqual);
+	const struct vordr_rule *r;
+	int i = id->ndirs;
+	u32 hash = id->hash;
+	u16 len = id->len;
+	u8 prot = qp->pkt->prot;
+
+	*qual = false;
+	for (;;) {
+		if (unlikely(groups)) {
+			const struct rules_group *g = rules_group_find(t, hash, id->path, len);
+
+			if (g) {
+				*qual = true;
+				r = rules_qbest(t, g, qp, uid1);
+				if (r)
+					return r;
+			}
+		}
+		r = rules_best(t, hash, id->path, len, prot);
+		/* ndirs counts qualified directory rules too. */
+		if (r || --i < 0 || !READ_ONCE(t->ndirs))
+			return r;
+		hash = id->dir_hash[i];
+		len = id->dir_len[i];
+	}
+}
+
 #define RULES_CACHE_SLOT_BITS 21	/* slot + 1 <= 2^20 (rules_max) */
 #define RULES_CACHE_SEQ_MASK (U64_MAX >> RULES_CACHE_SLOT_BITS)
+/* A cached "qualified rules decide, per packet" (no slot is this high). */
+#define RULES_CACHE_QUAL ((1u << RULES_CACHE_SLOT_BITS) - 1)
 
 static int rules_cache_index(u8 prot)
 {
@@ -238,41 +440,61 @@ static int rules_cache_index(u8 prot)
 	return -1;
 }
 
+static void rules_qpkt(struct rules_qpkt *qp, const struct vordr_pkt *pkt)
+{
+	bool out = pkt->dir == VORDR_DIR_OUT;
+
+	qp->pkt = pkt;
+	qp->remote = out ? &pkt->daddr : &pkt->saddr;
+	qp->rport = out ? pkt->dport : pkt->sport;
+	qp->lport = out ? pkt->sport : pkt->dport;
+	qp->ported = pkt->prot == VORDR_PROT_TCP || pkt->prot == VORDR_PROT_UDP;
+}
+
 /*
  * rules_match() remembered per identity and protocol: the table's sequence
- * count and the slot of the rule matched (0: none).  While the count has
- * not moved, nothing in the table has, and the slot holds that very rule;
- * a packet then costs no path comparison and no directory walk.  Readers
- * never wait: while a writer is at work (odd count) they look up.
+ * count and the slot of the rule matched (0: none; RULES_CACHE_QUAL: a
+ * path with qualified rules decides, looked up for each packet).  While
+ * the count has not moved, nothing in the table has, and the slot holds
+ * that very rule; a packet then costs no path comparison and no directory
+ * walk.  Readers never wait: while a writer is at work (odd count) they
+ * look up.  @uid: the socket's owner, for rules naming a user.
  */
-const struct vordr_rule *vordr_rule_match(struct vordr_ident *id, u8 prot)
+const struct vordr_rule *vordr_rule_match(struct vordr_ident *id,
+					  const struct vordr_pkt *pkt, kuid_t uid)
 {
-	int c = rules_cache_index(prot);
+	int c = rules_cache_index(pkt->prot);
+	u32 uid1 = __kuid_val(uid) + 1;
 	const struct rules_table *t;
 	const struct vordr_rule *r;
+	struct rules_qpkt qp;
 	u64 seq, e;
 	u32 slot;
+	bool qual;
 
 	if (id->foreign)
 		return NULL;
+	rules_qpkt(&qp, pkt);
 	if (c < 0)
-		return rules_match(rcu_dereference(rules_tab), id, prot);
+		return rules_match(rcu_dereference(rules_tab), id, &qp, uid1, &qual);
 	seq = atomic64_read(&rules_seq);
 	smp_rmb();	/* the count before the table */
 	t = rcu_dereference(rules_tab);
 	e = atomic64_read(&id->rule_cache[c]);
 	if (!(seq & 1) && e >> RULES_CACHE_SLOT_BITS == (seq & RULES_CACHE_SEQ_MASK)) {
 		slot = e & ((1u << RULES_CACHE_SLOT_BITS) - 1);
+		if (slot == RULES_CACHE_QUAL)
+			return rules_match(t, id, &qp, uid1, &qual);
 		r = slot ? rcu_dereference(t->slot[slot - 1]) : NULL;
 		smp_rmb();	/* the table before the count */
 		if (atomic64_read(&rules_seq) == seq && (!r || !rules_expired(r)))
 			return r;
 	}
-	r = rules_match(t, id, prot);
+	r = rules_match(t, id, &qp, uid1, &qual);
 	smp_rmb();	/* the table before the count: a change meanwhile, no tag */
 	if (!(seq & 1) && atomic64_read(&rules_seq) == seq)
 		atomic64_set(&id->rule_cache[c], (seq & RULES_CACHE_SEQ_MASK) << RULES_CACHE_SLOT_BITS |
-			     (r ? r->slot + 1 : 0));
+			     (qual ? RULES_CACHE_QUAL : r ? r->slot + 1 : 0));
 	return r;
 }
 
@@ -304,12 +526,39 @@ u32 vordr_rules_gen(void)
 	return READ_ONCE(rules_gen);
 }
 
+static void rules_free(struct vordr_rule *r)
+{
+	free_percpu(r->stats);
+	kfree(r->qual);
+	kfree(r);
+}
+
 static void rules_free_rcu(struct rcu_head *head)
 {
-	struct vordr_rule *r = container_of(head, struct vordr_rule, rcu);
+	rules_free(container_of(head, struct vordr_rule, rcu));
+}
 
-	free_percpu(r->stats);
-	kfree(r);
+/* A qualified rule leaves @t's group of its path (freed after the last). */
+static void rules_ungroup(struct rules_table *t, struct vordr_rule *r)
+{
+	struct rules_group *g = r->group;
+	const struct vordr_qual *q = r->qual;
+
+	lockdep_assert_held(&rules_lock);
+	list_del(&r->gnode);
+	if (q->user)
+		WRITE_ONCE(g->nuser, g->nuser - 1);
+	if (q->af == AF_INET && !--g->n4[q->plen])
+		clear_bit(q->plen, g->plens4);
+	else if (q->af == AF_INET6 && !--g->n6[q->plen])
+		clear_bit(q->plen, g->plens6);
+	else if (!q->af)
+		WRITE_ONCE(g->nnoaddr, g->nnoaddr - 1);
+	WRITE_ONCE(t->nqual, t->nqual - 1);
+	if (--g->n)
+		return;
+	hlist_del_rcu(&g->node);
+	kfree_rcu(g, rcu);
 }
 
 /* An EXIT rule joins or leaves rules_owned; rules_lock held. */
@@ -333,6 +582,8 @@ static void rules_retire(struct vordr_rule *r)
 	WRITE_ONCE(rules_gen, rules_gen + 1);
 	rules_own(r, false);
 	hlist_del_rcu(&r->node);
+	if (r->qual)
+		rules_ungroup(t, r);
 	RCU_INIT_POINTER(t->slot[r->slot], NULL);
 	t->count--;
 	rules_tally(t, r, -1);
@@ -381,7 +632,7 @@ static void rules_gc(void)
 /* A new rule, not yet in any table; NULL or an ERR_PTR. */
 static struct vordr_rule *rules_new(u8 prot, const char *path, u8 verdict,
 				    u32 timeout, u8 life, const struct net *net,
-				    u32 portid)
+				    u32 portid, const struct vordr_qual *q)
 {
 	size_t len = strlen(path);
 	struct vordr_rule *r;
@@ -410,6 +661,13 @@ static struct vordr_rule *rules_new(u8 prot, const char *path, u8 verdict,
 		kfree(r);
 		return ERR_PTR(-ENOMEM);
 	}
+	if (q) {
+		r->qual = kmemdup(q, sizeof(*q), GFP_KERNEL);
+		if (!r->qual) {
+			rules_free(r);
+			return ERR_PTR(-ENOMEM);
+		}
+	}
 	for_each_possible_cpu(cpu)
 		u64_stats_init(&per_cpu_ptr(r->stats, cpu)->syncp);
 	memcpy(r->path, path, len + 1);
@@ -430,27 +688,85 @@ static struct vordr_rule *rules_new(u8 prot, const char *path, u8 verdict,
 	return r;
 }
 
-static void rules_free(struct vordr_rule *r)
+/* @r's qualified key, as rules_probe() computes it from its group's path hash. */
+static void rules_qhash(struct vordr_rule *r)
 {
-	free_percpu(r->stats);
-	kfree(r);
+	const struct vordr_qual *q = r->qual;
+	struct rules_group k = { .hash = r->hash };
+
+	r->qhash = rules_qkey(&k, q->user, q->af, q->plen, &q->addr);
+}
+
+/* @t's group for @r's path, made if it has none yet: NULL for want of memory. */
+static struct rules_group *rules_group_get(struct rules_table *t,
+					   const struct vordr_rule *r)
+{
+	struct rules_group *g = rules_group_find(t, r->hash, r->path, r->len);
+
+	if (g)
+		return g;
+	g = kzalloc(struct_size(g, path, r->len), GFP_KERNEL);
+	if (!g)
+		return NULL;
+	INIT_LIST_HEAD(&g->rules);
+	g->hash = r->hash;
+	g->len = r->len;
+	memcpy(g->path, r->path, r->len);
+	return g;
 }
 
 /*
- * Put @r in @t (the table in force, or a stage): a rule for the same path
- * and protocol is replaced in place (same slot, @r's own counters).
- * rules_lock held.  -ENOSPC: @t is full; @r is then the caller's.
+ * The rule in @t equal to @r (path, protocol, qualifiers), if there is
+ * one; *@same: how many rules share @r's qualified key.
+ */
+static struct vordr_rule *rules_find_equal(struct rules_table *t,
+					   const struct vordr_rule *r,
+					   unsigned int *same)
+{
+	const struct vordr_qual *q = r->qual;
+	struct vordr_rule *o, *eq = NULL;
+
+	*same = 0;
+	if (!q)
+		return rules_find(t, r->hash, r->path, r->len, r->prot);
+	hlist_for_each_entry_rcu(o, rules_qbucket(t->qindex, r->qhash), node,
+				 lockdep_is_held(&rules_lock)) {
+		const struct vordr_qual *p = o->qual;
+
+		if (o->qhash != r->qhash || !rules_names(o, r->hash, r->path, r->len) ||
+		    p->user != q->user || p->af != q->af || p->plen != q->plen ||
+		    memcmp(&p->addr, &q->addr, sizeof(q->addr)))
+			continue;
+		(*same)++;
+		if (o->prot == r->prot && !memcmp(p, q, sizeof(*q)))
+			eq = o;
+	}
+	return eq;
+}
+
+/*
+ * Put @r in @t (the table in force, or a stage): a rule equal in path,
+ * protocol and qualifiers is replaced in place (same slot, @r's own
+ * counters).  rules_lock held.  -ENOSPC: @t is full, -E2BIG: too many
+ * rules share @r's qualified key, -ENOMEM; @r is then the caller's.
  */
 static int rules_insert(struct rules_table *t, struct vordr_rule *r)
 {
+	struct rules_group *g = NULL;
 	struct vordr_rule *old;
+	unsigned int same;
 	u32 i, slot = 0;
 
 	lockdep_assert_held(&rules_lock);
-	old = rules_find(t, r->hash, r->path, r->len, r->prot);
+	if (r->qual)
+		rules_qhash(r);
+	old = rules_find_equal(t, r, &same);
 	if (old) {
 		r->slot = old->slot;
+		r->group = old->group;
 		hlist_replace_rcu(&old->node, &r->node);
+		if (old->qual)
+			list_replace(&old->gnode, &r->gnode);
 		rcu_assign_pointer(t->slot[r->slot], r);
 		t->timed += !!r->expires - !!old->expires;
 		rules_own(old, false);
@@ -462,6 +778,13 @@ static int rules_insert(struct rules_table *t, struct vordr_rule *r)
 	}
 	if (t->count >= vordr_rules_max)
 		return -ENOSPC;
+	if (same >= RULES_QKEY_MAX)
+		return -E2BIG;
+	if (r->qual) {
+		g = rules_group_get(t, r);
+		if (!g)
+			return -ENOMEM;
+	}
 	for (i = 0; i < vordr_rules_max; i++) {
 		slot = (t->cursor + i) % vordr_rules_max;
 		if (!rcu_access_pointer(t->slot[slot]))
@@ -476,17 +799,37 @@ static int rules_insert(struct rules_table *t, struct vordr_rule *r)
 	if (r->path[r->len - 1] == '/')
 		WRITE_ONCE(t->ndirs, t->ndirs + 1);
 	rcu_assign_pointer(t->slot[slot], r);
-	hlist_add_head_rcu(&r->node, rules_bucket(t, r->hash));
+	if (!g) {
+		hlist_add_head_rcu(&r->node, rules_bucket(t, r->hash));
+		return 0;
+	}
+	/* The group's counts and bits first: a reader that finds the rule uses them. */
+	r->group = g;
+	list_add(&r->gnode, &g->rules);
+	g->n++;
+	if (r->qual->user)
+		WRITE_ONCE(g->nuser, g->nuser + 1);
+	if (r->qual->af == AF_INET && !g->n4[r->qual->plen]++)
+		set_bit(r->qual->plen, g->plens4);
+	else if (r->qual->af == AF_INET6 && !g->n6[r->qual->plen]++)
+		set_bit(r->qual->plen, g->plens6);
+	else if (!r->qual->af)
+		WRITE_ONCE(g->nnoaddr, g->nnoaddr + 1);
+	WRITE_ONCE(t->nqual, t->nqual + 1);
+	if (g->n == 1)
+		hlist_add_head_rcu(&g->node, rules_qbucket(t->gindex, g->hash));
+	hlist_add_head_rcu(&r->node, rules_qbucket(t->qindex, r->qhash));
 	return 0;
 }
 
 int vordr_rule_add(u8 prot, const char *path, u8 verdict, u32 timeout,
-		   u8 life, const struct net *net, u32 portid)
+		   u8 life, const struct net *net, u32 portid,
+		   const struct vordr_qual *q)
 {
 	struct vordr_rule *r;
 	int err;
 
-	r = rules_new(prot, path, verdict, timeout, life, net, portid);
+	r = rules_new(prot, path, verdict, timeout, life, net, portid, q);
 	if (IS_ERR(r))
 		return PTR_ERR(r);
 	mutex_lock(&rules_lock);
@@ -501,26 +844,59 @@ int vordr_rule_add(u8 prot, const char *path, u8 verdict, u32 timeout,
 	return err;
 }
 
-int vordr_rule_del(const char *path, bool any_prot, u8 prot)
+int vordr_rule_del(const char *path, bool any_prot, u8 prot,
+		   const struct vordr_qual *q)
 {
 	size_t len = strlen(path);
 	u32 hash = vordr_hash(path, len);
-	struct vordr_rule *r;
+	struct vordr_rule *r, *key = NULL;
+	struct rules_table *t;
+	struct rules_group *g;
 	struct hlist_node *tmp;
+	unsigned int same;
 	int removed = 0;
 
+	if (len == 0 || len >= U16_MAX)
+		return -ENOENT;
+	if (q && !any_prot) {
+		/* That one qualified rule: found as an equal one would be. */
+		key = kzalloc(struct_size(key, path, len + 1), GFP_KERNEL);
+		if (!key)
+			return -ENOMEM;
+		memcpy(key->path, path, len + 1);
+		key->len = len;
+		key->hash = hash;
+		key->prot = prot;
+		key->qual = (struct vordr_qual *)q;
+		rules_qhash(key);
+	}
 	mutex_lock(&rules_lock);
 	rules_write_begin();
 	rules_gc();
-	hlist_for_each_entry_safe(r, tmp, rules_bucket(rules_w(), hash), node) {
-		if (!rules_names(r, hash, path, len) ||
-		    (!any_prot && r->prot != prot))
-			continue;
-		rules_retire(r);
-		removed++;
+	t = rules_w();
+	if (key) {
+		r = rules_find_equal(t, key, &same);
+		if (r) {
+			rules_retire(r);
+			removed++;
+		}
+	} else {
+		hlist_for_each_entry_safe(r, tmp, rules_bucket(t, hash), node) {
+			if (!rules_names(r, hash, path, len) ||
+			    (!any_prot && r->prot != prot))
+				continue;
+			rules_retire(r);
+			removed++;
+		}
+		/* Every rule of the path: its qualified ones too (the group goes with the last). */
+		while (any_prot && (g = rules_group_find(t, hash, path, len))) {
+			rules_retire(list_first_entry(&g->rules, struct vordr_rule, gnode));
+			removed++;
+		}
 	}
 	rules_write_end();
 	mutex_unlock(&rules_lock);
+	kfree(key);	/* not its qualifiers: the caller's */
 	return removed ? 0 : -ENOENT;
 }
 
@@ -592,6 +968,7 @@ bool vordr_rule_next(u32 *pos, bool all, u8 verdict, struct vordr_rule_view *v)
 		v->life = r->life;
 		v->len = r->len;
 		v->path = r->path;
+		v->qual = r->qual;
 		v->packets = 0;
 		v->bytes = 0;
 		v->lasthit = 0;
@@ -614,6 +991,26 @@ bool vordr_rule_next(u32 *pos, bool all, u8 verdict, struct vordr_rule_view *v)
 	return false;
 }
 
+size_t vordr_qual_bytes(const struct vordr_qual *q, u8 *buf)
+{
+	size_t alen = q->af == AF_INET ? 4 : q->af == AF_INET6 ? 16 : 0, n = 0;
+	unsigned int i;
+
+	put_unaligned_le32(q->user, buf);
+	n += 4;
+	buf[n++] = alen;
+	memcpy(buf + n, &q->addr, alen);
+	n += alen;
+	buf[n++] = q->plen;
+	buf[n++] = q->side;
+	buf[n++] = q->nports;
+	for (i = 0; i < q->nports; i++, n += 4) {
+		put_unaligned_le16(q->ports[i][0], buf + n);
+		put_unaligned_le16(q->ports[i][1], buf + n + 2);
+	}
+	return n;
+}
+
 /* An absolute path with no empty, "." or ".." component: what d_path() prints. */
 bool vordr_path_valid(const char *p)
 {
@@ -631,6 +1028,8 @@ static void rules_table_free(struct rules_table *t)
 {
 	if (!t)
 		return;
+	kvfree(t->gindex);
+	kvfree(t->qindex);
 	kvfree(t->index);
 	kvfree(t->slot);
 	kfree(t);
@@ -645,20 +1044,31 @@ static struct rules_table *rules_table_new(void)
 		return NULL;
 	t->slot = kvcalloc(vordr_rules_max, sizeof(*t->slot), GFP_KERNEL);
 	t->index = kvcalloc(1u << rules_bits, sizeof(*t->index), GFP_KERNEL);
-	if (!t->slot || !t->index) {
+	t->qindex = kvcalloc(1u << rules_bits, sizeof(*t->qindex), GFP_KERNEL);
+	t->gindex = kvcalloc(1u << rules_bits, sizeof(*t->gindex), GFP_KERNEL);
+	if (!t->slot || !t->index || !t->qindex || !t->gindex) {
 		rules_table_free(t);
 		return NULL;
 	}
-	for (i = 0; i < (1u << rules_bits); i++)
+	for (i = 0; i < (1u << rules_bits); i++) {
 		INIT_HLIST_HEAD(&t->index[i]);
+		INIT_HLIST_HEAD(&t->qindex[i]);
+		INIT_HLIST_HEAD(&t->gindex[i]);
+	}
 	return t;
 }
 
-/* Frees @t and every rule in it; no reader may still see it. */
+/* Frees @t and every rule and group in it; no reader may still see it. */
 static void rules_table_destroy(struct rules_table *t)
 {
+	struct rules_group *g;
+	struct hlist_node *tmp;
 	struct vordr_rule *r;
 	u32 i;
+
+	for (i = 0; i < (1u << rules_bits); i++)
+		hlist_for_each_entry_safe(g, tmp, &t->gindex[i], node)
+			kfree(g);
 
 	for (i = 0; i < vordr_rules_max; i++) {
 		if (!(i & 1023))
@@ -694,16 +1104,16 @@ void vordr_rules_stage_free(struct vordr_rules_stage *s)
 }
 
 /*
- * A lasting rule into stage @s (a later one for the same path and
- * protocol replaces the earlier); -ENOSPC past rules_max rules.
+ * A lasting rule into stage @s (a later one for the same path, protocol
+ * and qualifiers replaces the earlier); -ENOSPC past rules_max rules.
  */
 int vordr_rules_stage_add(struct vordr_rules_stage *s, u8 prot, const char *path,
-			  u8 verdict)
+			  u8 verdict, const struct vordr_qual *q)
 {
 	struct vordr_rule *r;
 	int err;
 
-	r = rules_new(prot, path, verdict, 0, VORDR_LIFE_ALWAYS, NULL, 0);
+	r = rules_new(prot, path, verdict, 0, VORDR_LIFE_ALWAYS, NULL, 0, q);
 	if (IS_ERR(r))
 		return PTR_ERR(r);
 	mutex_lock(&rules_lock);
@@ -737,7 +1147,7 @@ static void rules_carry(struct rules_table *old, struct rules_table *t)
 		left = r->expires ? max_t(long, 1, DIV_ROUND_UP((long)(r->expires - jiffies), HZ)) : 0;
 		c = rules_new(r->prot, r->path, r->verdict, left, r->life,
 			      r->life == VORDR_LIFE_EXIT ? r->owner_net : NULL,
-			      r->life == VORDR_LIFE_EXIT ? r->owner_portid : 0);
+			      r->life == VORDR_LIFE_EXIT ? r->owner_portid : 0, r->qual);
 		if (IS_ERR(c)) {
 			lost++;
 			continue;

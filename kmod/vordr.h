@@ -30,6 +30,24 @@
 #define VORDR_VAL(x) VORDR_VALUE_##x
 #define VORDR_V(x) (1u << VORDR_VALUE_##x)
 
+/*
+ * VORDR_ONLY(WANT, group, ...): the rest when @group is WANT, else
+ * nothing; so a VORDR_CONST expansion can keep one group's constants and
+ * a group added to defs.x later needs no line here.  WANT is a group
+ * with a VORDR_IS_<WANT>_<WANT> probe below.
+ */
+#define VORDR_PP_SECOND(a, b, ...) b
+#define VORDR_PP_IS(probe) VORDR_PP_SECOND(probe, 0, ~)
+#define VORDR_PP_CAT(a, b) VORDR_PP_CAT_(a, b)
+#define VORDR_PP_CAT_(a, b) a##b
+#define VORDR_PP_IF_1(...) __VA_ARGS__
+#define VORDR_PP_IF_0(...)
+#define VORDR_ONLY(want, group, ...) \
+	VORDR_PP_CAT(VORDR_PP_IF_, VORDR_PP_IS(VORDR_IS_##want##_##group))(__VA_ARGS__)
+#define VORDR_IS_VALUE_VALUE ~, 1
+#define VORDR_IS_PROT_PROT ~, 1
+#define VORDR_IS_POLICY_POLICY ~, 1
+
 enum {
 #define VORDR_CONST(group, id, value, ...) VORDR_##group##_##id = (value),
 #include "defs.x"
@@ -257,6 +275,27 @@ u64 vordr_asc_lost(void);	/* ... or not, that followed unkproc (heldlost) */
 
 struct vordr_rule;
 
+/*
+ * A rule's qualifiers (defs.x: QADDR, QPLEN, QSIDE, QPORTS, QUSER).  Kept
+ * canonical, so two equal rules compare equal byte for byte: the address
+ * masked to @plen and zero past its family's length, the ports sorted,
+ * apart and zero past @nports.
+ */
+#define VORDR_QPORTS_MAX 16
+struct vordr_qual {
+	u32 user;			/* uid + 1; 0: any user */
+	u8 af;				/* AF_INET, AF_INET6; 0: any address */
+	u8 plen;			/* prefix length */
+	u8 side;			/* VORDR_SIDE_*: which port @ports names */
+	u8 nports;			/* ranges in @ports; 0: any port */
+	union nf_inet_addr addr;
+	u16 ports[VORDR_QPORTS_MAX][2];	/* first, last */
+};
+
+/* Canonical bytes (defs.x, next to POLICY_BEGIN): at most this many. */
+#define VORDR_QUAL_BYTES_MAX (4 + 1 + 16 + 3 + 4 * VORDR_QPORTS_MAX)
+size_t vordr_qual_bytes(const struct vordr_qual *q, u8 *buf);
+
 struct vordr_rule_view {
 	u8 prot;
 	u32 timeout;	/* seconds left; 0: never expires */
@@ -267,6 +306,7 @@ struct vordr_rule_view {
 	u64 packets;
 	u64 bytes;
 	u64 lasthit;
+	const struct vordr_qual *qual;	/* NULL: none */
 };
 
 extern unsigned int vordr_rules_max;
@@ -274,14 +314,17 @@ extern unsigned int vordr_rules_max;
 int vordr_rules_init(void);
 void vordr_rules_exit(void);
 u32 vordr_hash(const char *s, u16 len);
-const struct vordr_rule *vordr_rule_match(struct vordr_ident *id, u8 prot);
+struct vordr_pkt;
+const struct vordr_rule *vordr_rule_match(struct vordr_ident *id,
+					  const struct vordr_pkt *pkt, kuid_t uid);
 u8 vordr_rule_verdict(const struct vordr_rule *r);
 u8 vordr_rule_hit(const struct vordr_rule *r, unsigned int bytes, time64_t now);
 int vordr_rules_uniform(u8 unkrule);
 u32 vordr_rules_gen(void);
 /* @net and @portid: the netlink socket an EXIT rule belongs to. */
 int vordr_rule_add(u8 prot, const char *path, u8 verdict, u32 timeout,
-		   u8 life, const struct net *net, u32 portid);
+		   u8 life, const struct net *net, u32 portid,
+		   const struct vordr_qual *q);
 unsigned int vordr_rules_release(const struct net *net, u32 portid);
 const char *vordr_rule_path(const struct vordr_rule *r, u8 *prot);
 bool vordr_path_valid(const char *p);
@@ -291,12 +334,14 @@ struct vordr_rules_stage;
 struct vordr_rules_stage *vordr_rules_stage_new(void);
 void vordr_rules_stage_free(struct vordr_rules_stage *s);
 int vordr_rules_stage_add(struct vordr_rules_stage *s, u8 prot, const char *path,
-			  u8 verdict);
+			  u8 verdict, const struct vordr_qual *q);
 void vordr_rules_swap(struct vordr_rules_stage *s, void (*then)(void *), void *arg);
 
 /* The longest rule timeout: a year. */
 #define VORDR_TIMEOUT_MAX (366u * 24 * 3600)
-int vordr_rule_del(const char *path, bool any_prot, u8 prot);
+/* @q: that qualified rule only (with @prot); NULL: the unqualified one. */
+int vordr_rule_del(const char *path, bool any_prot, u8 prot,
+		   const struct vordr_qual *q);
 void vordr_rule_clear(bool all, u8 verdict);
 /* Under rcu_read_lock(): the next rule at or after *pos, or false. */
 bool vordr_rule_next(u32 *pos, bool all, u8 verdict, struct vordr_rule_view *v);
@@ -411,7 +456,7 @@ bool vordr_netlink_listening(void);
  */
 int vordr_policy_begin(const struct net *net, u32 portid, u32 records, u32 crc);
 int vordr_policy_rule(const struct net *net, u32 portid, u8 prot,
-		      const char *path, u8 verdict);
+		      const char *path, u8 verdict, const struct vordr_qual *q);
 int vordr_policy_flag(const struct net *net, u32 portid, enum vordr_flag f, u64 value);
 /* A record this socket sent was refused before it could be staged. */
 void vordr_policy_reject(const struct net *net, u32 portid);
