@@ -8,6 +8,7 @@
 import os from 'node:os';
 import { ResultAsync, errAsync, okAsync } from 'neverthrow';
 import { constValue, schemaGaps, type Addon, type AttrValue, type Connection, type Event, type EventLoss, type Message, type Schema } from './addon';
+import { qualAttrs, qualOf, type KernelQual } from './kqual';
 
 export type KernelError =
   | { kind: 'not-loaded' }
@@ -39,6 +40,8 @@ export interface Rule {
    * attribute made a rule that lasts always.
    */
   life: number;
+  /** Its qualifiers (`to`, `from`, `port`, `user`); absent: none. */
+  qual?: KernelQual;
 }
 
 export interface RuleAddOptions {
@@ -51,6 +54,8 @@ export interface RuleAddOptions {
    * as well, the earlier wins.
    */
   readonly life?: number;
+  /** The rule's qualifiers: a rule is its path, protocol and these. */
+  readonly qual?: KernelQual;
 }
 
 /** STATS: one executable's counters. */
@@ -175,7 +180,7 @@ export class Kernel {
     }
   }
 
-  private call(command: string, attrs?: Readonly<Record<string, number | bigint | string | undefined>>): ResultAsync<Message[], KernelError> {
+  private call(command: string, attrs?: Readonly<Record<string, AttrValue | undefined>>): ResultAsync<Message[], KernelError> {
     let wire: Message | undefined;
     if (attrs) {
       wire = {};
@@ -194,7 +199,7 @@ export class Kernel {
   }
 
   /** u64 attributes travel as bigint, the others as number (types from the schema). */
-  private encode(name: string, v: number | bigint | string): AttrValue {
+  private encode(name: string, v: AttrValue): AttrValue {
     const type = this.schema.attrs[name]?.type;
     if (type === 'u64' && typeof v === 'number') return BigInt(v);
     if (type !== 'u64' && typeof v === 'bigint') return Number(v);
@@ -215,15 +220,18 @@ export class Kernel {
 
   /** Adds or replaces a rule; see RuleAddOptions for timeout and life. */
   ruleAdd(prot: number, path: string, verdict: number, opts: RuleAddOptions = {}): ResultAsync<void, KernelError> {
-    const { timeout, life } = opts;
+    const { timeout, life, qual } = opts;
     const A = this.ids.ATTR;
-    return this.call(this.ids.CMD.RULE_ADD, { [A.PROT]: prot, [A.PATH]: path, [A.VERDICT]: verdict, [A.TIMEOUT]: timeout, [A.LIFE]: life }).map(() => undefined);
+    return this.call(this.ids.CMD.RULE_ADD, { [A.PROT]: prot, [A.PATH]: path, [A.VERDICT]: verdict, [A.TIMEOUT]: timeout, [A.LIFE]: life, ...qualAttrs(qual, A) }).map(() => undefined);
   }
 
-  /** Without prot, removes every rule for path. */
-  ruleDel(path: string, prot?: number): ResultAsync<void, KernelError> {
+  /**
+   * Without prot, removes every rule for path; with it, the one rule of
+   * that protocol and those qualifiers (none: the unqualified one).
+   */
+  ruleDel(path: string, prot?: number, qual?: KernelQual): ResultAsync<void, KernelError> {
     const A = this.ids.ATTR;
-    return this.call(this.ids.CMD.RULE_DEL, { [A.PATH]: path, [A.PROT]: prot }).map(() => undefined);
+    return this.call(this.ids.CMD.RULE_DEL, { [A.PATH]: path, [A.PROT]: prot, ...(prot === undefined ? {} : qualAttrs(qual, A)) }).map(() => undefined);
   }
 
   /** Without verdict, removes every rule. */
@@ -244,7 +252,7 @@ export class Kernel {
   }
 
   /** The policy transaction's calls (defs.x POLICY_BEGIN and the STAGE attribute). */
-  private policyCall(command: string, attrs?: Readonly<Record<string, number | bigint | string | undefined>>): ResultAsync<void, KernelError> {
+  private policyCall(command: string, attrs?: Readonly<Record<string, AttrValue | undefined>>): ResultAsync<void, KernelError> {
     return this.call(command, attrs).map(() => undefined);
   }
 
@@ -255,9 +263,9 @@ export class Kernel {
   }
 
   /** A lasting rule, staged in this connection's transaction. */
-  stageRule(prot: number, path: string, verdict: number): ResultAsync<void, KernelError> {
+  stageRule(prot: number, path: string, verdict: number, qual?: KernelQual): ResultAsync<void, KernelError> {
     const A = this.ids.ATTR;
-    return this.policyCall(this.ids.CMD.RULE_ADD, { [A.PROT]: prot, [A.PATH]: path, [A.VERDICT]: verdict, [A.STAGE]: 1 });
+    return this.policyCall(this.ids.CMD.RULE_ADD, { [A.PROT]: prot, [A.PATH]: path, [A.VERDICT]: verdict, [A.STAGE]: 1, ...qualAttrs(qual, A) });
   }
 
   /** A flag value, staged in this connection's transaction. */
@@ -343,6 +351,7 @@ function toRule(r: Message, A: Ids['ATTR'], lifeAlways: number): Rule {
     lasthit: big(r[A.LASTHIT]),
     timeout: num(r[A.TIMEOUT]),
     life: r[A.LIFE] === undefined ? lifeAlways : num(r[A.LIFE]),
+    ...((q) => (q === undefined ? {} : { qual: q }))(qualOf(r, A)),
   };
 }
 

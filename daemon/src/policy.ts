@@ -17,8 +17,9 @@
 //           u32 crc32 of the rules file's bytes it was derived from
 //   records one after another, each in the canonical encoding defs.x
 //           defines next to POLICY_BEGIN (a rule: its command's number,
-//           verdict, protocol, u16 length, path bytes; a flag: its
-//           command's number, u16 flag, u64 value)
+//           verdict, protocol, u16 length, path bytes, u8 qualifiers'
+//           length and their bytes (kqual.ts); a flag: its command's
+//           number, u16 flag, u64 value)
 //
 // crc32 is zlib's (the crc-32 package; the module's ~crc32_le(~0, ...)).
 
@@ -28,20 +29,22 @@ import { ResultAsync, err, ok, type Result } from 'neverthrow';
 import { constValue, type Ids } from './addon';
 import { describeParseError, parseLine } from './grammar';
 import { describeKernelError, type Kernel, type KernelError } from './kernel';
+import { qualBytes, qualFromBytes, type KernelQual } from './kqual';
+import { resolveQual, sideValues, systemPasswd } from './qualifiers';
 import { RulesDoc, resolveRulePath, writeDurable } from './rulesfile';
 import type { Vocab } from './vocab';
 
 export const DEFAULT_POLICY_FILE = '/var/lib/vordr/policy';
 export const POLICY_MAGIC = Buffer.from('VORDRPOL', 'latin1');
 /** The file's layout; a file of another one is derived again. */
-export const POLICY_FORMAT = 1;
+export const POLICY_FORMAT = 2;
 export const HEADER_SIZE = POLICY_MAGIC.length + 5 * 4;
 
 /** A `policy` constant (defs.x POLICY) by its C identifier. */
 export type PolicyId = keyof Ids['POLICY'];
 
 export type PolicyRecord =
-  | { kind: 'rule'; verdict: number; prot: number; path: string }
+  | { kind: 'rule'; verdict: number; prot: number; path: string; qual?: KernelQual }
   | { kind: 'flag'; flag: number; value: bigint };
 
 export interface PolicyHeader {
@@ -75,6 +78,11 @@ function cmdId(v: Vocab, id: 'RULE_ADD' | 'FLAG_SET'): number {
   return c.id;
 }
 
+/** The schema's SIDE TO: what a qualified rule without a side has. */
+function sideTo(v: Vocab): number {
+  return constValue(v.schema, 'SIDE', 'TO') ?? Number.NaN;
+}
+
 /** One record's canonical bytes. */
 export function encodeRecord(r: PolicyRecord, v: Vocab): Buffer {
   if (r.kind === 'rule') {
@@ -85,7 +93,7 @@ export function encodeRecord(r: PolicyRecord, v: Vocab): Buffer {
     b.writeUInt8(r.prot, 2);
     b.writeUInt16LE(p.length, 3);
     p.copy(b, 5);
-    return b;
+    return Buffer.concat([b, qualBytes(r.qual, sideTo(v))]);
   }
   const b = Buffer.alloc(11);
   b.writeUInt8(cmdId(v, 'FLAG_SET'), 0);
@@ -143,8 +151,14 @@ export function parsePolicy(b: Buffer, v: Vocab): Result<Policy, PolicyFileError
       if (o + 5 + len > b.length) return truncated();
       const bytes = b.subarray(o + 5, o + 5 + len);
       if (bytes.includes(0)) return err({ reason: 'BADFORMAT', message: `record ${records.length + 1} has a path with a NUL byte` });
-      records.push({ kind: 'rule', verdict: b.readUInt8(o + 1), prot: b.readUInt8(o + 2), path: bytes.toString('utf8') });
-      o += 5 + len;
+      const q = qualFromBytes(b, o + 5 + len);
+      if (typeof q === 'string') {
+        if (o + 5 + len >= b.length || q.startsWith('it ends')) return truncated();
+        return err({ reason: 'BADFORMAT', message: `record ${records.length + 1} (byte ${o}): ${q}` });
+      }
+      const r: PolicyRecord = { kind: 'rule', verdict: b.readUInt8(o + 1), prot: b.readUInt8(o + 2), path: bytes.toString('utf8') };
+      records.push(q.qual === undefined ? r : { ...r, qual: q.qual });
+      o = q.end;
     } else if (kind === flag) {
       if (o + 11 > b.length) return truncated();
       records.push({ kind: 'flag', flag: b.readUInt16LE(o + 1), value: b.readBigUInt64LE(o + 3) });
@@ -165,9 +179,15 @@ export function parsePolicy(b: Buffer, v: Vocab): Result<Policy, PolicyFileError
  */
 export function derive(doc: RulesDoc, v: Vocab): PolicyRecord[] {
   const out: PolicyRecord[] = [];
+  const passwd = systemPasswd();
+  const side = sideValues(v);
   for (const { line, cmd } of doc.rules()) {
     if (cmd.lifetime.kind !== 'always') continue;
-    out.push({ kind: 'rule', verdict: cmd.verdict, prot: cmd.prot, path: line.keyPath ?? cmd.path });
+    // A user this machine does not have: the line is left out, as one that does not parse (unparsedLines).
+    const q = resolveQual(cmd.q, passwd, side);
+    if (q.isErr()) continue;
+    const r: PolicyRecord = { kind: 'rule', verdict: cmd.verdict, prot: cmd.prot, path: line.keyPath ?? cmd.path };
+    out.push(q.value ? { ...r, qual: q.value } : r);
   }
   const set = new Map([...doc.flagValues()].map(([f, value]) => [f.id, value]));
   const flags = v
@@ -248,6 +268,10 @@ function unparsedLines(text: Buffer | undefined, v: Vocab): { line: number; mess
   for (const [i, line] of (text?.toString('utf8') ?? '').split('\n').entries()) {
     const p = parseLine(line, v);
     if (p.isErr()) out.push({ line: i + 1, message: describeParseError(p.error) });
+    else if (p.value?.command.kind === 'rule') {
+      const q = resolveQual(p.value.command.q, systemPasswd(), sideValues(v));
+      if (q.isErr()) out.push({ line: i + 1, message: q.error });
+    }
   }
   return out;
 }
@@ -369,7 +393,7 @@ export async function bootPolicy(kernel: Kernel, v: Vocab, paths: PolicyPaths): 
   const tStream = process.hrtime.bigint();
   const begun = await kernel.policyBegin(h.records, h.crc);
   if (begun.isErr()) return err({ kind: 'kernel', error: begun.error });
-  const send = (r: PolicyRecord) => (r.kind === 'rule' ? kernel.stageRule(r.prot, r.path, r.verdict) : kernel.stageFlag(r.flag, r.value));
+  const send = (r: PolicyRecord) => (r.kind === 'rule' ? kernel.stageRule(r.prot, r.path, r.verdict, r.qual) : kernel.stageFlag(r.flag, r.value));
   for (let i = 0; i < records.length; i += WINDOW) {
     const sent = await ResultAsync.combine(records.slice(i, i + WINDOW).map(send));
     if (sent.isErr()) {

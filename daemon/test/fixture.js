@@ -186,14 +186,32 @@ function fakeAddon(options = {}) {
   }; return connection; };
   const connection = makeConnection();
 
+  // The qualifier attributes a request or a listed rule carries, side dropped when it names no port.
+  const Q = ['qaddr', 'qplen', 'qside', 'qports', 'quser'];
+  function qualOf(a) {
+    const q = {};
+    for (const n of Q) if (a[n] !== undefined) q[n] = a[n];
+    if (q.qaddr !== undefined && q.qplen === undefined) q.qplen = q.qaddr.length * 8;
+    if (Object.keys(q).length === 0 || (q.qaddr === undefined && q.qports === undefined && q.quser === undefined)) return {};
+    q.qside ??= s.constants.side.to.value;
+    return q;
+  }
+  function qualKey(a) {
+    const q = qualOf(a);
+    if (Object.keys(q).length === 0) return '';
+    return Q.map((n) => (Buffer.isBuffer(q[n]) ? q[n].toString('hex') : String(q[n] ?? ''))).join('/');
+  }
+
   function handle(command, a) {
     switch (command) {
       case 'hello':
         return [{ version: s.family.version, schema: options.helloSchema ?? s.family.schemaCrc }];
       case 'rule_add': {
-        const key = `${a.prot} ${a.path}`;
+        // A rule is its path, protocol and qualifiers (defs.x QADDR ... QUSER), as the module keeps it.
+        const qk = qualKey(a);
+        const key = qk === '' ? `${a.prot} ${a.path}` : `${a.prot} ${a.path} ${qk}`;
         if (!rules.has(key) && rules.size >= (options.capacity ?? Infinity)) throw kernelError(28, 'ENOSPC', 'rule table full');
-        const r = { prot: a.prot, path: a.path, verdict: a.verdict, packets: 0n, bytes: 0n, lasthit: 0n, order: clock++ };
+        const r = { prot: a.prot, path: a.path, verdict: a.verdict, packets: 0n, bytes: 0n, lasthit: 0n, order: clock++, ...qualOf(a) };
         if (a.timeout !== undefined) r.timeout = a.timeout;
         if (a.life !== undefined) r.life = a.life;
         rules.set(key, r);
@@ -201,7 +219,9 @@ function fakeAddon(options = {}) {
       }
       case 'rule_del': {
         let n = 0;
-        for (const [k, r] of rules) if (r.path === a.path && (a.prot === undefined || r.prot === a.prot)) { rules.delete(k); n++; }
+        const qk = qualKey(a);
+        for (const [k, r] of rules)
+          if (r.path === a.path && (a.prot === undefined || (r.prot === a.prot && qualKey(r) === qk))) { rules.delete(k); n++; }
         if (n === 0) throw kernelError(2, 'ENOENT', 'no such rule');
         return [];
       }

@@ -29,9 +29,21 @@ test('crc32 is zlib\'s (the module computes ~crc32_le(~0, ...), the same)', () =
   assert.equal(P.crc32(Buffer.from('123456789')), 0xcbf43926, 'the standard check value');
 });
 
-test('a rule record is the command number, verdict, protocol, u16 length, path bytes; a flag record u8, u16, u64', () => {
+test('a rule record is the command number, verdict, protocol, u16 length, path bytes, qualifiers; a flag record u8, u16, u64', () => {
   const r = P.encodeRecord({ kind: 'rule', verdict: v.value('block'), prot: v.prot('tcp'), path: '/bin/ä' }, v);
-  assert.deepEqual([...r], [CMD('rule_add'), v.value('block'), v.prot('tcp'), 7, 0, ...Buffer.from('/bin/ä')]);
+  assert.deepEqual([...r], [CMD('rule_add'), v.value('block'), v.prot('tcp'), 7, 0, ...Buffer.from('/bin/ä'), 0], 'no qualifiers: a 0 length');
+  const from = v.schema.constants.side[v.schema.ids.SIDE.FROM];
+  const q = { addr: Buffer.from([10, 1, 0, 0]), plen: 16, side: from.value, ports: [[22, 22], [8000, 8100]], user: 1000 };
+  const rq = P.encodeRecord({ kind: 'rule', verdict: v.value('allow'), prot: v.prot('tcp'), path: '/s', qual: q }, v);
+  assert.deepEqual([...rq.subarray(7)], [
+    4 + 1 + 4 + 3 + 8, 0xe9, 0x03, 0, 0, // uid 1000 + 1
+    4, 10, 1, 0, 0, 16, from.value, 2, 22, 0, 22, 0, 0x40, 0x1f, 0xa4, 0x1f,
+  ]);
+  const file = P.encodePolicy([{ kind: 'rule', verdict: v.value('allow'), prot: v.prot('tcp'), path: '/s', qual: q }], 0, v);
+  const back = P.parsePolicy(file, v);
+  assert.ok(back.isOk());
+  assert.deepEqual(back.value.records[0].qual, q, 'read back as written');
+  assert.equal(P.parsePolicy(file.subarray(0, file.length - 3), v).error?.reason, 'TRUNCATED', 'cut inside the qualifiers');
   const f = P.encodeRecord({ kind: 'flag', flag: v.flag('unkrule').id, value: BigInt(v.value('pending')) }, v);
   assert.deepEqual([...f], [CMD('flag_set'), v.flag('unkrule').id, 0, v.value('pending'), 0, 0, 0, 0, 0, 0, 0]);
 });
