@@ -7,6 +7,8 @@
 import type { AppStats, Rule } from './kernel';
 import type { Vocab } from './vocab';
 import { LIFE_IDS, lifetimeWords } from './grammar';
+import { qualBytes } from './kqual';
+import { qualifierText, qualifiersOf, sideValues, systemPasswd } from './qualifiers';
 
 /** A word as the tokenizer reads it back: quoted when it has blanks or quotes. */
 export function quote(word: string): string {
@@ -36,20 +38,32 @@ export function ruleLifetime(r: Rule, v: Vocab): string {
   return '';
 }
 
-/** The command that recreates the rule, with its lifetime. */
+/** A rule's qualifiers as the grammar writes them ('' for none); a user by name where passwd has one. */
+export function ruleQualifiers(r: Rule, v: Vocab): string {
+  return qualifierText(qualifiersOf(r.qual, systemPasswd(), sideValues(v)));
+}
+
+/** The command that recreates the rule, with its qualifiers and lifetime. */
 export function ruleCommand(r: Rule, v: Vocab): string {
   const life = ruleLifetime(r, v);
-  return `${v.valueName(r.verdict) ?? r.verdict} ${v.protName(r.prot)} ${quote(r.path)}${life ? ` ${life}` : ''}`;
+  const q = ruleQualifiers(r, v);
+  return `${v.valueName(r.verdict) ?? r.verdict} ${v.protName(r.prot)} ${quote(r.path)}${q ? ` ${q}` : ''}${life ? ` ${life}` : ''}`;
 }
 
 export function ruleLine(r: Rule, v: Vocab): string {
   return `${ruleCommand(r, v)}  packets=${r.packets} bytes=${r.bytes} last=${formatTime(r.lasthit)}`;
 }
 
-/** A stable order for listings: by path, then protocol, then verdict. */
+/** Unqualified first, then by the qualifiers' canonical bytes. */
+function qualOrder(a: Rule, b: Rule): number {
+  if (!a.qual || !b.qual) return (a.qual ? 1 : 0) - (b.qual ? 1 : 0);
+  return qualBytes(a.qual, 0).compare(qualBytes(b.qual, 0));
+}
+
+/** A stable order for listings: by path, then protocol, then qualifiers, then verdict. */
 export function sortRules(rules: readonly Rule[]): Rule[] {
   return [...rules].sort((a, b) =>
-    a.path < b.path ? -1 : a.path > b.path ? 1 : a.prot - b.prot || a.verdict - b.verdict,
+    a.path < b.path ? -1 : a.path > b.path ? 1 : a.prot - b.prot || qualOrder(a, b) || a.verdict - b.verdict,
   );
 }
 

@@ -13,6 +13,11 @@
 import { Result, ResultAsync, err, errAsync, ok, okAsync } from 'neverthrow';
 import { quote, ruleLine, sortRules, statsLines } from './format';
 import { describeKernelError, type KernelError, type Kernel } from './kernel';
+import type { KernelQual } from './kqual';
+import {
+  QUALIFIER_USAGE, QUALIFIER_WORDS, hasQualifiers, parseNet, parsePorts, parseUser, qualifierText, resolveQual, sideValues, systemPasswd,
+  type QualifierWord, type Qualifiers,
+} from './qualifiers';
 import { type Flag, type LifeId, type ValueId, type Vocab } from './vocab';
 
 // ---------------------------------------------------------------- tokens
@@ -40,6 +45,7 @@ export type ParseError =
   | { kind: 'unquoted-blank'; command: string; path: string }
   | { kind: 'bad-duration'; word: string; why: string }
   | { kind: 'unsupported-qualifier'; command: string; word: string }
+  | { kind: 'bad-qualifier'; command: string; word: string; why: string }
   | { kind: 'schema'; missing: string };
 
 export function describeParseError(e: ParseError): string {
@@ -74,6 +80,8 @@ export function describeParseError(e: ParseError): string {
       return `bad duration '${e.word}': ${e.why}; write a whole number and a unit, like 30s, 5m, 1h or 2d`;
     case 'unsupported-qualifier':
       return `${e.command}: the qualifier '${e.word}' is not supported yet; a rule may end with ${LIFETIME_USAGE}`;
+    case 'bad-qualifier':
+      return `${e.command}: ${e.word}: ${e.why}`;
     case 'schema':
       return `the module's schema has no ${e.missing}; rebuild the addon and the daemon from the same defs.x`;
   }
@@ -172,9 +180,9 @@ export function lifetimeWords(l: Lifetime): string {
 }
 
 export type Command =
-  | { kind: 'rule'; verdict: number; prot: number; path: string; lifetime: Lifetime }
+  | { kind: 'rule'; verdict: number; prot: number; path: string; q?: Qualifiers; lifetime: Lifetime }
   | { kind: 'mode'; value: number }
-  | { kind: 'clear-rule'; prot: number; path: string }
+  | { kind: 'clear-rule'; prot: number; path: string; q?: Qualifiers }
   | { kind: 'clear-path'; path: string }
   /** verdict undefined: every rule. */
   | { kind: 'clear-verdict'; verdict: number | undefined }
@@ -191,7 +199,8 @@ export type Command =
 export type RunError =
   | KernelError
   | { kind: 'unsupported'; what: string }
-  | { kind: 'no-rule'; path: string; prot: string | undefined }
+  | { kind: 'no-rule'; path: string; prot: string | undefined; q?: Qualifiers }
+  | { kind: 'bad-user'; message: string }
   | { kind: 'table-full' }
   | { kind: 'io'; op: string; path: string; code: string; message: string }
   | { kind: 'load-failed'; file: string; failed: number }
@@ -205,7 +214,9 @@ export function describeRunError(e: RunError): string {
     case 'unsupported':
       return `${e.what} is not supported by this module yet`;
     case 'no-rule':
-      return `no ${e.prot ? `${e.prot} ` : ''}rule for ${quote(e.path)}`;
+      return `no ${e.prot ? `${e.prot} ` : ''}rule for ${quote(e.path)}${e.q ? ` ${qualifierText(e.q)}` : ''}`;
+    case 'bad-user':
+      return e.message;
     case 'table-full':
       return 'the rule table is full; clear some rules first';
     case 'io':
@@ -238,7 +249,7 @@ export interface Context {
   /** Runs a command file through the same runner. */
   load(file: string): ResultAsync<void, RunError>;
   /** Adds a rule in the kernel (and, for 'always', to the rules file); returns the confirmation line. */
-  applyRule(r: { verdict: number; prot: number; path: string; lifetime: Lifetime }): ResultAsync<string, RunError>;
+  applyRule(r: { verdict: number; prot: number; path: string; q?: Qualifiers; lifetime: Lifetime }): ResultAsync<string, RunError>;
   /** A confirmation line (the console prints it; a script does not). */
   say(line: string): void;
   /** A rule path as the kernel has it: symbolic links resolved. */
@@ -353,10 +364,52 @@ function maxTimeout(v: Vocab): number {
   return bits === undefined ? 0 : 2 ** bits - 1;
 }
 
+/**
+ * `[to DEST | from PEER] [port PORTS] [user USER]` after PATH, in that
+ * order; the words after them (a lifetime) in rest.
+ */
+function qualifiersArg(command: string, args: readonly Token[]): Result<{ q?: Qualifiers; rest: readonly Token[] }, ParseError> {
+  const q: { -readonly [K in keyof Qualifiers]: Qualifiers[K] } = {};
+  let i = 0;
+  let rank = 0;
+  const order: Record<QualifierWord, number> = { to: 1, from: 1, port: 2, user: 3 };
+  for (;;) {
+    const w = args[i];
+    if (w === undefined || w.quoted || !(QUALIFIER_WORDS as readonly string[]).includes(w.text)) break;
+    const word = w.text as QualifierWord;
+    const arg = args[i + 1];
+    if (order[word] <= rank) {
+      const why = order[word] === 1 && rank === 1 ? "a rule has 'to' or 'from', not both" : `qualifiers go in the order ${QUALIFIER_USAGE}`;
+      return err({ kind: 'bad-qualifier', command, word, why });
+    }
+    if (arg === undefined)
+      return err({ kind: 'missing-argument', command, what: `${word === 'to' ? 'DEST' : word === 'from' ? 'PEER' : word === 'port' ? 'PORTS' : 'USER'} after ${word}`, usage: [`${command} [PROT] PATH ${QUALIFIER_USAGE} [${LIFETIME_USAGE}]`] });
+    rank = order[word];
+    const bad = (why: string): Result<never, ParseError> => err({ kind: 'bad-qualifier', command, word, why });
+    if (word === 'to' || word === 'from') {
+      const n = parseNet(arg.text);
+      if (n.isErr()) return bad(n.error);
+      q[word] = n.value;
+    } else if (word === 'port') {
+      const p = parsePorts(arg.text);
+      if (p.isErr()) return bad(p.error);
+      q.ports = p.value;
+    } else {
+      const u = parseUser(arg.text);
+      if (u.isErr()) return bad(u.error);
+      q.user = u.value;
+    }
+    i += 2;
+  }
+  return ok(hasQualifiers(q) ? { q, rest: args.slice(i) } : { rest: args.slice(i) });
+}
+
 /** `[for TIME | until exit | until reboot]` at the end of a rule. */
 function lifetimeArg(command: string, rest: readonly Token[], v: Vocab): Result<Lifetime, ParseError> {
   const [word, arg] = rest;
   if (word === undefined) return ok(ALWAYS);
+  if (!word.quoted && (QUALIFIER_WORDS as readonly string[]).includes(word.text))
+    return err({ kind: 'bad-qualifier', command, word: word.text, why: `qualifiers go before the lifetime: ${command} [PROT] PATH ${QUALIFIER_USAGE} [${LIFETIME_USAGE}]` });
   if (word.quoted || !QUALIFIERS.has(word.text))
     return noMore(command, rest, 0, `a rule may end with ${LIFETIME_USAGE}`).map(() => ALWAYS);
   if (word.text === 'for') {
@@ -387,11 +440,11 @@ function ruleRun(cmd: Extract<Command, { kind: 'rule' }>, ctx: Context): ResultA
 }
 
 /** Removes the rule by the path it was added with (resolved), or as written. */
-function delResolved(ctx: Context, path: string, prot: number | undefined): ResultAsync<void, KernelError> {
+function delResolved(ctx: Context, path: string, prot: number | undefined, q?: KernelQual): ResultAsync<void, KernelError> {
   return ResultAsync.fromSafePromise(ctx.resolvePath(path)).andThen((real) =>
     ctx.kernel
-      .ruleDel(real, prot)
-      .orElse((e) => (real !== path && e.kind === 'kernel' && e.code === 'ENOENT' ? ctx.kernel.ruleDel(path, prot) : errAsync(e))),
+      .ruleDel(real, prot, q)
+      .orElse((e) => (real !== path && e.kind === 'kernel' && e.code === 'ENOENT' ? ctx.kernel.ruleDel(path, prot, q) : errAsync(e))),
   );
 }
 
@@ -425,7 +478,7 @@ function verdictEntry(word: VerdictWord, meaning: string): Entry<Extract<Command
   return {
     name: word,
     aliases: [],
-    usage: [`${word} [PROT] PATH [${LIFETIME_USAGE}]`, word],
+    usage: [`${word} [PROT] PATH ${QUALIFIER_USAGE} [${LIFETIME_USAGE}]`, word],
     summary: `${word} PATH's traffic (PROT omitted: any); without PATH, the whole machine: ${meaning}`,
     parse: (args, v) => {
       if (args.length === 0)
@@ -433,7 +486,9 @@ function verdictEntry(word: VerdictWord, meaning: string): Entry<Extract<Command
       return schemaValueOf(v, ids.verdict).andThen((verdict) =>
         protPath(word, args, v).andThen(({ prot, path, rest }) =>
           (prot === undefined ? schemaProt(v) : ok(prot)).andThen((p) =>
-            lifetimeArg(word, rest, v).map((lifetime) => ({ kind: 'rule' as const, verdict, prot: p, path, lifetime })),
+            qualifiersArg(word, rest).andThen(({ q, rest: tail }) =>
+              lifetimeArg(word, tail, v).map((lifetime) => ({ kind: 'rule' as const, verdict, prot: p, path, ...(q ? { q } : {}), lifetime })),
+            ),
           ),
         ),
       );
@@ -457,7 +512,7 @@ export const COMMANDS: readonly Entry[] = [
   {
     name: 'clear',
     aliases: [],
-    usage: ['clear PROT PATH', 'clear PATH', `clear ${ALLOW}|${BLOCK}|${CLEAR_ALL}`],
+    usage: [`clear PROT PATH ${QUALIFIER_USAGE}`, 'clear PATH', `clear ${ALLOW}|${BLOCK}|${CLEAR_ALL}`],
     summary: 'remove one rule, every rule for PATH, or all allow/block/all rules',
     parse: (args, v) => {
       const [first] = args;
@@ -476,17 +531,24 @@ export const COMMANDS: readonly Entry[] = [
           return err({ kind: 'bad-argument', command: 'clear', word: first.text, expected: `PROT PATH, an absolute PATH, ${ALLOW}, ${BLOCK} or ${CLEAR_ALL}` });
       }
       return protPath('clear', args, v).andThen(({ prot, path, rest }) =>
-        noMore('clear', rest, 0).map((): Command =>
-          prot === undefined ? { kind: 'clear-path', path } : { kind: 'clear-rule', prot, path },
-        ),
+        qualifiersArg('clear', rest).andThen(({ q, rest: tail }): Result<Command, ParseError> => {
+          if (q && prot === undefined)
+            return err({ kind: 'bad-qualifier', command: 'clear', word: rest[0]?.text ?? '', why: `a qualified rule is cleared with its protocol: clear PROT PATH ${QUALIFIER_USAGE}` });
+          return noMore('clear', tail, 0).map((): Command =>
+            prot === undefined ? { kind: 'clear-path', path } : { kind: 'clear-rule', prot, path, ...(q ? { q } : {}) },
+          );
+        }),
       );
     },
     run: (cmd, ctx) => {
       switch (cmd.kind) {
-        case 'clear-rule':
-          return delResolved(ctx, cmd.path, cmd.prot)
-            .mapErr((e): RunError => (e.kind === 'kernel' && e.code === 'ENOENT' ? { kind: 'no-rule', path: cmd.path, prot: ctx.vocab.protName(cmd.prot) } : e))
+        case 'clear-rule': {
+          const kq = resolveQual(cmd.q, systemPasswd(), sideValues(ctx.vocab));
+          if (kq.isErr()) return errAsync({ kind: 'bad-user', message: kq.error });
+          return delResolved(ctx, cmd.path, cmd.prot, kq.value)
+            .mapErr((e): RunError => (e.kind === 'kernel' && e.code === 'ENOENT' ? { kind: 'no-rule', path: cmd.path, prot: ctx.vocab.protName(cmd.prot), q: cmd.q } : e))
             .map(CONTINUE);
+        }
         case 'clear-path':
           return delResolved(ctx, cmd.path, undefined)
             .mapErr((e): RunError => (e.kind === 'kernel' && e.code === 'ENOENT' ? { kind: 'no-rule', path: cmd.path, prot: undefined } : e))

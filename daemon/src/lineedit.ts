@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import nodePath from 'node:path';
 import { ALLOW, BLOCK, COMMANDS } from './grammar';
+import { QUALIFIER_WORDS, type QualifierWord } from './qualifiers';
 import type { Vocab } from './vocab';
 
 export interface DirEntry {
@@ -88,7 +89,14 @@ export function complete(line: string, cursor: number, v: Vocab, opts: { cwd?: s
     const always = v.lifeOf('ALWAYS');
     words.push(...v.lifeNames().filter((n) => v.life(n) !== always));
   } else if (ruleCmd && prev.length >= 2 && (prev.at(-1) ?? '').startsWith('/')) {
-    words.push('for', 'until');
+    words.push(...QUALIFIER_WORDS, 'for', 'until');
+  } else if ((ruleCmd || cmd === 'clear') && prev.length >= 3 && (QUALIFIER_WORDS as readonly string[]).includes(prev.at(-2) ?? '')) {
+    // After a qualifier's value: the qualifiers that may follow it, in order, then a lifetime.
+    const at = QUALIFIER_WORDS.indexOf(prev.at(-2) as QualifierWord);
+    words.push(...QUALIFIER_WORDS.slice(at < 2 ? 2 : at + 1));
+    if (ruleCmd) words.push('for', 'until');
+  } else if (cmd === 'clear' && prev.length >= 3 && (prev.at(-1) ?? '').startsWith('/') && v.prot(prev[1] as string) !== undefined) {
+    words.push(...QUALIFIER_WORDS);
   } else if (ruleCmd || cmd === 'clear') {
     if (prev.length === 1) {
       words.push(...v.protNames());

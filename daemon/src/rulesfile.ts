@@ -21,6 +21,8 @@ import path from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 import { quote, representable } from './format';
 import { parseLine, type Command, type Parsed } from './grammar';
+import type { KernelQual } from './kqual';
+import { kernelQualKey, qualKeyOf, qualifierText, qualifiersOf, sideValues, systemPasswd, type Passwd, type Qualifiers } from './qualifiers';
 import { type Flag, type Vocab } from './vocab';
 
 export interface DocLine {
@@ -29,12 +31,17 @@ export interface DocLine {
   readonly parsed: Parsed | null | undefined;
   /** A rule line's path as the kernel knows it (symbolic links resolved). */
   keyPath?: string;
+  /** Its qualifiers' key (qualifiers.ts qualKeyOf; '' for none), once worked out. */
+  keyQual?: string;
 }
 
-/** A change to apply to the document. Rule paths are as the kernel has them (resolved). */
+/**
+ * A change to apply to the document. Rule paths are as the kernel has them
+ * (resolved); qkey is the qualifiers' key (qualifiers.ts, '' for none).
+ */
 export type Edit =
-  | { kind: 'rule'; verdict: number; prot: number; path: string }
-  | { kind: 'clear-rule'; prot: number; path: string }
+  | { kind: 'rule'; verdict: number; prot: number; path: string; q?: Qualifiers; qkey: string }
+  | { kind: 'clear-rule'; prot: number; path: string; qkey: string }
   | { kind: 'clear-path'; path: string }
   | { kind: 'clear-verdict'; verdict: number | undefined }
   | { kind: 'flag'; flag: Flag; value: number };
@@ -46,8 +53,9 @@ export const NEW_FILE_HEADER = [
   '# The console appends the rules it adds and edits their own lines; edit freely.',
 ];
 
-export function ruleText(r: { verdict: number; prot: number; path: string }, v: Vocab): string {
-  return `${v.valueName(r.verdict) ?? r.verdict} ${v.protName(r.prot)} ${quote(r.path)}`;
+export function ruleText(r: { verdict: number; prot: number; path: string; q?: Qualifiers }, v: Vocab): string {
+  const q = qualifierText(r.q);
+  return `${v.valueName(r.verdict) ?? r.verdict} ${v.protName(r.prot)} ${quote(r.path)}${q ? ` ${q}` : ''}`;
 }
 
 export class RulesDoc {
@@ -88,6 +96,25 @@ export class RulesDoc {
     return line.keyPath ?? cmd.path;
   }
 
+  private passwd: Passwd | undefined;
+
+  /** The line's qualifiers' key, worked out once (users looked up in passwd). */
+  private keyQualOf(line: DocLine, cmd: RuleCmd): string {
+    if (line.keyQual === undefined) {
+      if (!cmd.q) line.keyQual = '';
+      else {
+        this.passwd ??= systemPasswd();
+        line.keyQual = qualKeyOf(cmd.q, this.passwd, sideValues(this.v));
+      }
+    }
+    return line.keyQual;
+  }
+
+  /** The key of a rule line: protocol, path as the kernel has it, qualifiers. */
+  private keyOf(line: DocLine, cmd: RuleCmd): string {
+    return `${cmd.prot} ${RulesDoc.keyPathOf(line, cmd)} ${this.keyQualOf(line, cmd)}`;
+  }
+
   /** The value each writable flag ends up with when the file is loaded, for the flags it sets. */
   flagValues(): Map<Flag, number> {
     const m = new Map<Flag, number>();
@@ -108,19 +135,22 @@ export class RulesDoc {
     const v = this.v;
     switch (e.kind) {
       case 'rule': {
-        const same = this.rules().filter(({ line, cmd }) => cmd.lifetime.kind === 'always' && cmd.prot === e.prot && RulesDoc.keyPathOf(line, cmd) === e.path);
+        const key = `${e.prot} ${e.path} ${e.qkey}`;
+        const same = this.rules().filter(({ line, cmd }) => cmd.lifetime.kind === 'always' && this.keyOf(line, cmd) === key);
         const text = ruleText(e, v);
         const first = same[0];
         if (first) {
           // Its own line keeps its place; later duplicates would override it on load.
-          if (first.cmd.verdict !== e.verdict || first.line.text.trim() === '') this.replace(first.line, text, e.path);
+          if (first.cmd.verdict !== e.verdict || first.line.text.trim() === '') this.replace(first.line, text, e.path, e.qkey);
           for (const d of same.slice(1)) this.remove(d.line);
-        } else this.append(text, e.path);
+        } else this.append(text, e.path, e.qkey);
         return;
       }
-      case 'clear-rule':
-        for (const { line, cmd } of this.rules()) if (cmd.prot === e.prot && RulesDoc.keyPathOf(line, cmd) === e.path) this.remove(line);
+      case 'clear-rule': {
+        const key = `${e.prot} ${e.path} ${e.qkey}`;
+        for (const { line, cmd } of this.rules()) if (this.keyOf(line, cmd) === key) this.remove(line);
         return;
+      }
       case 'clear-path':
         for (const { line, cmd } of this.rules()) if (RulesDoc.keyPathOf(line, cmd) === e.path) this.remove(line);
         return;
@@ -153,31 +183,38 @@ export class RulesDoc {
    * flags: each writable flag's current value; keep: rule keys that failed
    * to load (their lines stay).
    */
-  reconcile(lasting: readonly { prot: number; path: string; verdict: number }[], flags: ReadonlyMap<Flag, number>, keep: ReadonlySet<string>): void {
+  reconcile(lasting: readonly { prot: number; path: string; verdict: number; qual?: KernelQual }[], flags: ReadonlyMap<Flag, number>, keep: ReadonlySet<string>): void {
     const v = this.v;
-    const byKey = new Map(lasting.map((r) => [`${r.prot} ${r.path}`, r]));
+    const side = sideValues(v);
+    const keyed = lasting.map((r) => ({ r, qkey: kernelQualKey(r.qual, side) }));
+    const byKey = new Map(keyed.map((x) => [`${x.r.prot} ${x.r.path} ${x.qkey}`, x.r]));
     const covered = new Set<string>();
     for (const { line, cmd } of this.rules()) {
       if (cmd.lifetime.kind !== 'always') continue;
-      const key = `${cmd.prot} ${RulesDoc.keyPathOf(line, cmd)}`;
+      const key = this.keyOf(line, cmd);
       const r = byKey.get(key);
       if (r === undefined || covered.has(key)) {
         if (!keep.has(key) || covered.has(key)) this.remove(line);
         continue;
       }
       covered.add(key);
-      if (r.verdict !== cmd.verdict) this.replace(line, ruleText({ ...cmd, verdict: r.verdict }, v), RulesDoc.keyPathOf(line, cmd));
+      if (r.verdict !== cmd.verdict) this.replace(line, ruleText({ ...cmd, verdict: r.verdict }, v), RulesDoc.keyPathOf(line, cmd), this.keyQualOf(line, cmd));
     }
     const set = this.flagValues();
     const fresh = !this.existed && this.lines.length === 0;
     for (const [f, value] of flags) if (fresh || (set.has(f) && set.get(f) !== value)) this.apply({ kind: 'flag', flag: f, value });
-    for (const r of lasting) if (!covered.has(`${r.prot} ${r.path}`)) this.append(ruleText(r, v), r.path);
+    this.passwd ??= systemPasswd();
+    for (const { r, qkey } of keyed) {
+      if (covered.has(`${r.prot} ${r.path} ${qkey}`)) continue;
+      const q = qualifiersOf(r.qual, this.passwd, side);
+      this.append(ruleText({ ...r, ...(q ? { q } : {}) }, v), r.path, qkey);
+    }
   }
 
-  private replace(line: DocLine, text: string, keyPath: string): void {
+  private replace(line: DocLine, text: string, keyPath: string, keyQual?: string): void {
     const i = this.lines.indexOf(line);
     const p = parseLine(text, this.v);
-    if (i >= 0) this.lines[i] = { text, parsed: p.isOk() ? p.value : undefined, keyPath };
+    if (i >= 0) this.lines[i] = { text, parsed: p.isOk() ? p.value : undefined, keyPath, ...(keyQual === undefined ? {} : { keyQual }) };
   }
 
   private remove(line: DocLine): void {
@@ -185,9 +222,9 @@ export class RulesDoc {
     if (i >= 0) this.lines.splice(i, 1);
   }
 
-  private append(text: string, keyPath: string): void {
+  private append(text: string, keyPath: string, keyQual?: string): void {
     const p = parseLine(text, this.v);
-    this.appendLine({ text, parsed: p.isOk() ? p.value : undefined, keyPath });
+    this.appendLine({ text, parsed: p.isOk() ? p.value : undefined, keyPath, ...(keyQual === undefined ? {} : { keyQual }) });
   }
 
   private appendLine(l: DocLine): void {

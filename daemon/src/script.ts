@@ -33,6 +33,8 @@ import {
   lifetimeWords,
 } from './grammar';
 import type { Kernel, KernelError, Rule } from './kernel';
+import type { KernelQual } from './kqual';
+import { kernelQualKey, qualKeyOf, resolveQual, sideValues, systemPasswd, type Qualifiers } from './qualifiers';
 import { crc32, derive, encodePolicy } from './policy';
 import { RulesDoc, modeFlagOf, readIfExists, resolveRulePath, ruleText, withLock, writeDurable, type Edit } from './rulesfile';
 import { flagValueName } from './grammar';
@@ -44,8 +46,9 @@ export const DEFAULT_RULES_FILE = '/etc/vordr/rules';
 const CHANGES: ReadonlySet<string> = new Set(['rule', 'mode', 'clear-rule', 'clear-path', 'clear-verdict', 'set', 'load']);
 
 /** A rule's identity in the table: one rule per protocol and path. */
-export function ruleKey(prot: number, path: string): string {
-  return `${prot} ${path}`;
+/** A rule's key: protocol, path as the kernel has it, qualifiers' key (qualifiers.ts; '' for none). */
+export function ruleKey(prot: number, path: string, qkey = ''): string {
+  return `${prot} ${path} ${qkey}`;
 }
 
 export type LineError = { kind: 'parse'; error: ParseError } | { kind: 'run'; error: RunError };
@@ -143,7 +146,7 @@ export class Runner {
    * when this process's socket closes; kept here for the console's display
    * (and endSession) until it reads Rule.life instead.
    */
-  readonly session = new Map<string, { prot: number; path: string }>();
+  readonly session = new Map<string, { prot: number; path: string; kq?: KernelQual }>();
   /** Confirmation lines go to out when set (a console line); a script stays quiet. */
   private speaking = false;
   /** Inside a script (start-up, -f, load): rules are saved once after it, not one by one. */
@@ -254,7 +257,10 @@ export class Runner {
       if (collected) this.collecting = undefined;
     }
     if (r.isOk() && CHANGES.has(cmd.kind) && cmd.kind !== 'rule') {
-      if (cmd.kind === 'clear-rule') this.session.delete(ruleKey(cmd.prot, cmd.path));
+      if (cmd.kind === 'clear-rule') {
+        const real = (await resolveRulePath(cmd.path)).path;
+        this.session.delete(ruleKey(cmd.prot, real, qualKeyOf(cmd.q, systemPasswd(), sideValues(this.opts.vocab))));
+      }
       if (cmd.kind === 'clear-path' || cmd.kind === 'clear-verdict')
         for (const [k, s] of this.session) if (cmd.kind === 'clear-verdict' || s.path === cmd.path) this.session.delete(k);
       const said = confirmation(cmd, this.opts.vocab);
@@ -276,16 +282,21 @@ export class Runner {
    * Returns the one line that confirms it; a rule the kernel took but the
    * file could not is a 'not-saved' error: the rule is in force.
    */
-  applyRule(r: { verdict: number; prot: number; path: string; lifetime: Lifetime }): ResultAsync<string, RunError> {
+  applyRule(r: { verdict: number; prot: number; path: string; q?: Qualifiers; lifetime: Lifetime }): ResultAsync<string, RunError> {
     const v = this.opts.vocab;
+    const side = sideValues(v);
+    const resolved = resolveQual(r.q, systemPasswd(), side);
+    if (resolved.isErr()) return errAsync({ kind: 'bad-user', message: `${ruleText(r, v)}: ${resolved.error}` });
+    const kq = resolved.value;
+    const qkey = kernelQualKey(kq, side);
     return ResultAsync.fromSafePromise(resolveRulePath(r.path)).andThen(({ path: real, missing }) => {
-      const key = ruleKey(r.prot, real);
+      const key = ruleKey(r.prot, real, qkey);
       const text = [ruleText({ ...r, path: real }, v), lifetimeWords(r.lifetime)].filter((x) => x).join(' ');
       const notes: string[] = [];
       if (real !== r.path) notes.push(`${quote(r.path)} is a symbolic link: the rule names the file it resolves to, ${quote(real)}`);
       if (missing) notes.push(`warning: ${quote(r.path)} does not exist; the rule is added as written`);
       const line = (saved: string) => [`added: ${text}${saved}`, ...notes].join('; ');
-      return this.kernelAdd(r.prot, real, r.verdict, r.lifetime)
+      return this.kernelAdd(r.prot, real, r.verdict, r.lifetime, kq)
         .mapErr((e): RunError => {
           this.failedKeys.add(key);
           return e.kind === 'kernel' && e.code === 'ENOSPC' ? { kind: 'table-full' } : e;
@@ -293,12 +304,12 @@ export class Runner {
         .andThen(() => this.afterAdd(r.verdict))
         .andThen(() => {
           this.failedKeys.delete(key);
-          if (r.lifetime.kind === 'exit') this.session.set(key, { prot: r.prot, path: real });
+          if (r.lifetime.kind === 'exit') this.session.set(key, { prot: r.prot, path: real, ...(kq ? { kq } : {}) });
           else this.session.delete(key);
           if (r.lifetime.kind === 'reboot') this.untilReboot.add(key);
           else this.untilReboot.delete(key);
           if (r.lifetime.kind !== 'always') return okAsync<string, RunError>(line(' (temporary: not saved)'));
-          const edit: Edit = { kind: 'rule', verdict: r.verdict, prot: r.prot, path: real };
+          const edit: Edit = { kind: 'rule', verdict: r.verdict, prot: r.prot, path: real, ...(r.q ? { q: r.q } : {}), qkey };
           if (this.collecting) {
             this.collecting.push(edit);
             return okAsync<string, RunError>(line(''));
@@ -310,12 +321,13 @@ export class Runner {
   }
 
   /** The kernel's part of a rule: 'for' expires there, 'exit' and 'reboot' are its lives. */
-  private kernelAdd(prot: number, path: string, verdict: number, l: Lifetime): ResultAsync<void, KernelError> {
-    if (l.kind === 'for') return this.opts.kernel.ruleAdd(prot, path, verdict, { timeout: l.seconds });
-    if (l.kind === 'always') return this.opts.kernel.ruleAdd(prot, path, verdict);
+  private kernelAdd(prot: number, path: string, verdict: number, l: Lifetime, qual?: KernelQual): ResultAsync<void, KernelError> {
+    const q = qual ? { qual } : {};
+    if (l.kind === 'for') return this.opts.kernel.ruleAdd(prot, path, verdict, { timeout: l.seconds, ...q });
+    if (l.kind === 'always') return this.opts.kernel.ruleAdd(prot, path, verdict, q);
     const life = this.opts.vocab.lifeOf(LIFE_IDS[l.kind]);
     if (life === undefined) return errAsync({ kind: 'addon-mismatch', missing: [`constant ${this.opts.vocab.ids.LIFE[LIFE_IDS[l.kind]]}`] });
-    return this.opts.kernel.ruleAdd(prot, path, verdict, { life });
+    return this.opts.kernel.ruleAdd(prot, path, verdict, { life, ...q });
   }
 
   /**
@@ -371,7 +383,7 @@ export class Runner {
     const v = this.opts.vocab;
     switch (cmd.kind) {
       case 'clear-rule':
-        return [{ kind: 'clear-rule', prot: cmd.prot, path: (await resolveRulePath(cmd.path)).path }];
+        return [{ kind: 'clear-rule', prot: cmd.prot, path: (await resolveRulePath(cmd.path)).path, qkey: qualKeyOf(cmd.q, systemPasswd(), sideValues(v)) }];
       case 'clear-path':
         return [{ kind: 'clear-path', path: (await resolveRulePath(cmd.path)).path }];
       case 'clear-verdict':
@@ -392,7 +404,7 @@ export class Runner {
   /** Removes the rules that were to last until the console exits. */
   async endSession(): Promise<void> {
     for (const [k, r] of this.session) {
-      await this.opts.kernel.ruleDel(r.path, r.prot);
+      await this.opts.kernel.ruleDel(r.path, r.prot, r.kq);
       this.session.delete(k);
     }
   }
@@ -460,7 +472,7 @@ export class Runner {
    * that does not report a rule's life).
    */
   private isLasting(r: Rule): boolean {
-    const key = ruleKey(r.prot, r.path);
+    const key = ruleKey(r.prot, r.path, kernelQualKey(r.qual, sideValues(this.opts.vocab)));
     const always = this.opts.vocab.lifeOf(LIFE_IDS.always);
     return r.timeout === 0 && (always === undefined || r.life === always) && !this.session.has(key) && !this.untilReboot.has(key);
   }

@@ -278,7 +278,7 @@ test('a path with a blank that was not quoted says to quote it', () => {
 test('Tab completes the lifetime words after a rule\'s PATH, and the lives after until', () => {
   const { complete } = require('../../daemon/dist/lineedit.js');
   const list = () => [];
-  assert.equal(complete('allow tcp /usr/bin/curl f', 25, v, { list }).line, 'allow tcp /usr/bin/curl for ');
+  assert.equal(complete('allow tcp /usr/bin/curl fo', 26, v, { list }).line, 'allow tcp /usr/bin/curl for ');
   assert.equal(complete('block /usr/bin/curl un', 22, v, { list }).line, 'block /usr/bin/curl until ');
   assert.deepEqual([...complete('allow tcp /usr/bin/curl until ', 30, v, { list }).candidates].sort(), ['exit', 'reboot']);
 });

@@ -23,6 +23,8 @@ const ALLOWED = {
   // Column labels and titles of the screen and the service's JSON fields.
   pid: 'column label', dir: 'column label', verdict: 'column label', reason: 'column label', bytes: 'column label',
   events: 'pane name', vordr: 'window title',
+  // The grammar's qualifier words (SPEC section 2), and the events pane's "to HOST" / "from HOST".
+  to: 'qualifier word / direction word', from: 'qualifier word / direction word',
 };
 
 function defsNames() {
