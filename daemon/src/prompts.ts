@@ -31,6 +31,7 @@ import { ResultAsync, errAsync, okAsync } from 'neverthrow';
 import type { VordrEvent } from './events';
 import type { Kernel } from './kernel';
 import { ALLOW, BLOCK, VERDICT_WORDS, type Lifetime, type RunError, type VerdictWord } from './grammar';
+import { parseNet, qualifierText, type Qualifiers } from './qualifiers';
 import type { Runner } from './script';
 import type { Vocab } from './vocab';
 
@@ -57,14 +58,40 @@ export interface Decision {
   readonly verdict: VerdictWord;
   /** 'prot': the protocols the application tried; 'any': every protocol. */
   readonly scope: 'prot' | 'any';
+  /**
+   * Where: 'anywhere' (the application), 'address' (the far end's address
+   * of the latest attempt: `to` it going out, `from` it coming in) or
+   * 'port' (that address and its port; coming in, the application's own).
+   */
+  readonly where?: 'anywhere' | 'address' | 'port';
   readonly lifetime: Lifetime;
 }
 
 const ONCE: Lifetime = { kind: 'for', seconds: ONCE_SECONDS };
 /** What the user is asked and what Enter decides until they change it. */
-export const DEFAULT_DECISION: Decision = { verdict: BLOCK, scope: 'prot', lifetime: ONCE };
+export const DEFAULT_DECISION: Decision = { verdict: BLOCK, scope: 'prot', where: 'anywhere', lifetime: ONCE };
 /** No answer (and Esc, which the prompt says). */
-export const TIMEOUT_DECISION: Decision = { verdict: BLOCK, scope: 'prot', lifetime: ONCE };
+export const TIMEOUT_DECISION: Decision = { verdict: BLOCK, scope: 'prot', where: 'anywhere', lifetime: ONCE };
+
+/** The keys choosing where (Decision.where). */
+export const WHERE_KEYS = { anywhere: 'g', address: 'i', port: 't' } as const;
+
+/**
+ * The qualifiers a decision's `where` stands for, from the latest attempt
+ * (undefined: anywhere, or an attempt without an address to name).
+ */
+export function whereQualifiers(p: Pending, d: Decision): Qualifiers | undefined {
+  const where = d.where ?? 'anywhere';
+  if (where === 'anywhere') return undefined;
+  const e = p.last;
+  const net = parseNet(e.is.inbound ? e.saddr : e.daddr);
+  if (net.isErr()) return undefined;
+  const q: { -readonly [K in keyof Qualifiers]: Qualifiers[K] } = e.is.inbound ? { from: net.value } : { to: net.value };
+  // Going out the far end's port; coming in the application's own (`from ... port`).
+  const port = e.dport;
+  if (where === 'port' && e.is.ported) q.ports = [[port, port]];
+  return q;
+}
 
 export function sameLifetime(a: Lifetime, b: Lifetime): boolean {
   return a.kind === b.kind && (a.kind !== 'for' || (b.kind === 'for' && a.seconds === b.seconds));
@@ -127,7 +154,8 @@ export interface PromptOptions {
 /** The decision as the command it stands for; v names the protocol a rule of every protocol has. */
 export function describeDecision(p: Pending, d: Decision, v: Vocab): string {
   const prot = d.scope === 'any' ? v.ids.PROT.ANY : p.prots.join('+');
-  return `${d.verdict} ${prot} ${p.path} ${lifetimeLabel(d.lifetime)}`;
+  const q = qualifierText(whereQualifiers(p, d));
+  return `${d.verdict} ${prot} ${p.path}${q ? ` ${q}` : ''} ${lifetimeLabel(d.lifetime)}`;
 }
 
 export class Prompts {
@@ -232,6 +260,10 @@ export class Prompts {
     else if (name === 'b') this.choose({ verdict: BLOCK });
     else if (name === 'p') this.choose({ scope: 'prot' });
     else if (name === 'n') this.choose({ scope: 'any' });
+    else if (name === WHERE_KEYS.anywhere) this.choose({ where: 'anywhere' });
+    else if (name === WHERE_KEYS.address) this.choose({ where: 'address' });
+    // A port only where the protocol has ports.
+    else if (name === WHERE_KEYS.port && p.last.is.ported) this.choose({ where: 'port' });
     else if (name === 'enter') void this.answer();
     else if (name === 'escape') void this.answer(TIMEOUT_DECISION);
     return true;
@@ -309,10 +341,11 @@ export class Prompts {
     const verdict = v.valueOf(VERDICT_WORDS[d.verdict].verdict);
     const prots = d.scope === 'any' ? [v.prot(v.ids.PROT.ANY)] : p.prots.map((n) => v.prot(n));
     const lines: string[] = [];
+    const q = whereQualifiers(p, d);
     const add = async (): Promise<RunError | undefined> => {
       if (verdict === undefined || prots.some((x) => x === undefined)) return { kind: 'unsupported', what: `a verdict or protocol of this prompt` };
       for (const prot of prots as number[]) {
-        const r = await this.opts.runner.applyRule({ verdict, prot, path: p.path, lifetime: d.lifetime });
+        const r = await this.opts.runner.applyRule({ verdict, prot, path: p.path, ...(q ? { q } : {}), lifetime: d.lifetime });
         if (r.isErr()) return r.error;
         lines.push(r.value);
       }

@@ -27,7 +27,7 @@ import { quote, ruleLine, sortRules, statsLines } from './format';
 import { ALLOW, BLOCK, COMMANDS, describeRunError, flagValueName, help, parseLine, type Output, type VerdictWord } from './grammar';
 import type { Kernel } from './kernel';
 import { LineEditor } from './lineedit';
-import { DURATIONS, describeDecision, GUARD_MS, lifetimeLabel, ONCE_SECONDS, Prompts, sameLifetime, TIMEOUT_DECISION, type Clock } from './prompts';
+import { DURATIONS, describeDecision, GUARD_MS, lifetimeLabel, ONCE_SECONDS, Prompts, sameLifetime, TIMEOUT_DECISION, WHERE_KEYS, type Clock } from './prompts';
 import { describeLineError, type Runner } from './script';
 import { PERMISSION_MESSAGE } from './kernel';
 import type { Vocab } from './vocab';
@@ -270,7 +270,7 @@ export function runUi(o: UiOptions): Promise<UiExit> {
       top: 'center',
       left: 'center',
       width: '90%',
-      height: 14,
+      height: 15,
       border: { type: 'line' },
       label: ' unknown application ',
       tags: true,
@@ -525,6 +525,9 @@ export function runUi(o: UiOptions): Promise<UiExit> {
           '',
           ` ${mark(c.verdict === ALLOW, `[a] ${ALLOW}`)}   ${mark(c.verdict === BLOCK, `[b] ${BLOCK}`)}`,
           ` ${mark(c.scope === 'prot', `[p] ${p.prots.join('+')} only`)}   ${mark(c.scope === 'any', '[n] any protocol')}`,
+          ` ${mark((c.where ?? 'anywhere') === 'anywhere', `[${WHERE_KEYS.anywhere}] anywhere`)}   ${mark(c.where === 'address', `[${WHERE_KEYS.address}] this address`)}${
+            e.is.ported ? `   ${mark(c.where === 'port', `[${WHERE_KEYS.port}] this address and ${e.is.inbound ? 'my' : 'its'} port`)}` : ''
+          }`,
           ` ${durations.slice(0, 3).join('   ')}`,
           ` ${durations.slice(3).join('   ')}`,
           '',
@@ -987,6 +990,7 @@ export function helpScreen(v: Vocab): string {
     '',
     'prompts (set unkrule pending): an application no rule names asks once:',
     '  a allow / b block    p this protocol / n any protocol',
+    `  ${WHERE_KEYS.anywhere} anywhere / ${WHERE_KEYS.address} this address (to it, or from it coming in) / ${WHERE_KEYS.port} this address and port`,
     `  ${DURATIONS.map((d) => `${d.key} ${d.label}`).join(' / ')}`,
     '  (all but always end by themselves and are never saved; always is saved to the rules file)',
     `  Enter decides; Esc and no answer: ${TIMEOUT_DECISION.verdict} ${lifetimeLabel(TIMEOUT_DECISION.lifetime)}.`,

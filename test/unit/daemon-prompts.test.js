@@ -215,6 +215,31 @@ test('Esc does what the prompt says it does', async () => {
   await ui.quit();
 });
 
+test('a prompt offers this address, and this address and port: the rule says to or from them', async () => {
+  const ui = await console_();
+  ui.addon.emit(event({ daddr: Buffer.from([93, 184, 216, 34]), dport: 443 }));
+  let s = await ui.until((x) => /wants to connect/.test(x) && /\[i\] this address/.test(x), 'the prompt with its scopes');
+  assert.match(s, /\[t\] this address and its port/);
+  ui.clock.jump(1500);
+  await ui.keys('a', 't');
+  s = await ui.until((x) => /Enter: allow tcp \/usr\/bin\/curl to 93\.184\.216\.34 port 443/.test(x), 'Enter saying the rule');
+  await ui.keys('\r');
+  await ui.until(() => rules(ui.addon).length === 1, 'the rule');
+  const r = rules(ui.addon)[0];
+  assert.deepEqual([...r.qaddr], [93, 184, 216, 34]);
+  assert.deepEqual(r.qports, Buffer.from([443 & 0xff, 443 >> 8, 443 & 0xff, 443 >> 8]));
+  // Coming in: from the peer, the port the application's own.
+  ui.addon.emit(event({ path: '/usr/sbin/sshd', dir: DIR('in'), saddr: Buffer.from([10, 0, 0, 7]), sport: 50000,
+    daddr: Buffer.from([10, 0, 0, 1]), dport: 22 }));
+  await ui.until((x) => /sshd wants to accept/.test(x), 'the inbound prompt');
+  ui.clock.jump(1500);
+  await ui.keys('a', 't');
+  await ui.until((x) => /Enter: allow tcp \/usr\/sbin\/sshd from 10\.0\.0\.7 port 22/.test(x), 'from the peer, my port');
+  await ui.keys('i');
+  await ui.until((x) => /Enter: allow tcp \/usr\/sbin\/sshd from 10\.0\.0\.7 for/.test(x), 'this address only');
+  await ui.quit();
+});
+
 // ------------------------------------------------------------ commands
 
 test('a bare block typed in the console asks first, then says the new mode', async () => {
