@@ -581,6 +581,7 @@ static void resolve_family(void)
 struct rule_seen {
 	uint8_t prot;
 	char *path;
+	char qual[200];	/* the qualifiers as dumped ("" for none) */
 };
 
 struct dump_state {
@@ -687,11 +688,78 @@ static bool collect(struct dump_state *d, const struct nlmsghdr *h, const char *
 	return ok;
 }
 
+/*
+ * A listed rule's qualifiers, checked (the module keeps them canonical:
+ * defs.x QADDR) and written to @out as " q=ADDRHEX/PLEN side=S ports=LO-HI,..
+ * user=U" ("" for an unqualified rule).
+ */
+static void qual_check(struct dump_state *d, const struct nlattr *const *by, char *out, size_t size)
+{
+	const struct nlattr *addr = by[VORDR_A_QADDR], *ports = by[VORDR_A_QPORTS];
+	const struct nlattr *plen = by[VORDR_A_QPLEN], *side = by[VORDR_A_QSIDE], *user = by[VORDR_A_QUSER];
+	size_t o = 0;
+
+	out[0] = 0;
+	if (!addr && !ports && !user && !plen && !side)
+		return;
+	if (!side)
+		problem(d, "qualified rule without %s", attrs[VORDR_A_QSIDE].name);
+	else if (!const_name("SIDE", (long long)nla_uint(side)))
+		problem(d, "rule with side %" PRIu64, nla_uint(side));
+	if (!addr && !ports && !user)
+		problem(d, "a rule with a side and no qualifier");
+	if (addr) {
+		const uint8_t *a = nla_data(addr);
+		size_t n = nla_plen(addr);
+		uint64_t bits = plen ? nla_uint(plen) : 0;
+		static const uint8_t mapped[12] = { [10] = 0xff, [11] = 0xff };
+
+		if ((n != 4 && n != 16) || !plen || bits > 8 * n)
+			problem(d, "rule address of %zu bytes, prefix %" PRIu64, n, bits);
+		else if (n == 16 && !memcmp(a, mapped, sizeof(mapped)))
+			problem(d, "rule with an IPv4-mapped address");
+		for (size_t i = 0; i < n && i < 16; i++) {
+			if (i * 8 + 8 > bits && (a[i] & (uint8_t)(0xff >> (bits > i * 8 ? bits - i * 8 : 0))))
+				problem(d, "rule address with bits past its prefix /%" PRIu64, bits);
+			o += (size_t)snprintf(out + o, size - o, "%s%02x", i ? "" : " q=", a[i]);
+		}
+		o += (size_t)snprintf(out + o, size - o, "/%" PRIu64, bits);
+	} else if (plen) {
+		problem(d, "rule with a prefix length and no address");
+	}
+	if (side && o < size)
+		o += (size_t)snprintf(out + o, size - o, " side=%" PRIu64, nla_uint(side));
+	if (ports) {
+		const uint8_t *p = nla_data(ports);
+		size_t n = nla_plen(ports);
+		long last = -2;
+
+		if (n % 4 || n == 0 || n > 64)
+			problem(d, "rule ports of %zu bytes", n);
+		for (size_t i = 0; i + 4 <= n && o < size; i += 4) {
+			uint16_t lo, hi;
+
+			memcpy(&lo, p + i, 2);
+			memcpy(&hi, p + i + 2, 2);
+			if (lo > hi || (long)lo <= last + 1)
+				problem(d, "rule ports not sorted and apart: %u-%u after %ld", lo, hi, last);
+			last = hi;
+			o += (size_t)snprintf(out + o, size - o, "%s%u-%u", i ? "," : " ports=", lo, hi);
+		}
+	}
+	if (user && o < size) {
+		if (nla_uint(user) == UINT32_MAX)
+			problem(d, "rule for user %" PRIu64, nla_uint(user));
+		snprintf(out + o, size - o, " user=%" PRIu64, nla_uint(user));
+	}
+}
+
 static int rule_cb(const struct nlmsghdr *h, void *arg)
 {
 	static const int allowed[] = {
 		VORDR_A_PROT, VORDR_A_VERDICT, VORDR_A_PATH, VORDR_A_PACKETS,
 		VORDR_A_BYTES, VORDR_A_LASTHIT, VORDR_A_TIMEOUT, VORDR_A_LIFE,
+		VORDR_A_QADDR, VORDR_A_QPLEN, VORDR_A_QSIDE, VORDR_A_QPORTS, VORDR_A_QUSER,
 	};
 	static const int required[] = {
 		VORDR_A_PROT, VORDR_A_VERDICT, VORDR_A_PATH, VORDR_A_PACKETS,
@@ -702,6 +770,7 @@ static int rule_cb(const struct nlmsghdr *h, void *arg)
 	const struct genlmsghdr *g = NLMSG_DATA(h);
 	const char *vname, *pname, *lname, *path;
 	uint64_t verdict, prot, life;
+	char qual[200];
 	size_t len;
 
 	if (h->nlmsg_type != fam_id || h->nlmsg_len < NLMSG_HDRLEN + GENL_HDRLEN ||
@@ -738,9 +807,11 @@ static int rule_cb(const struct nlmsghdr *h, void *arg)
 		problem(d, "rule path of %zu bytes", len);
 	else if (!path_canonical(path, len))
 		problem(d, "rule path not absolute and canonical: %.200s", path);
+	qual_check(d, by, qual, sizeof(qual));
 	for (size_t i = 0; i < d->nseen; i++)
-		if (d->seen[i].prot == prot && !strcmp(d->seen[i].path, path))
-			problem(d, "two rules for %s %.200s", pname ? pname : "?", path);
+		if (d->seen[i].prot == prot && !strcmp(d->seen[i].path, path) &&
+		    !strcmp(d->seen[i].qual, qual))
+			problem(d, "two rules for %s %.200s%s", pname ? pname : "?", path, qual);
 	if (d->nseen == d->capseen) {
 		d->capseen = d->capseen ? 2 * d->capseen : 64;
 		d->seen = realloc(d->seen, d->capseen * sizeof(*d->seen));
@@ -749,6 +820,7 @@ static int rule_cb(const struct nlmsghdr *h, void *arg)
 	}
 	d->seen[d->nseen].prot = (uint8_t)prot;
 	d->seen[d->nseen].path = strdup(path);
+	snprintf(d->seen[d->nseen].qual, sizeof(d->seen[d->nseen].qual), "%s", qual);
 	d->nseen++;
 	tprintf(d->out, "rule %s %s packets=%" PRIu64 " bytes=%" PRIu64 " last=%" PRIu64 " timeout=",
 		vname ? vname : "?", pname ? pname : "?", nla_uint(by[VORDR_A_PACKETS]),
@@ -759,7 +831,7 @@ static int rule_cb(const struct nlmsghdr *h, void *arg)
 		tprintf(d->out, "yes");
 	else
 		tprintf(d->out, "%" PRIu64, nla_uint(by[VORDR_A_TIMEOUT]));
-	tprintf(d->out, " life=%s ", lname ? lname : "?");
+	tprintf(d->out, " life=%s%s ", lname ? lname : "?", qual);
 	tescape(d->out, (const uint8_t *)path, len);
 	tprintf(d->out, "\n");
 	return 0;
@@ -1348,6 +1420,34 @@ static void put_cursor(struct msg *m, uint16_t type, enum quality q)
 }
 
 /*
+ * A valid QADDR (4 or 16 bytes, not IPv4-mapped; valid with no QPLEN, or
+ * with one that its zero low bytes allow) or QPORTS (1-4 ranges, sorted
+ * and apart).
+ */
+static void put_qual(struct msg *m, uint16_t type, int nr)
+{
+	uint8_t b[16] = { 0 };
+	size_t n = 0;
+
+	if (nr == VORDR_A_QADDR) {
+		n = chance(50) ? 4 : 16;
+		for (size_t i = 0; i < n / 2; i++)
+			b[i] = (uint8_t)(1 + below(250));
+	} else {
+		uint16_t lo = (uint16_t)(1 + below(1000));
+
+		for (unsigned int k = 1 + below(4); k; k--, n += 4) {
+			uint16_t hi = (uint16_t)(lo + below(50));
+
+			memcpy(b + n, &lo, 2);
+			memcpy(b + n + 2, &hi, 2);
+			lo = (uint16_t)(hi + 2 + below(100));
+		}
+	}
+	nla_put(m, type, b, n);
+}
+
+/*
  * One attribute @a: its value of the right size, or (wrong types) of
  * another size, or a string without a NUL, or with bytes after the NUL.
  */
@@ -1360,6 +1460,10 @@ static void put_attr(struct msg *m, const struct attr *a, enum quality q, int fl
 
 	if (a->nr == VORDR_A_CURSOR) {
 		put_cursor(m, type, q);
+		return;
+	}
+	if (q == Q_VALID && (a->nr == VORDR_A_QADDR || a->nr == VORDR_A_QPORTS)) {
+		put_qual(m, type, a->nr);
 		return;
 	}
 	switch (a->type) {
@@ -1458,13 +1562,15 @@ static void put_garbage_nest(struct msg *m, unsigned int depth)
 struct recipe {
 	int cmd;
 	int need[3];
-	int opt[2];
+	int opt[7];
 };
 
 static const struct recipe recipes[] = {
 	{ VORDR_CMD_RULE_ADD, { VORDR_A_PROT, VORDR_A_PATH, VORDR_A_VERDICT },
-	  { VORDR_A_TIMEOUT, VORDR_A_LIFE } },
-	{ VORDR_CMD_RULE_DEL, { VORDR_A_PATH }, { VORDR_A_PROT } },
+	  { VORDR_A_TIMEOUT, VORDR_A_LIFE, VORDR_A_QADDR, VORDR_A_QPLEN, VORDR_A_QSIDE,
+	    VORDR_A_QPORTS, VORDR_A_QUSER } },
+	{ VORDR_CMD_RULE_DEL, { VORDR_A_PATH }, { VORDR_A_PROT, VORDR_A_QADDR, VORDR_A_QPORTS,
+						  VORDR_A_QUSER } },
 	{ VORDR_CMD_RULE_CLEAR, { 0 }, { VORDR_A_VERDICT } },
 	{ VORDR_CMD_RULE_LIST, { 0 }, { VORDR_A_VERDICT, VORDR_A_CURSOR } },
 	{ VORDR_CMD_STATS, { 0 }, { VORDR_A_CURSOR } },
@@ -1607,7 +1713,7 @@ static bool gen_msg(struct msg *m, uint32_t seq, struct sent *sent)
 			}
 			put_attr(m, &attrs[a], clean ? Q_VALID : pick_quality(), unit_flag, 0);
 		}
-		for (int i = 0; i < 2; i++)
+		for (int i = 0; i < (int)N(rc->opt); i++)
 			if (rc->opt[i] && chance(35))
 				put_attr(m, &attrs[rc->opt[i]], clean ? Q_VALID : pick_quality(),
 					 unit_flag, 0);

@@ -449,6 +449,8 @@ def serve_udp(name, s):
 def op_tcp(a):
     s = socket.socket(fam(a['host']), socket.SOCK_STREAM)
     try:
+        if a.get('bind'):
+            s.bind((a['bind'], 0))
         s.settimeout(a.get('timeout', 3))
         s.connect((a['host'], a['port']))
         return {'ok': True, 'reply': tcp_exchange(s, a.get('data', 'hi'), a.get('timeout', 3))}
@@ -735,8 +737,8 @@ export class Agent {
   }
 
   /** A fresh TCP connection, one line each way: 'ok' or the error name. */
-  async tcp(host, port, data = 'hi', timeout = 3) {
-    const r = await this.call('tcp', { host, port, data, timeout });
+  async tcp(host, port, data = 'hi', timeout = 3, extra = {}) {
+    const r = await this.call('tcp', { host, port, data, timeout, ...extra });
     return r.ok ? (r.reply === `echo:${data}` ? 'ok' : `bad reply ${r.reply}`) : r.err;
   }
 
