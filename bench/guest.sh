@@ -64,16 +64,19 @@ setup() {
   grep -q "^$VORDR_MODULE " /proc/modules && { bad "$VORDR_MODULE still loaded before $c"; rmmod "$VORDR_MODULE"; }
   case $c in
     none) return 0 ;;
-    v[0-9]*)
+    v[0-9]* | vq[0-9]*)
       n=${c#v}
+      n=${n#q}
       n=${n%nw}
       # vNnw: the module without its TCP writer watch (kmod/watch.c), to price it.
       insmod "$VORDR_KO" $([[ $c == *nw ]] && echo watch_writers=0) || { bad "insmod for $c failed"; return 1; }
       # Where the module's code is, for an instruction profile (bench/profile.py).
       [[ -n ${BENCH_PROFILE:-} ]] && grep -F "[$VORDR_MODULE]" /proc/kallsyms >"$out/kallsyms-$c-$r.txt"
       if ((n > 0)); then
-        local t0=$EPOCHREALTIME
-        vordr -f "$out/rules-$n.vordr" >"$out/load.log" 2>&1 || { bad "loading rules-$n failed: $(tail -n3 "$out/load.log")"; return 1; }
+        local t0=$EPOCHREALTIME file=$out/rules-$n.vordr
+        # vqN: N qualified rules for vbench itself (bench/run.sh).
+        [[ $c == vq* ]] && file=$out/rules-$c.vordr
+        vordr -f "$file" >"$out/load.log" 2>&1 || { bad "loading $file failed: $(tail -n3 "$out/load.log")"; return 1; }
         local have
         have=$(echo query | vordr | grep -cE '^(allow|block) ')
         ((have == n + 1)) || { bad "$c: the module holds $have rules, want $((n + 1))"; return 1; }
@@ -119,8 +122,9 @@ setup() {
 teardown() {
   local c=$1 r=$2 n
   case $c in
-    v[0-9]*)
+    v[0-9]* | vq[0-9]*)
       n=${c#v}
+      n=${n#q}
       n=${n%nw}
       local qp seen
       qp=$(vordr_get qpackets)
@@ -129,7 +133,8 @@ teardown() {
       ((seen >= 2 * BENCH_CONNS)) || bad "$c: the hook saw only $seen packets"
       if ((n > 0)); then
         local line
-        line=$(echo "query allow" | vordr | grep -F " $vbench ")
+        # The unqualified allow rule (a qualified one's line goes on with its qualifiers).
+        line=$(echo "query allow" | vordr | grep -F " $vbench  packets=")
         echo "round=$r config=$c rule: $line" >>"$evidence"
         [[ $line =~ packets=([0-9]+) ]] && ((BASH_REMATCH[1] >= BENCH_CONNS)) ||
           bad "$c: the allow rule for vbench did not count the traffic: $line"

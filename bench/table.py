@@ -19,6 +19,9 @@ WORKLOADS = (("storm", "TCP storm (conn/s)"), ("udp", "UDP flood (datagrams/s)")
 
 
 def config_name(c):
+    q = re.fullmatch(r"vq(\d+)", c)
+    if q:
+        return f"vordr, {int(q.group(1)):,} qualified rules for the benchmark's own program"
     m = re.fullmatch(r"v(\d+)(nw)?", c)
     if not m:
         return NAMES.get(c, c)
@@ -126,6 +129,16 @@ def main():
                 per.append(f"{w} " + ", ".join(f"{x:.3f}" for x in rs))
         if per:
             lines += ["", "10,000 rules over 0 rules, round by round: " + "; ".join(per) + "."]
+
+    qual = [c for c in configs if re.fullmatch(r"vq\d+", c)]
+    if qual and "v100" in configs:
+        per = []
+        for w, _ in WORKLOADS:
+            rs = per_round(qual[0], w, "v100")
+            if rs:
+                per.append(f"{w} " + ", ".join(f"{x:.3f}" for x in rs))
+        if per:
+            lines += ["", f"{config_name(qual[0])} over 100 unqualified rules, round by round: " + "; ".join(per) + "."]
 
     targets = []
     if "v10000" in configs and "v0" in configs:
