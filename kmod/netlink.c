@@ -193,11 +193,15 @@ static int vordr_get_qual(struct genl_info *info, struct vordr_qual *q, bool *ha
 		}
 		q->nports = n;
 	}
-	/* A side alone qualifies nothing. */
-	if (!q->af && !q->nports) {
+	/*
+	 * A side names a port: without ports it means nothing (to and from
+	 * match the same remote address), so equal rules compare equal.
+	 */
+	if (!q->nports)
 		q->side = VORDR_SIDE_TO;
+	/* A side alone qualifies nothing. */
+	if (!q->af && !q->nports)
 		*has = q->user;
-	}
 	return 0;
 }
 
@@ -326,6 +330,10 @@ static int vordr_nl_rule_add(struct sk_buff *skb, struct genl_info *info)
 		return -EINVAL;
 	}
 	err = vordr_get_qual(info, &q, &has);
+	if (!err && q.nports && prot == VORDR_PROT_ICMP) {
+		NL_SET_ERR_MSG_ATTR(info->extack, a[VORDR_A_QPORTS], "an icmp rule has no ports");
+		err = -EINVAL;
+	}
 	if (err) {
 		if (a[VORDR_A_STAGE])
 			vordr_policy_reject(genl_info_net(info), info->snd_portid);

@@ -276,10 +276,10 @@ static void rules_mask(union nf_inet_addr *m, const union nf_inet_addr *a,
 	}
 }
 
-static u32 rules_qkey(const struct rules_group *g, u32 user, u8 af, u8 plen,
+static u32 rules_qkey(u32 path_hash, u32 user, u8 af, u8 plen,
 		      const union nf_inet_addr *m)
 {
-	u32 k[7] = { g->hash, user, af << 8 | plen,
+	u32 k[7] = { path_hash, user, af << 8 | plen,
 		     m->all[0], m->all[1], m->all[2], m->all[3] };
 
 	return jhash2(k, ARRAY_SIZE(k), rules_seed);
@@ -307,6 +307,7 @@ struct rules_qpkt {
 	const union nf_inet_addr *remote;
 	u16 rport, lport;
 	bool ported;	/* TCP or UDP: ports to compare */
+	bool portless;	/* ... but not read (a fragment after the first, a broken header) */
 };
 
 /*
@@ -332,7 +333,7 @@ static const struct vordr_rule *rules_probe(const struct rules_table *t,
 		rules_mask(&m, qp->remote, af, plen);
 	else
 		memset(&m, 0, sizeof(m));
-	h = rules_qkey(g, user, af, plen, &m);
+	h = rules_qkey(g->hash, user, af, plen, &m);
 	hlist_for_each_entry_rcu(r, rules_qbucket(t->qindex, h), node) {
 		const struct vordr_qual *q = r->qual;
 
@@ -341,8 +342,13 @@ static const struct vordr_rule *rules_probe(const struct rules_table *t,
 			continue;
 		if (r->prot != qp->pkt->prot && r->prot != VORDR_PROT_ANY)
 			continue;
+		/*
+		 * Ports not read: a port rule may block the packet, never allow
+		 * it (fail closed: a header cut short cannot dodge "block port 22").
+		 */
 		if (q->nports && (!qp->ported ||
-				  !rules_ports_hold(q, q->side == VORDR_SIDE_FROM ? qp->lport : qp->rport)))
+				  (qp->portless ? r->verdict != VORDR_VALUE_BLOCK :
+				   !rules_ports_hold(q, q->side == VORDR_SIDE_FROM ? qp->lport : qp->rport))))
 			continue;
 		if (!best || rules_qscore(r) > rules_qscore(best))
 			best = r;
@@ -449,6 +455,7 @@ static void rules_qpkt(struct rules_qpkt *qp, const struct vordr_pkt *pkt)
 	qp->rport = out ? pkt->dport : pkt->sport;
 	qp->lport = out ? pkt->sport : pkt->dport;
 	qp->ported = pkt->prot == VORDR_PROT_TCP || pkt->prot == VORDR_PROT_UDP;
+	qp->portless = pkt->broken || pkt->later;
 }
 
 /*
@@ -692,20 +699,18 @@ static struct vordr_rule *rules_new(u8 prot, const char *path, u8 verdict,
 static void rules_qhash(struct vordr_rule *r)
 {
 	const struct vordr_qual *q = r->qual;
-	struct rules_group k = { .hash = r->hash };
 
-	r->qhash = rules_qkey(&k, q->user, q->af, q->plen, &q->addr);
+	r->qhash = rules_qkey(r->hash, q->user, q->af, q->plen, &q->addr);
 }
 
-/* @t's group for @r's path, made if it has none yet: NULL for want of memory. */
-static struct rules_group *rules_group_get(struct rules_table *t,
-					   const struct vordr_rule *r)
+/*
+ * A group for @r's path, made before rules_lock's write section (nothing
+ * allocates while readers skip their cache); NULL for want of memory.
+ */
+static struct rules_group *rules_group_new(const struct vordr_rule *r)
 {
-	struct rules_group *g = rules_group_find(t, r->hash, r->path, r->len);
+	struct rules_group *g = kzalloc(struct_size(g, path, r->len), GFP_KERNEL);
 
-	if (g)
-		return g;
-	g = kzalloc(struct_size(g, path, r->len), GFP_KERNEL);
 	if (!g)
 		return NULL;
 	INIT_LIST_HEAD(&g->rules);
@@ -747,10 +752,13 @@ static struct vordr_rule *rules_find_equal(struct rules_table *t,
 /*
  * Put @r in @t (the table in force, or a stage): a rule equal in path,
  * protocol and qualifiers is replaced in place (same slot, @r's own
- * counters).  rules_lock held.  -ENOSPC: @t is full, -E2BIG: too many
- * rules share @r's qualified key, -ENOMEM; @r is then the caller's.
+ * counters).  A qualified @r whose path has no group yet takes *@spare
+ * (rules_group_new(); set to NULL when taken).  rules_lock held.
+ * -ENOSPC: @t is full, -E2BIG: too many rules share @r's qualified key,
+ * -ENOMEM: no group; @r is then the caller's.
  */
-static int rules_insert(struct rules_table *t, struct vordr_rule *r)
+static int rules_insert(struct rules_table *t, struct vordr_rule *r,
+			struct rules_group **spare)
 {
 	struct rules_group *g = NULL;
 	struct vordr_rule *old;
@@ -781,9 +789,13 @@ static int rules_insert(struct rules_table *t, struct vordr_rule *r)
 	if (same >= RULES_QKEY_MAX)
 		return -E2BIG;
 	if (r->qual) {
-		g = rules_group_get(t, r);
-		if (!g)
-			return -ENOMEM;
+		g = rules_group_find(t, r->hash, r->path, r->len);
+		if (!g) {
+			if (!spare || !*spare)
+				return -ENOMEM;
+			g = *spare;
+			*spare = NULL;
+		}
 	}
 	for (i = 0; i < vordr_rules_max; i++) {
 		slot = (t->cursor + i) % vordr_rules_max;
@@ -826,19 +838,28 @@ int vordr_rule_add(u8 prot, const char *path, u8 verdict, u32 timeout,
 		   u8 life, const struct net *net, u32 portid,
 		   const struct vordr_qual *q)
 {
+	struct rules_group *spare = NULL;
 	struct vordr_rule *r;
 	int err;
 
 	r = rules_new(prot, path, verdict, timeout, life, net, portid, q);
 	if (IS_ERR(r))
 		return PTR_ERR(r);
+	if (q) {
+		spare = rules_group_new(r);
+		if (!spare) {
+			rules_free(r);
+			return -ENOMEM;
+		}
+	}
 	mutex_lock(&rules_lock);
 	rules_write_begin();
 	rules_gc();
 	WRITE_ONCE(rules_gen, rules_gen + 1);
-	err = rules_insert(rules_w(), r);
+	err = rules_insert(rules_w(), r, &spare);
 	rules_write_end();
 	mutex_unlock(&rules_lock);
+	kfree(spare);
 	if (err)
 		rules_free(r);
 	return err;
@@ -1110,15 +1131,24 @@ void vordr_rules_stage_free(struct vordr_rules_stage *s)
 int vordr_rules_stage_add(struct vordr_rules_stage *s, u8 prot, const char *path,
 			  u8 verdict, const struct vordr_qual *q)
 {
+	struct rules_group *spare = NULL;
 	struct vordr_rule *r;
 	int err;
 
 	r = rules_new(prot, path, verdict, 0, VORDR_LIFE_ALWAYS, NULL, 0, q);
 	if (IS_ERR(r))
 		return PTR_ERR(r);
+	if (q) {
+		spare = rules_group_new(r);
+		if (!spare) {
+			rules_free(r);
+			return -ENOMEM;
+		}
+	}
 	mutex_lock(&rules_lock);
-	err = rules_insert(s->t, r);
+	err = rules_insert(s->t, r, &spare);
 	mutex_unlock(&rules_lock);
+	kfree(spare);
 	if (err)
 		rules_free(r);
 	return err;
@@ -1134,6 +1164,7 @@ int vordr_rules_stage_add(struct vordr_rules_stage *s, u8 prot, const char *path
  */
 static void rules_carry(struct rules_table *old, struct rules_table *t)
 {
+	struct rules_group *spare;
 	struct vordr_rule *r, *c;
 	unsigned int lost = 0;
 	u32 i, left;
@@ -1154,10 +1185,13 @@ static void rules_carry(struct rules_table *old, struct rules_table *t)
 		}
 		if (r->expires)
 			c->timeout = r->timeout;
-		if (rules_insert(t, c)) {
+		/* @t is a stage no reader sees: allocating here is fine. */
+		spare = c->qual ? rules_group_new(c) : NULL;
+		if (rules_insert(t, c, &spare)) {
 			rules_free(c);
 			lost++;
 		}
+		kfree(spare);
 	}
 	if (lost)
 		pr_warn_ratelimited("saved policy: %u temporary rules did not fit beside it and are gone\n", lost);

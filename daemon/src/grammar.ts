@@ -404,6 +404,13 @@ function qualifiersArg(command: string, args: readonly Token[]): Result<{ q?: Qu
   return ok(hasQualifiers(q) ? { q, rest: args.slice(i) } : { rest: args.slice(i) });
 }
 
+/** `port` on a protocol without ports (icmp) would never match: refused. */
+function portsFit(command: string, prot: number, q: Qualifiers | undefined, v: Vocab): Result<void, ParseError> {
+  if (q?.ports?.length && prot === v.prot(v.ids.PROT.ICMP))
+    return err({ kind: 'bad-qualifier', command, word: 'port', why: `an ${v.protName(prot)} rule has no ports; use tcp, udp or any` });
+  return ok(undefined);
+}
+
 /** `[for TIME | until exit | until reboot]` at the end of a rule. */
 function lifetimeArg(command: string, rest: readonly Token[], v: Vocab): Result<Lifetime, ParseError> {
   const [word, arg] = rest;
@@ -487,7 +494,9 @@ function verdictEntry(word: VerdictWord, meaning: string): Entry<Extract<Command
         protPath(word, args, v).andThen(({ prot, path, rest }) =>
           (prot === undefined ? schemaProt(v) : ok(prot)).andThen((p) =>
             qualifiersArg(word, rest).andThen(({ q, rest: tail }) =>
-              lifetimeArg(word, tail, v).map((lifetime) => ({ kind: 'rule' as const, verdict, prot: p, path, ...(q ? { q } : {}), lifetime })),
+              portsFit(word, p, q, v).andThen(() =>
+                lifetimeArg(word, tail, v).map((lifetime) => ({ kind: 'rule' as const, verdict, prot: p, path, ...(q ? { q } : {}), lifetime })),
+              ),
             ),
           ),
         ),
@@ -534,6 +543,10 @@ export const COMMANDS: readonly Entry[] = [
         qualifiersArg('clear', rest).andThen(({ q, rest: tail }): Result<Command, ParseError> => {
           if (q && prot === undefined)
             return err({ kind: 'bad-qualifier', command: 'clear', word: rest[0]?.text ?? '', why: `a qualified rule is cleared with its protocol: clear PROT PATH ${QUALIFIER_USAGE}` });
+          if (prot !== undefined) {
+            const fit = portsFit('clear', prot, q, v);
+            if (fit.isErr()) return err(fit.error);
+          }
           return noMore('clear', tail, 0).map((): Command =>
             prot === undefined ? { kind: 'clear-path', path } : { kind: 'clear-rule', prot, path, ...(q ? { q } : {}) },
           );

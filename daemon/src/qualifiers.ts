@@ -196,7 +196,9 @@ export function resolveQual(q: Qualifiers | undefined, passwd: Passwd, side: { t
   }
   if (q.ports?.length) k.ports = q.ports;
   if (user !== undefined) k.user = user;
-  if (net || q.ports?.length) k.side = q.from ? side.from : side.to;
+  // The side names a port: without ports `from X` and `to X` are one rule, as the module keeps it.
+  if (q.ports?.length) k.side = q.from ? side.from : side.to;
+  else if (net) k.side = side.to;
   return ok(k);
 }
 

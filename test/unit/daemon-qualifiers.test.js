@@ -88,6 +88,7 @@ test('bad qualifiers are refused with their reason', () => {
     [`allow tcp /x port ${Array.from({ length: 17 }, (_, i) => 1000 + 2 * i).join(',')}`, /at most 16 port ranges/],
     ['allow tcp /x user Bad:Name', /not a user name or number/],
     ['clear /x to 10.0.0.1', /cleared with its protocol/],
+    ['allow icmp /x to 10.0.0.1 port 7', /an icmp rule has no ports/],
   ];
   for (const [line, why] of cases) assert.match(errOf(line), why, line);
 });
@@ -104,6 +105,8 @@ test('the module form: users looked up, the side named; listed rules read back t
   const k = Q.resolveQual(c.q, passwd, side);
   assert.ok(k.isOk());
   assert.deepEqual(k.value, { addr: Buffer.from([10, 1, 0, 0]), plen: 16, ports: [[22, 22]], user: 1000, side: side.from });
+  const portless = Q.resolveQual(cmdOf('allow tcp /s from 10.1.0.0/16').q, passwd, side);
+  assert.equal(portless.value.side, side.to, 'no port: from and to are one rule, as the module keeps it');
   assert.match(Q.resolveQual(cmdOf('allow tcp /s user bob').q, passwd, side).error, /no user 'bob'/);
   const attrs = K.qualAttrs(k.value, A);
   assert.deepEqual(attrs[A.QPORTS], Buffer.from([22, 0, 22, 0]));

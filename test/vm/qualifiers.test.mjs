@@ -177,7 +177,7 @@ test('the table: qualifiers listed as given, equal rules replaced, one removed, 
   assert.equal(r1.qside, C.side.to);
   assert.deepEqual(r1.qports, ports([22], [8000, 8100]));
   const r6 = rules.find((r) => r.qaddr?.length === 16);
-  assert.equal(r6.qside, C.side.from);
+  assert.equal(r6.qside, C.side.to, 'no port: the side names none, and is kept as to');
   assert.equal(r6.qplen, 32);
   assert.ok(rules.some((r) => r.qaddr === undefined && r.quser === undefined), 'the unqualified rule');
   await k.request('rule_del', { path: cliExe, prot: C.prot.tcp, qaddr: v4('10.1.0.0'), qplen: 16, qports: ports([22]), quser: 1000 });
@@ -209,6 +209,8 @@ test('every malformed qualifier is refused with its reason and changes nothing',
     [{ ports: Buffer.alloc(6) }, /4 bytes each/],
     [{ user: 0xffffffff }, /not a user/],
   ];
+  await assert.rejects(k.request('rule_add', { verdict: C.value.block, prot: C.prot.icmp, path: cliExe, qports: ports([7]) }),
+    (e) => e.code === 'EINVAL' && /icmp rule has no ports/.test(e.message ?? ''), 'ports on an icmp rule');
   for (const [q, why] of bad) {
     await assert.rejects(add('block', 'tcp', cliExe, q), (e) => e.code === 'EINVAL' && why.test(e.message ?? ''),
       `${JSON.stringify(q)} refused for ${why}`);
