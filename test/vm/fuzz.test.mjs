@@ -22,6 +22,8 @@ const count = (name, dflt) => {
   assert.ok(Number.isInteger(v) && v >= 0, `${name} must be a count, not ${process.env[name]}`);
   return v;
 };
+/** The attributes that qualify a rule, as RULE_LIST sends them (those the schema has). */
+const QUALIFIER_ATTRS = ['qaddr', 'qplen', 'qside', 'qports', 'quser', 'qname'].filter((n) => n in schema.attrs);
 const UNPRIV = count('VORDR_FUZZ_UNPRIV', 100_000);
 const ROOT = count('VORDR_FUZZ_ROOT', 10_000);
 const SEED = process.env.VORDR_FUZZ_SEED;
@@ -223,7 +225,9 @@ test(`root's ${ROOT} random and structure-aware netlink messages leave only vali
     assert.ok(r.prot in C.prot, `rule with protocol ${r.prot}`);
     assert.ok(typeof r.path === 'string' && r.path.startsWith('/'), `rule path ${JSON.stringify(r.path)}`);
     assert.ok(Buffer.byteLength(r.path) <= schema.attrs.path.hi, `rule path of ${Buffer.byteLength(r.path)} bytes`);
-    const key = `${r.prot} ${r.path}`;
+    // A rule is its protocol, path and qualifiers (defs.x QADDR ... QUSER): root's run makes qualified ones.
+    const qual = QUALIFIER_ATTRS.map((n) => (r[n] === undefined ? '' : Buffer.isBuffer(r[n]) ? r[n].toString('hex') : String(r[n]))).join('/');
+    const key = `${r.prot} ${r.path} ${qual}`;
     assert.ok(!seen.has(key), `two rules for ${key}`);
     seen.add(key);
   }
