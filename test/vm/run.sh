@@ -17,7 +17,7 @@
 # Environment:
 #   VORDR_KO=path.ko, VORDR_KO_stock=..., VORDR_KO_debug=...
 #       test this prebuilt module instead of building kmod/
-#   VORDR_TIMEOUT_stock (3000), VORDR_TIMEOUT_debug (4200), VORDR_TIMEOUT (others: 1800)
+#   VORDR_TIMEOUT_stock (3900), VORDR_TIMEOUT_debug (4500), VORDR_TIMEOUT (others: 1800)
 #       seconds before the VM is killed
 #   VORDR_DEBUG_KERNEL_DIR   use this kernel-* dir instead of debug-kernel.sh's
 #   VORDR_APPEND   extra kernel command line
@@ -113,7 +113,7 @@ run_flavor() {
   tmo=${!tvar:-${VORDR_TIMEOUT:-}}
   # stock and debug: their suites beside the other lane took 1,723 s and about
   # 2,400 s inside the VM (2b97b55); the limit is a safety net, not a budget.
-  [[ -n "$tmo" ]] || case $flavor in stock) tmo=3000 ;; debug) tmo=4200 ;; systemd) tmo=2400 ;; *) tmo=1800 ;; esac
+  [[ -n "$tmo" ]] || case $flavor in stock) tmo=3900 ;; debug) tmo=4500 ;; systemd) tmo=2400 ;; *) tmo=1800 ;; esac
 
   vm_log "booting (timeout ${tmo}s): ${QEMU_CMD[*]} -serial stdio"
   echo "===== vm[$flavor] console begin ====="
