@@ -289,10 +289,9 @@ static int vordr_nl_stage_rule(struct genl_info *info, u8 prot, const char *path
 				nla_get_u8(a[VORDR_A_VERDICT]), q);
 	if (err == -ENOSPC)
 		NL_SET_ERR_MSG(info->extack, "policy has more rules than rules_max");
-	if (err == -E2BIG) {
+	/* E2BIG, not ENOSPC: the table is not full, one key of it is. */
+	if (err == -E2BIG)
 		NL_SET_ERR_MSG(info->extack, "more than 64 rules for one path, user and address");
-		err = -ENOSPC;
-	}
 	if (err == -EDOM) {
 		NL_SET_ERR_MSG_ATTR(info->extack, a[VORDR_A_PATH],
 				    "directory rule deeper than 32 levels");
@@ -348,10 +347,9 @@ static int vordr_nl_rule_add(struct sk_buff *skb, struct genl_info *info)
 			     genl_info_net(info), info->snd_portid, has ? &q : NULL);
 	if (err == -ENOSPC)
 		NL_SET_ERR_MSG(info->extack, "rule table is full (module parameter rules_max)");
-	if (err == -E2BIG) {
+	/* E2BIG, not ENOSPC: the table is not full, one key of it is. */
+	if (err == -E2BIG)
 		NL_SET_ERR_MSG(info->extack, "more than 64 rules for one path, user and address");
-		err = -ENOSPC;
-	}
 	if (err == -ERANGE)
 		NL_SET_ERR_MSG_ATTR(info->extack, a[VORDR_A_TIMEOUT],
 				    "timeout longer than a year");
