@@ -467,23 +467,32 @@ static void rules_qpkt(struct rules_qpkt *qp, const struct vordr_pkt *pkt)
  * walk.  Readers never wait: while a writer is at work (odd count) they
  * look up.  @uid: the socket's owner, for rules naming a user.
  */
+/* rules_match() for a packet: its remote end and ports read once, here. */
+static const struct vordr_rule *rules_match_pkt(const struct rules_table *t,
+						const struct vordr_ident *id,
+						const struct vordr_pkt *pkt, kuid_t uid,
+						bool *qual)
+{
+	struct rules_qpkt qp;
+
+	rules_qpkt(&qp, pkt);
+	return rules_match(t, id, &qp, __kuid_val(uid) + 1, qual);
+}
+
 const struct vordr_rule *vordr_rule_match(struct vordr_ident *id,
 					  const struct vordr_pkt *pkt, kuid_t uid)
 {
 	int c = rules_cache_index(pkt->prot);
-	u32 uid1 = __kuid_val(uid) + 1;
 	const struct rules_table *t;
 	const struct vordr_rule *r;
-	struct rules_qpkt qp;
 	u64 seq, e;
 	u32 slot;
 	bool qual;
 
 	if (id->foreign)
 		return NULL;
-	rules_qpkt(&qp, pkt);
 	if (c < 0)
-		return rules_match(rcu_dereference(rules_tab), id, &qp, uid1, &qual);
+		return rules_match_pkt(rcu_dereference(rules_tab), id, pkt, uid, &qual);
 	seq = atomic64_read(&rules_seq);
 	smp_rmb();	/* the count before the table */
 	t = rcu_dereference(rules_tab);
@@ -491,13 +500,13 @@ const struct vordr_rule *vordr_rule_match(struct vordr_ident *id,
 	if (!(seq & 1) && e >> RULES_CACHE_SLOT_BITS == (seq & RULES_CACHE_SEQ_MASK)) {
 		slot = e & ((1u << RULES_CACHE_SLOT_BITS) - 1);
 		if (slot == RULES_CACHE_QUAL)
-			return rules_match(t, id, &qp, uid1, &qual);
+			return rules_match_pkt(t, id, pkt, uid, &qual);
 		r = slot ? rcu_dereference(t->slot[slot - 1]) : NULL;
 		smp_rmb();	/* the table before the count */
 		if (atomic64_read(&rules_seq) == seq && (!r || !rules_expired(r)))
 			return r;
 	}
-	r = rules_match(t, id, &qp, uid1, &qual);
+	r = rules_match_pkt(t, id, pkt, uid, &qual);
 	smp_rmb();	/* the table before the count: a change meanwhile, no tag */
 	if (!(seq & 1) && atomic64_read(&rules_seq) == seq)
 		atomic64_set(&id->rule_cache[c], (seq & RULES_CACHE_SEQ_MASK) << RULES_CACHE_SLOT_BITS |
