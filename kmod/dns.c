@@ -566,6 +566,32 @@ const char *vordr_dns_name(const struct vordr_ident *id, u8 af,
 	return best ? best->name : NULL;
 }
 
+/*
+ * Up to @max names @id looked up that gave @addr and have not expired,
+ * into @names (newest first not promised).  Under RCU, valid until its end.
+ */
+unsigned int vordr_dns_names(const struct vordr_ident *id, u8 af,
+			     const union nf_inet_addr *addr, const char **names,
+			     unsigned int max)
+{
+	const struct vordr_dns_tab *t = rcu_dereference(id->dns);
+	const struct vordr_dns_ent *e;
+	unsigned long now = jiffies;
+	unsigned int n = 0;
+	int i;
+
+	if (!t)
+		return 0;
+	for (i = 0; i < VORDR_DNS_PER_IDENT && n < max; i++) {
+		e = rcu_dereference(t->e[i]);
+		if (!e || e->af != af || !dns_addr_eq(af, &e->addr, addr) ||
+		    time_after_eq(now, READ_ONCE(e->expires)))
+			continue;
+		names[n++] = e->name;
+	}
+	return n;
+}
+
 /* @id's table, freed with it (no reader left). */
 void vordr_dns_forget(struct vordr_ident *id)
 {

@@ -105,7 +105,41 @@ static int vordr_put_qual(struct sk_buff *skb, const struct vordr_qual *q)
 	}
 	if (q->nports && nla_put(skb, VORDR_A_QPORTS, 4 * q->nports, ports))
 		return -EMSGSIZE;
+	if (q->nlen && nla_put_string(skb, VORDR_A_QNAME, q->name))
+		return -EMSGSIZE;
 	return 0;
+}
+
+/*
+ * A name as QNAME takes it: labels of a-z, 0-9, '-' and '_', 1 to 63
+ * bytes each, dotted, at most 253 bytes, no trailing dot; "*." first for
+ * a domain.
+ */
+static bool vordr_qname_valid(const char *s, size_t len)
+{
+	size_t i, label = 0;
+
+	if (len > 2 && s[0] == '*' && s[1] == '.') {
+		s += 2;
+		len -= 2;
+	}
+	if (!len || len > 253)
+		return false;
+	for (i = 0; i < len; i++) {
+		char c = s[i];
+
+		if (c == '.') {
+			if (!label)
+				return false;
+			label = 0;
+		} else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_') {
+			if (++label > 63)
+				return false;
+		} else {
+			return false;
+		}
+	}
+	return label > 0;
 }
 
 /* No bit of @q's address is set past its prefix. */
@@ -132,7 +166,8 @@ static int vordr_get_qual(struct genl_info *info, struct vordr_qual *q, bool *ha
 	unsigned int i, n, maxlen;
 
 	memset(q, 0, sizeof(*q));
-	*has = addr || a[VORDR_A_QPLEN] || a[VORDR_A_QSIDE] || ports || a[VORDR_A_QUSER];
+	*has = addr || a[VORDR_A_QPLEN] || a[VORDR_A_QSIDE] || ports || a[VORDR_A_QUSER] ||
+	       a[VORDR_A_QNAME];
 	if (!*has)
 		return 0;
 	if (a[VORDR_A_QUSER]) {
@@ -172,6 +207,26 @@ static int vordr_get_qual(struct genl_info *info, struct vordr_qual *q, bool *ha
 	}
 	if (a[VORDR_A_QSIDE])
 		q->side = nla_get_u8(a[VORDR_A_QSIDE]);
+	if (a[VORDR_A_QNAME]) {
+		const char *name = nla_data(a[VORDR_A_QNAME]);
+		size_t len = strlen(name);
+
+		if (addr) {
+			NL_SET_ERR_MSG_ATTR(info->extack, a[VORDR_A_QNAME], "a rule names an address or a name, not both");
+			return -EINVAL;
+		}
+		if (q->side == VORDR_SIDE_FROM) {
+			NL_SET_ERR_MSG_ATTR(info->extack, a[VORDR_A_QNAME], "a name is a destination (to), not a peer (from)");
+			return -EINVAL;
+		}
+		if (!vordr_qname_valid(name, len)) {
+			NL_SET_ERR_MSG_ATTR(info->extack, a[VORDR_A_QNAME],
+					    "a name is lower-case dotted labels of a-z, 0-9, - and _ (\"*.\" first for a domain)");
+			return -EINVAL;
+		}
+		q->nlen = len;
+		memcpy(q->name, name, len);
+	}
 	if (ports) {
 		const u8 *p = nla_data(ports);
 
@@ -200,7 +255,7 @@ static int vordr_get_qual(struct genl_info *info, struct vordr_qual *q, bool *ha
 	if (!q->nports)
 		q->side = VORDR_SIDE_TO;
 	/* A side alone qualifies nothing. */
-	if (!q->af && !q->nports)
+	if (!q->af && !q->nports && !q->nlen)
 		*has = q->user;
 	return 0;
 }
@@ -227,7 +282,8 @@ static bool vordr_mc(u8 cmd, const struct vordr_rule_view *rv)
 	struct sk_buff *msg;
 	void *hdr;
 
-	msg = genlmsg_new(rv ? nla_total_size(rv->len + 1) + 256 : 0, GFP_ATOMIC);
+	/* The rule's path, its qualifiers (a name up to 256 bytes) and the rest. */
+	msg = genlmsg_new(rv ? nla_total_size(rv->len + 1) + 640 : 0, GFP_ATOMIC);
 	if (!msg)
 		return false;
 	hdr = genlmsg_put(msg, 0, 0, &vordr_family, 0, cmd);

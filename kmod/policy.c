@@ -138,11 +138,11 @@ int vordr_policy_rule(const struct net *net, u32 portid, u8 prot,
 	struct vordr_txn *t;
 	u16 len = strnlen(path, U16_MAX);
 	u8 head[5] = { VORDR_CMD_RULE_ADD, verdict, prot };
-	u8 qual[1 + VORDR_QUAL_BYTES_MAX];
-	size_t qlen = q ? vordr_qual_bytes(q, qual + 1) : 0;
+	u8 qual[2 + VORDR_QUAL_BYTES_MAX];
+	size_t qlen = q ? vordr_qual_bytes(q, qual + 2) : 0;
 	int err;
 
-	qual[0] = qlen;
+	put_unaligned_le16(qlen, qual);
 
 	mutex_lock(&policy_lock);
 	t = txn_of(net, portid);
@@ -158,7 +158,7 @@ int vordr_policy_rule(const struct net *net, u32 portid, u8 prot,
 		put_unaligned_le16(len, head + 3);
 		t->sum = crc32_le(t->sum, head, sizeof(head));
 		t->sum = crc32_le(t->sum, path, len);
-		t->sum = crc32_le(t->sum, qual, 1 + qlen);
+		t->sum = crc32_le(t->sum, qual, 2 + qlen);
 		t->received++;
 	}
 	mutex_unlock(&policy_lock);

@@ -96,6 +96,11 @@ struct vordr_rule {
 unsigned int vordr_rules_max = 16384;
 
 #define RULES_QKEY_MAX 64
+/* A name rule's key family (no address family is this); plen: 1 for a domain. */
+#define RULES_AF_NAME 0xff
+/* Names of one address looked at per packet, and labels of each. */
+#define RULES_NAMES 8
+#define RULES_LABELS 16
 
 /*
  * A path's qualified rules: how many, how many name a user or no
@@ -108,7 +113,7 @@ struct rules_group {
 	struct list_head rules;		/* rules_lock */
 	u32 hash;
 	u16 len;
-	u32 n, nuser, nnoaddr;
+	u32 n, nuser, nnoaddr, nname;
 	u32 n4[33], n6[129];
 	DECLARE_BITMAP(plens4, 33);
 	DECLARE_BITMAP(plens6, 129);
@@ -285,6 +290,18 @@ static u32 rules_qkey(u32 path_hash, u32 user, u8 af, u8 plen,
 	return jhash2(k, ARRAY_SIZE(k), rules_seed);
 }
 
+/* A name's key "address": its hash (a domain's without its "*."). */
+static void rules_name_key(union nf_inet_addr *m, const char *name, size_t len)
+{
+	memset(m, 0, sizeof(*m));
+	m->all[0] = jhash(name, len, rules_seed);
+}
+
+static bool rules_is_domain(const struct vordr_qual *q)
+{
+	return q->nlen > 2 && q->name[0] == '*' && q->name[1] == '.';
+}
+
 static bool rules_ports_hold(const struct vordr_qual *q, u16 port)
 {
 	unsigned int lo = 0, hi = q->nports;
@@ -320,35 +337,60 @@ static unsigned int rules_qscore(const struct vordr_rule *r)
 	       (r->verdict == VORDR_VALUE_BLOCK);
 }
 
-/* The best rule of @g with this user, family, prefix length, for @qp. */
-static const struct vordr_rule *rules_probe(const struct rules_table *t,
-					    const struct rules_group *g, u32 user,
-					    u8 af, u8 plen, const struct rules_qpkt *qp)
+/* Whether qualified rule @r's protocol and ports fit @qp (its key matched). */
+static bool rules_qfit(const struct vordr_rule *r, const struct rules_qpkt *qp)
+{
+	const struct vordr_qual *q = r->qual;
+
+	if (rules_expired(r) || (r->prot != qp->pkt->prot && r->prot != VORDR_PROT_ANY))
+		return false;
+	if (!q->nports)
+		return true;
+	/*
+	 * Ports not read: a port rule may block the packet, never allow it
+	 * (fail closed: a header cut short cannot dodge "block port 22").
+	 */
+	if (!qp->ported)
+		return false;
+	if (qp->portless)
+		return r->verdict == VORDR_VALUE_BLOCK;
+	return rules_ports_hold(q, q->side == VORDR_SIDE_FROM ? qp->lport : qp->rport);
+}
+
+/*
+ * A probe's key: an address masked to @plen in family @af, or (@af
+ * RULES_AF_NAME, @plen 1 for a domain) a name's hash with @name[0..@len).
+ */
+struct rules_pkey {
+	u8 af, plen;
+	union nf_inet_addr m;
+	const char *name;
+	size_t len;
+};
+
+static bool rules_pkey_is(const struct vordr_qual *q, const struct rules_pkey *k)
+{
+	size_t skip = k->plen ? 2 : 0;
+
+	if (k->af != RULES_AF_NAME)
+		return !q->nlen && q->af == k->af && q->plen == k->plen &&
+		       !memcmp(&q->addr, &k->m, sizeof(k->m));
+	return q->nlen && rules_is_domain(q) == !!k->plen && q->nlen == k->len + skip &&
+	       !memcmp(q->name + skip, k->name, k->len);
+}
+
+/* The best rule of @g with this user and key, for @qp: one bucket's walk. */
+static const struct vordr_rule *rules_probe_key(const struct rules_table *t,
+						const struct rules_group *g, u32 user,
+						const struct rules_pkey *k,
+						const struct rules_qpkt *qp)
 {
 	const struct vordr_rule *r, *best = NULL;
-	union nf_inet_addr m;
-	u32 h;
+	u32 h = rules_qkey(g->hash, user, k->af, k->plen, &k->m);
 
-	if (af)
-		rules_mask(&m, qp->remote, af, plen);
-	else
-		memset(&m, 0, sizeof(m));
-	h = rules_qkey(g->hash, user, af, plen, &m);
 	hlist_for_each_entry_rcu(r, rules_qbucket(t->qindex, h), node) {
-		const struct vordr_qual *q = r->qual;
-
-		if (r->qhash != h || r->group != g || q->user != user || q->af != af ||
-		    q->plen != plen || memcmp(&q->addr, &m, sizeof(m)) || rules_expired(r))
-			continue;
-		if (r->prot != qp->pkt->prot && r->prot != VORDR_PROT_ANY)
-			continue;
-		/*
-		 * Ports not read: a port rule may block the packet, never allow
-		 * it (fail closed: a header cut short cannot dodge "block port 22").
-		 */
-		if (q->nports && (!qp->ported ||
-				  (qp->portless ? r->verdict != VORDR_VALUE_BLOCK :
-				   !rules_ports_hold(q, q->side == VORDR_SIDE_FROM ? qp->lport : qp->rport))))
+		if (r->qhash != h || r->group != g || r->qual->user != user ||
+		    !rules_pkey_is(r->qual, k) || !rules_qfit(r, qp))
 			continue;
 		if (!best || rules_qscore(r) > rules_qscore(best))
 			best = r;
@@ -356,9 +398,74 @@ static const struct vordr_rule *rules_probe(const struct rules_table *t,
 	return best;
 }
 
+/* The best rule of @g with this user, family, prefix length, for @qp. */
+static const struct vordr_rule *rules_probe(const struct rules_table *t,
+					    const struct rules_group *g, u32 user,
+					    u8 af, u8 plen, const struct rules_qpkt *qp)
+{
+	struct rules_pkey k = { .af = af, .plen = plen };
+
+	if (af)
+		rules_mask(&k.m, qp->remote, af, plen);
+	else
+		memset(&k.m, 0, sizeof(k.m));
+	return rules_probe_key(t, g, user, &k, qp);
+}
+
+/*
+ * The best name rule of @g with this user for @name[0..len) (@domain: the
+ * rules "*.name"), for @qp.
+ */
+static const struct vordr_rule *rules_probe_name(const struct rules_table *t,
+						 const struct rules_group *g, u32 user,
+						 bool domain, const char *name, size_t len,
+						 const struct rules_qpkt *qp)
+{
+	struct rules_pkey k = { .af = RULES_AF_NAME, .plen = domain, .name = name, .len = len };
+
+	rules_name_key(&k.m, name, len);
+	return rules_probe_key(t, g, user, &k, qp);
+}
+
+/*
+ * The best name rule of @g with this user for the names @id's own lookups
+ * gave the packet's remote address: an exact name first, then the deepest
+ * domain holding one.  Under RCU.
+ */
+static const struct vordr_rule *rules_names_best(const struct rules_table *t,
+						 const struct rules_group *g, u32 user,
+						 const struct vordr_ident *id,
+						 const struct rules_qpkt *qp)
+{
+	const char *names[RULES_NAMES];
+	const struct vordr_rule *r;
+	unsigned int n, i, k;
+
+	n = vordr_dns_names(id, qp->pkt->af, qp->remote, names, RULES_NAMES);
+	for (i = 0; i < n; i++) {
+		r = rules_probe_name(t, g, user, false, names[i], strlen(names[i]), qp);
+		if (r)
+			return r;
+	}
+	for (i = 0; i < n; i++) {
+		const char *s = names[i];
+
+		for (k = 0; s && k < RULES_LABELS; k++) {
+			r = rules_probe_name(t, g, user, true, s, strlen(s), qp);
+			if (r)
+				return r;
+			s = strchr(s, '.');
+			if (s)
+				s++;
+		}
+	}
+	return NULL;
+}
+
 /* The most specific qualified rule of @g for the packet: user, address, port, protocol. */
 static const struct vordr_rule *rules_qbest(const struct rules_table *t,
 					    const struct rules_group *g,
+					    const struct vordr_ident *id,
 					    const struct rules_qpkt *qp, u32 uid1)
 {
 	const struct vordr_pkt *pkt = qp->pkt;
@@ -378,6 +485,12 @@ static const struct vordr_rule *rules_qbest(const struct rules_table *t,
 			size = b;
 			if (!size)
 				break;
+		}
+		/* An address beats a name beats none (SPEC section 2). */
+		if (READ_ONCE(g->nname)) {
+			r = rules_names_best(t, g, user, id, qp);
+			if (r)
+				return r;
 		}
 		if (READ_ONCE(g->nnoaddr)) {
 			r = rules_probe(t, g, user, 0, 0, qp);
@@ -414,7 +527,7 @@ static const struct vordr_rule *rules_match(const struct rules_table *t,
 
 			if (g) {
 				*qual = true;
-				r = rules_qbest(t, g, qp, uid1);
+				r = rules_qbest(t, g, id, qp, uid1);
 				if (r)
 					return r;
 			}
@@ -564,7 +677,9 @@ static void rules_ungroup(struct rules_table *t, struct vordr_rule *r)
 	list_del(&r->gnode);
 	if (q->user)
 		WRITE_ONCE(g->nuser, g->nuser - 1);
-	if (q->af == AF_INET && !--g->n4[q->plen])
+	if (q->nlen)
+		WRITE_ONCE(g->nname, g->nname - 1);
+	else if (q->af == AF_INET && !--g->n4[q->plen])
 		clear_bit(q->plen, g->plens4);
 	else if (q->af == AF_INET6 && !--g->n6[q->plen])
 		clear_bit(q->plen, g->plens6);
@@ -678,7 +793,7 @@ static struct vordr_rule *rules_new(u8 prot, const char *path, u8 verdict,
 		return ERR_PTR(-ENOMEM);
 	}
 	if (q) {
-		r->qual = kmemdup(q, sizeof(*q), GFP_KERNEL);
+		r->qual = kmemdup(q, vordr_qual_size(q), GFP_KERNEL);
 		if (!r->qual) {
 			rules_free(r);
 			return ERR_PTR(-ENOMEM);
@@ -708,8 +823,17 @@ static struct vordr_rule *rules_new(u8 prot, const char *path, u8 verdict,
 static void rules_qhash(struct vordr_rule *r)
 {
 	const struct vordr_qual *q = r->qual;
+	union nf_inet_addr m;
 
-	r->qhash = rules_qkey(r->hash, q->user, q->af, q->plen, &q->addr);
+	if (!q->nlen) {
+		r->qhash = rules_qkey(r->hash, q->user, q->af, q->plen, &q->addr);
+		return;
+	}
+	if (rules_is_domain(q))
+		rules_name_key(&m, q->name + 2, q->nlen - 2);
+	else
+		rules_name_key(&m, q->name, q->nlen);
+	r->qhash = rules_qkey(r->hash, q->user, RULES_AF_NAME, rules_is_domain(q), &m);
 }
 
 /*
@@ -749,10 +873,11 @@ static struct vordr_rule *rules_find_equal(struct rules_table *t,
 
 		if (o->qhash != r->qhash || !rules_names(o, r->hash, r->path, r->len) ||
 		    p->user != q->user || p->af != q->af || p->plen != q->plen ||
-		    memcmp(&p->addr, &q->addr, sizeof(q->addr)))
+		    memcmp(&p->addr, &q->addr, sizeof(q->addr)) || p->nlen != q->nlen ||
+		    memcmp(p->name, q->name, q->nlen))
 			continue;
 		(*same)++;
-		if (o->prot == r->prot && !memcmp(p, q, sizeof(*q)))
+		if (o->prot == r->prot && !memcmp(p, q, vordr_qual_size(q)))
 			eq = o;
 	}
 	return eq;
@@ -830,7 +955,9 @@ static int rules_insert(struct rules_table *t, struct vordr_rule *r,
 	g->n++;
 	if (r->qual->user)
 		WRITE_ONCE(g->nuser, g->nuser + 1);
-	if (r->qual->af == AF_INET && !g->n4[r->qual->plen]++)
+	if (r->qual->nlen)
+		WRITE_ONCE(g->nname, g->nname + 1);
+	else if (r->qual->af == AF_INET && !g->n4[r->qual->plen]++)
 		set_bit(r->qual->plen, g->plens4);
 	else if (r->qual->af == AF_INET6 && !g->n6[r->qual->plen]++)
 		set_bit(r->qual->plen, g->plens6);
@@ -1038,6 +1165,9 @@ size_t vordr_qual_bytes(const struct vordr_qual *q, u8 *buf)
 		put_unaligned_le16(q->ports[i][0], buf + n);
 		put_unaligned_le16(q->ports[i][1], buf + n + 2);
 	}
+	buf[n++] = q->nlen;
+	memcpy(buf + n, q->name, q->nlen);
+	n += q->nlen;
 	return n;
 }
 

@@ -282,6 +282,7 @@ struct vordr_rule;
  * apart and zero past @nports.
  */
 #define VORDR_QPORTS_MAX 16
+#define VORDR_QNAME_MAX 255	/* "*." and a 253-byte name */
 struct vordr_qual {
 	u32 user;			/* uid + 1; 0: any user */
 	u8 af;				/* AF_INET, AF_INET6; 0: any address */
@@ -290,11 +291,19 @@ struct vordr_qual {
 	u8 nports;			/* ranges in @ports; 0: any port */
 	union nf_inet_addr addr;
 	u16 ports[VORDR_QPORTS_MAX][2];	/* first, last */
+	u8 nlen;			/* @name's length; 0: no name */
+	char name[VORDR_QNAME_MAX + 1];	/* "host" or "*.domain", NUL padded */
 };
 
 /* Canonical bytes (defs.x, next to POLICY_BEGIN): at most this many. */
-#define VORDR_QUAL_BYTES_MAX (4 + 1 + 16 + 3 + 4 * VORDR_QPORTS_MAX)
+#define VORDR_QUAL_BYTES_MAX (4 + 1 + 16 + 3 + 4 * VORDR_QPORTS_MAX + 1 + VORDR_QNAME_MAX)
 size_t vordr_qual_bytes(const struct vordr_qual *q, u8 *buf);
+
+/* A rule keeps its qualifiers to the end of its name: no 256-byte tail for a rule without one. */
+static inline size_t vordr_qual_size(const struct vordr_qual *q)
+{
+	return offsetof(struct vordr_qual, name) + q->nlen + 1;
+}
 
 struct vordr_rule_view {
 	u8 prot;
@@ -420,6 +429,9 @@ void vordr_dns_see(const struct sk_buff *skb, const struct vordr_pkt *pkt,
 		   struct sock *sk, struct vordr_ident *id);
 const char *vordr_dns_name(const struct vordr_ident *id, u8 af,
 			   const union nf_inet_addr *addr);
+unsigned int vordr_dns_names(const struct vordr_ident *id, u8 af,
+			     const union nf_inet_addr *addr, const char **names,
+			     unsigned int max);
 void vordr_dns_forget(struct vordr_ident *id);
 u64 vordr_dns_dropped(void);
 unsigned int vordr_dns_count_now(void);

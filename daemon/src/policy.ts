@@ -17,7 +17,7 @@
 //           u32 crc32 of the rules file's bytes it was derived from
 //   records one after another, each in the canonical encoding defs.x
 //           defines next to POLICY_BEGIN (a rule: its command's number,
-//           verdict, protocol, u16 length, path bytes, u8 qualifiers'
+//           verdict, protocol, u16 length, path bytes, u16 qualifiers'
 //           length and their bytes (kqual.ts); a flag: its command's
 //           number, u16 flag, u64 value)
 //
@@ -37,7 +37,7 @@ import type { Vocab } from './vocab';
 export const DEFAULT_POLICY_FILE = '/var/lib/vordr/policy';
 export const POLICY_MAGIC = Buffer.from('VORDRPOL', 'latin1');
 /** The file's layout; a file of another one is derived again. */
-export const POLICY_FORMAT = 2;
+export const POLICY_FORMAT = 3;
 export const HEADER_SIZE = POLICY_MAGIC.length + 5 * 4;
 
 /** A `policy` constant (defs.x POLICY) by its C identifier. */

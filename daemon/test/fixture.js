@@ -187,13 +187,14 @@ function fakeAddon(options = {}) {
   const connection = makeConnection();
 
   // The qualifier attributes a request or a listed rule carries, side dropped when it names no port.
-  const Q = ['qaddr', 'qplen', 'qside', 'qports', 'quser'];
+  const Q = ['qaddr', 'qplen', 'qside', 'qports', 'quser', 'qname'];
   function qualOf(a) {
     const q = {};
     for (const n of Q) if (a[n] !== undefined) q[n] = a[n];
     if (q.qaddr !== undefined && q.qplen === undefined) q.qplen = q.qaddr.length * 8;
-    if (Object.keys(q).length === 0 || (q.qaddr === undefined && q.qports === undefined && q.quser === undefined)) return {};
-    q.qside ??= s.constants.side.to.value;
+    if (Object.keys(q).length === 0 || (q.qaddr === undefined && q.qports === undefined && q.quser === undefined && q.qname === undefined)) return {};
+    // The side names a port: without ports the module keeps `to`.
+    q.qside = q.qports === undefined ? s.constants.side.to.value : (q.qside ?? s.constants.side.to.value);
     return q;
   }
   function qualKey(a) {

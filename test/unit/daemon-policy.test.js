@@ -31,14 +31,18 @@ test('crc32 is zlib\'s (the module computes ~crc32_le(~0, ...), the same)', () =
 
 test('a rule record is the command number, verdict, protocol, u16 length, path bytes, qualifiers; a flag record u8, u16, u64', () => {
   const r = P.encodeRecord({ kind: 'rule', verdict: v.value('block'), prot: v.prot('tcp'), path: '/bin/ä' }, v);
-  assert.deepEqual([...r], [CMD('rule_add'), v.value('block'), v.prot('tcp'), 7, 0, ...Buffer.from('/bin/ä'), 0], 'no qualifiers: a 0 length');
+  assert.deepEqual([...r], [CMD('rule_add'), v.value('block'), v.prot('tcp'), 7, 0, ...Buffer.from('/bin/ä'), 0, 0], 'no qualifiers: a 0 length');
   const from = v.schema.constants.side[v.schema.ids.SIDE.FROM];
   const q = { addr: Buffer.from([10, 1, 0, 0]), plen: 16, side: from.value, ports: [[22, 22], [8000, 8100]], user: 1000 };
   const rq = P.encodeRecord({ kind: 'rule', verdict: v.value('allow'), prot: v.prot('tcp'), path: '/s', qual: q }, v);
   assert.deepEqual([...rq.subarray(7)], [
-    4 + 1 + 4 + 3 + 8, 0xe9, 0x03, 0, 0, // uid 1000 + 1
-    4, 10, 1, 0, 0, 16, from.value, 2, 22, 0, 22, 0, 0x40, 0x1f, 0xa4, 0x1f,
+    4 + 1 + 4 + 3 + 8 + 1, 0, 0xe9, 0x03, 0, 0, // u16 length; uid 1000 + 1
+    4, 10, 1, 0, 0, 16, from.value, 2, 22, 0, 22, 0, 0x40, 0x1f, 0xa4, 0x1f, 0,
   ]);
+  const named = P.encodeRecord({ kind: 'rule', verdict: v.value('allow'), prot: v.prot('tcp'), path: '/s', qual: { name: '*.a.b', side: 0 } }, v);
+  assert.deepEqual([...named.subarray(7 + 2 + 4 + 1 + 3)], [5, ...Buffer.from('*.a.b')], 'a name: its length and bytes last');
+  const nfile = P.encodePolicy([{ kind: 'rule', verdict: v.value('allow'), prot: v.prot('tcp'), path: '/s', qual: { name: 'a.b', side: 0 } }], 0, v);
+  assert.equal(P.parsePolicy(nfile, v).value.records[0].qual.name, 'a.b');
   const file = P.encodePolicy([{ kind: 'rule', verdict: v.value('allow'), prot: v.prot('tcp'), path: '/s', qual: q }], 0, v);
   const back = P.parsePolicy(file, v);
   assert.ok(back.isOk());

@@ -697,16 +697,29 @@ static void qual_check(struct dump_state *d, const struct nlattr *const *by, cha
 {
 	const struct nlattr *addr = by[VORDR_A_QADDR], *ports = by[VORDR_A_QPORTS];
 	const struct nlattr *plen = by[VORDR_A_QPLEN], *side = by[VORDR_A_QSIDE], *user = by[VORDR_A_QUSER];
+	const struct nlattr *name = by[VORDR_A_QNAME];
 	size_t o = 0;
 
 	out[0] = 0;
-	if (!addr && !ports && !user && !plen && !side)
+	if (!addr && !ports && !user && !plen && !side && !name)
 		return;
+	if (name) {
+		const char *n = nla_data(name);
+		size_t len = strnlen(n, nla_plen(name));
+
+		if (addr)
+			problem(d, "rule with an address and a name");
+		for (size_t i = 0; i < len; i++)
+			if (!((n[i] >= 'a' && n[i] <= 'z') || (n[i] >= '0' && n[i] <= '9') ||
+			      strchr("-_.*", n[i])))
+				problem(d, "rule name with byte 0x%02x", (unsigned char)n[i]);
+		o += (size_t)snprintf(out + o, size - o, " name=%.*s", (int)(len < 100 ? len : 100), n);
+	}
 	if (!side)
 		problem(d, "qualified rule without %s", attrs[VORDR_A_QSIDE].name);
 	else if (!const_name("SIDE", (long long)nla_uint(side)))
 		problem(d, "rule with side %" PRIu64, nla_uint(side));
-	if (!addr && !ports && !user)
+	if (!addr && !ports && !user && !name)
 		problem(d, "a rule with a side and no qualifier");
 	if (addr) {
 		const uint8_t *a = nla_data(addr);
@@ -760,6 +773,7 @@ static int rule_cb(const struct nlmsghdr *h, void *arg)
 		VORDR_A_PROT, VORDR_A_VERDICT, VORDR_A_PATH, VORDR_A_PACKETS,
 		VORDR_A_BYTES, VORDR_A_LASTHIT, VORDR_A_TIMEOUT, VORDR_A_LIFE,
 		VORDR_A_QADDR, VORDR_A_QPLEN, VORDR_A_QSIDE, VORDR_A_QPORTS, VORDR_A_QUSER,
+		VORDR_A_QNAME,
 	};
 	static const int required[] = {
 		VORDR_A_PROT, VORDR_A_VERDICT, VORDR_A_PATH, VORDR_A_PACKETS,
@@ -1462,6 +1476,13 @@ static void put_attr(struct msg *m, const struct attr *a, enum quality q, int fl
 		put_cursor(m, type, q);
 		return;
 	}
+	if (q == Q_VALID && a->nr == VORDR_A_QNAME) {
+		char name[40];
+
+		snprintf(name, sizeof(name), "%sn%u.vordr.test", chance(30) ? "*." : "", below(1000));
+		nla_put(m, type, name, strlen(name) + 1);
+		return;
+	}
 	if (q == Q_VALID && (a->nr == VORDR_A_QADDR || a->nr == VORDR_A_QPORTS)) {
 		put_qual(m, type, a->nr);
 		return;
@@ -1562,13 +1583,13 @@ static void put_garbage_nest(struct msg *m, unsigned int depth)
 struct recipe {
 	int cmd;
 	int need[3];
-	int opt[7];
+	int opt[8];
 };
 
 static const struct recipe recipes[] = {
 	{ VORDR_CMD_RULE_ADD, { VORDR_A_PROT, VORDR_A_PATH, VORDR_A_VERDICT },
 	  { VORDR_A_TIMEOUT, VORDR_A_LIFE, VORDR_A_QADDR, VORDR_A_QPLEN, VORDR_A_QSIDE,
-	    VORDR_A_QPORTS, VORDR_A_QUSER } },
+	    VORDR_A_QPORTS, VORDR_A_QUSER, VORDR_A_QNAME } },
 	{ VORDR_CMD_RULE_DEL, { VORDR_A_PATH }, { VORDR_A_PROT, VORDR_A_QADDR, VORDR_A_QPORTS,
 						  VORDR_A_QUSER } },
 	{ VORDR_CMD_RULE_CLEAR, { 0 }, { VORDR_A_VERDICT } },
