@@ -15,7 +15,7 @@ import { quote, ruleLine, sortRules, statsLines } from './format';
 import { describeKernelError, type KernelError, type Kernel } from './kernel';
 import type { KernelQual } from './kqual';
 import {
-  QUALIFIER_USAGE, QUALIFIER_WORDS, hasQualifiers, parseNet, parsePorts, parseUser, qualifierText, resolveQual, sideValues, systemPasswd,
+  QUALIFIER_USAGE, QUALIFIER_WORDS, hasQualifiers, parseDest, parseNet, parsePorts, parseUser, qualifierText, resolveQual, sideValues, systemPasswd,
   type QualifierWord, type Qualifiers,
 } from './qualifiers';
 import { type Flag, type LifeId, type ValueId, type Vocab } from './vocab';
@@ -386,10 +386,14 @@ function qualifiersArg(command: string, args: readonly Token[]): Result<{ q?: Qu
       return err({ kind: 'missing-argument', command, what: `${word === 'to' ? 'DEST' : word === 'from' ? 'PEER' : word === 'port' ? 'PORTS' : 'USER'} after ${word}`, usage: [`${command} [PROT] PATH ${QUALIFIER_USAGE} [${LIFETIME_USAGE}]`] });
     rank = order[word];
     const bad = (why: string): Result<never, ParseError> => err({ kind: 'bad-qualifier', command, word, why });
-    if (word === 'to' || word === 'from') {
+    if (word === 'to') {
+      const d = parseDest(arg.text);
+      if (d.isErr()) return bad(d.error);
+      q.to = d.value;
+    } else if (word === 'from') {
       const n = parseNet(arg.text);
       if (n.isErr()) return bad(n.error);
-      q[word] = n.value;
+      q.from = n.value;
     } else if (word === 'port') {
       const p = parsePorts(arg.text);
       if (p.isErr()) return bad(p.error);

@@ -63,7 +63,7 @@ export interface Decision {
    * of the latest attempt: `to` it going out, `from` it coming in) or
    * 'port' (that address and its port; coming in, the application's own).
    */
-  readonly where?: 'anywhere' | 'address' | 'port';
+  readonly where?: 'anywhere' | 'address' | 'port' | 'host';
   readonly lifetime: Lifetime;
 }
 
@@ -74,7 +74,7 @@ export const DEFAULT_DECISION: Decision = { verdict: BLOCK, scope: 'prot', where
 export const TIMEOUT_DECISION: Decision = { verdict: BLOCK, scope: 'prot', where: 'anywhere', lifetime: ONCE };
 
 /** The keys choosing where (Decision.where). */
-export const WHERE_KEYS = { anywhere: 'g', address: 'i', port: 't' } as const;
+export const WHERE_KEYS = { anywhere: 'g', address: 'i', port: 't', host: 'd' } as const;
 
 /**
  * The qualifiers a decision's `where` stands for, from the latest attempt
@@ -84,6 +84,8 @@ export function whereQualifiers(p: Pending, d: Decision): Qualifiers | undefined
   const where = d.where ?? 'anywhere';
   if (where === 'anywhere') return undefined;
   const e = p.last;
+  // The name the application's own lookup gave the far end (going out only: `to` takes names).
+  if (where === 'host') return e.name !== undefined && !e.is.inbound ? { to: { name: e.name, domain: false } } : undefined;
   const net = parseNet(e.is.inbound ? e.saddr : e.daddr);
   if (net.isErr()) return undefined;
   const q: { -readonly [K in keyof Qualifiers]: Qualifiers[K] } = e.is.inbound ? { from: net.value } : { to: net.value };
@@ -264,6 +266,7 @@ export class Prompts {
     else if (name === WHERE_KEYS.address) this.choose({ where: 'address' });
     // A port only where the protocol has ports.
     else if (name === WHERE_KEYS.port && p.last.is.ported) this.choose({ where: 'port' });
+    else if (name === WHERE_KEYS.host && p.last.name !== undefined && !p.last.is.inbound) this.choose({ where: 'host' });
     else if (name === 'enter') void this.answer();
     else if (name === 'escape') void this.answer(TIMEOUT_DECISION);
     return true;

@@ -21,8 +21,19 @@ export interface Net {
   readonly plen: number;
 }
 
+/** A remote end by name: a host, or a domain (the name and every name below it: `*.example.com`). */
+export interface Host {
+  readonly name: string;
+  readonly domain: boolean;
+}
+
+export function isHost(d: Net | Host | undefined): d is Host {
+  return d !== undefined && (d as Partial<Host>).name !== undefined;
+}
+
 export interface Qualifiers {
-  readonly to?: Net;
+  /** An address or prefix, or a name the application's own lookups resolve. */
+  readonly to?: Net | Host;
   readonly from?: Net;
   /** [first, last], sorted and apart. */
   readonly ports?: readonly (readonly [number, number])[];
@@ -40,7 +51,25 @@ export const MAX_PORT_RANGES = 16;
 const USER_RE = /^[a-z_][a-z0-9_.-]*\$?$/i;
 const NAME_RE = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z]([a-z0-9-]{0,61}[a-z0-9])?\.?$/i;
 
-/** DEST or PEER: an address or a prefix with no bit set past it. */
+/**
+ * DEST: an address, a prefix, a host name or a domain (`*.example.com`),
+ * lower-cased, without a trailing dot.
+ */
+export function parseDest(word: string): Result<Net | Host, string> {
+  const n = parseNet(word);
+  if (n.isOk() || !NAME_RE.test(word) || !/[a-z]/i.test(word)) return n;
+  const lower = word.toLowerCase().replace(/\.$/, '');
+  const domain = lower.startsWith('*.');
+  const name = domain ? lower.slice(2) : lower;
+  if (name.length > 253) return err(`'${word}': a name is at most 253 bytes`);
+  return ok({ name, domain });
+}
+
+export function formatDest(d: Net | Host): string {
+  return isHost(d) ? `${d.domain ? '*.' : ''}${d.name}` : formatNet(d);
+}
+
+/** PEER (and an address in general): an address or a prefix with no bit set past it. */
 export function parseNet(word: string): Result<Net, string> {
   const slash = word.indexOf('/');
   const host = slash < 0 ? word : word.slice(0, slash);
@@ -50,8 +79,7 @@ export function parseNet(word: string): Result<Net, string> {
   try {
     a = host.includes(':') ? new Address6(host) : new Address4(host);
   } catch {
-    if (NAME_RE.test(word) && /[a-z]/i.test(word))
-      return err(`'${word}' is a name: rules by name are not built yet; give an address or a prefix (10.0.0.0/8, 2001:db8::/32)`);
+    if (NAME_RE.test(word) && /[a-z]/i.test(word)) return err(`'${word}' is a name: 'from' takes an address or a prefix (10.0.0.0/8, 2001:db8::/32)`);
     return err(`'${word}' is not an IPv4 or IPv6 address or prefix`);
   }
   // The module sees an IPv4-mapped address's packets as IPv4 ones.
@@ -129,7 +157,7 @@ export function parseUser(word: string): Result<string, string> {
 export function qualifierText(q: Qualifiers | undefined): string {
   if (!q) return '';
   const w: string[] = [];
-  if (q.to) w.push(`to ${formatNet(q.to)}`);
+  if (q.to) w.push(`to ${formatDest(q.to)}`);
   if (q.from) w.push(`from ${formatNet(q.from)}`);
   if (q.ports?.length) w.push(`port ${formatPorts(q.ports)}`);
   if (q.user !== undefined) w.push(`user ${q.user}`);
@@ -188,17 +216,19 @@ export function resolveQual(q: Qualifiers | undefined, passwd: Passwd, side: { t
     user = /^\d+$/.test(q.user) ? Number(q.user) : passwd.uid(q.user);
     if (user === undefined) return err(`no user '${q.user}' on this machine`);
   }
-  const net = q.to ?? q.from;
+  const dest = q.to ?? q.from;
+  const net = isHost(dest) ? undefined : dest;
   const k: { -readonly [K in keyof KernelQual]: KernelQual[K] } = {};
   if (net) {
     k.addr = net.addr;
     k.plen = net.plen;
   }
+  if (isHost(dest)) k.name = `${dest.domain ? '*.' : ''}${dest.name}`;
   if (q.ports?.length) k.ports = q.ports;
   if (user !== undefined) k.user = user;
   // The side names a port: without ports `from X` and `to X` are one rule, as the module keeps it.
   if (q.ports?.length) k.side = q.from ? side.from : side.to;
-  else if (net) k.side = side.to;
+  else if (dest) k.side = side.to;
   return ok(k);
 }
 
@@ -211,6 +241,7 @@ export function qualifiersOf(k: KernelQual | undefined, passwd: Passwd, side: { 
     if (k.side === side.from) q.from = n;
     else q.to = n;
   }
+  if (k.name !== undefined) q.to = k.name.startsWith('*.') ? { name: k.name.slice(2), domain: true } : { name: k.name, domain: false };
   if (k.ports?.length) q.ports = k.ports;
   if (k.user !== undefined) q.user = passwd.name(k.user) ?? String(k.user);
   return hasQualifiers(q) ? q : undefined;

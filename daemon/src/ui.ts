@@ -527,7 +527,7 @@ export function runUi(o: UiOptions): Promise<UiExit> {
           ` ${mark(c.scope === 'prot', `[p] ${p.prots.join('+')} only`)}   ${mark(c.scope === 'any', '[n] any protocol')}`,
           ` ${mark((c.where ?? 'anywhere') === 'anywhere', `[${WHERE_KEYS.anywhere}] anywhere`)}   ${mark(c.where === 'address', `[${WHERE_KEYS.address}] this address`)}${
             e.is.ported ? `   ${mark(c.where === 'port', `[${WHERE_KEYS.port}] this address and ${e.is.inbound ? 'my' : 'its'} port`)}` : ''
-          }`,
+          }${e.name !== undefined && !e.is.inbound ? `   ${mark(c.where === 'host', `[${WHERE_KEYS.host}] ${blessed.escape(e.name)}`)}` : ''}`,
           ` ${durations.slice(0, 3).join('   ')}`,
           ` ${durations.slice(3).join('   ')}`,
           '',

@@ -240,6 +240,19 @@ test('a prompt offers this address, and this address and port: the rule says to 
   await ui.quit();
 });
 
+test('a prompt for a connection to a looked-up name offers the name: the rule says to it', async () => {
+  const ui = await console_();
+  ui.addon.emit(event({ daddr: Buffer.from([93, 184, 216, 34]), dport: 443, name: 'example.com' }));
+  await ui.until((x) => /wants to connect/.test(x) && /\[d\] example\.com/.test(x), 'the prompt offering the name');
+  ui.clock.jump(1500);
+  await ui.keys('a', 'd');
+  await ui.until((x) => /Enter: allow tcp \/usr\/bin\/curl to example\.com for/.test(x), 'Enter saying the name rule');
+  await ui.keys('\r');
+  await ui.until(() => rules(ui.addon).length === 1, 'the rule');
+  assert.equal(rules(ui.addon)[0].qname, 'example.com');
+  await ui.quit();
+});
+
 // ------------------------------------------------------------ commands
 
 test('a bare block typed in the console asks first, then says the new mode', async () => {

@@ -49,6 +49,19 @@ test('every qualifier parses, in order, before a lifetime', () => {
   assert.deepEqual([...m.q.to.addr], [10, 1, 2, 3], 'an IPv4-mapped address is the IPv4 one');
 });
 
+test('a name or a domain in to: lower-cased, printed back, sent as the module takes it', () => {
+  const c = cmdOf('allow tcp /usr/bin/curl to Example.COM. port 443');
+  assert.deepEqual(c.q.to, { name: 'example.com', domain: false });
+  assert.equal(ruleText(c, v), 'allow tcp /usr/bin/curl to example.com port 443');
+  const d = cmdOf('block /usr/bin/curl to *.ads.example');
+  assert.deepEqual(d.q.to, { name: 'ads.example', domain: true });
+  assert.equal(ruleText(d, v), 'block any /usr/bin/curl to *.ads.example');
+  const k = Q.resolveQual(d.q, passwd, side);
+  assert.deepEqual(k.value, { name: '*.ads.example', side: side.to });
+  assert.equal(K.qualAttrs(k.value, A)[A.QNAME], '*.ads.example');
+  assert.deepEqual(Q.qualifiersOf(K.qualOf(K.qualAttrs(k.value, A), A), passwd, side), d.q, 'through the wire and back');
+});
+
 test('every E7 line still parses as it did, with no qualifiers', () => {
   for (const line of ['allow tcp /usr/bin/curl', 'block /usr/bin/wget', 'allow any /opt/app/', 'block udp "/opt/My App/x"', 'clear tcp /usr/bin/curl', 'clear /usr/bin/curl']) {
     const c = cmdOf(line);
@@ -75,8 +88,8 @@ test('bad qualifiers are refused with their reason', () => {
   const cases = [
     ['allow tcp /x to 10.0.0.1/8', /bits set past its prefix: the network is 10\.0\.0\.0\/8/],
     ['allow tcp /x to 10.0.0.0/33', /at most \/32/],
-    ['allow tcp /x to example.com', /is a name: rules by name are not built yet/],
-    ['allow tcp /x to *.example.com', /is a name/],
+    ['allow tcp /x from example.com', /is a name: 'from' takes an address/],
+    ['allow tcp /x to -bad-.com', /not an IPv4 or IPv6 address/],
     ['allow tcp /x to 300.1.1.1', /not an IPv4 or IPv6 address/],
     ['allow tcp /x port 443 to 10.0.0.1', /in the order/],
     ['allow tcp /x to 10.0.0.1 from 10.0.0.2', /'to' or 'from', not both/],
