@@ -16,7 +16,7 @@ import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import {
-  C, Kernel, addr, assertKlogClean, bin, copyExe, killAll, klogMark, repo, runAsync, track, workdir,
+  C, Agent, Kernel, addr, assertKlogClean, bin, copyExe, killAll, klogMark, repo, runAsync, track, workdir,
 } from './util.mjs';
 
 const W = workdir('dns');
@@ -160,6 +160,90 @@ test('an identity keeps at most 256 names; the ones dropped are counted', async 
   assert.equal(await probeAs(manyExe, ['many', '300', '127.0.0.11']), 'done');
   assert.equal(await k.flag('dnsdrops') - drops, 300 - 256, 'dnsdrops grew by the names past the bound');
   assert.ok(param('dns_names') - names <= 256, `dns_names ${param('dns_names')} (was ${names})`);
+});
+
+// ---- rules by name (issue 14, item 3): `to NAME` lets a program reach what its own lookups of NAME returned
+
+const nameExe = copyExe(bin.python, join(W, 'named', 'py'));
+const otherExe = copyExe(bin.python, join(W, 'other', 'py'));
+let listener;
+let lport;
+
+/** RULE_ADD with a name (defs.x QNAME). */
+const nameRule = (verdict, prot, path, qname) =>
+  k.request('rule_add', { verdict: C.value[verdict], prot: C.prot[prot], path, qname });
+
+/** dnsprobe as @exe: ask @name (answered @ip, @ttl s, from @from:53), then connect to @ip:lport. */
+const askThen = (exe, name, ip, ttl = 60, from = '127.0.0.15') =>
+  probeAs(exe, ['ask', name, ip, String(ttl), '127.0.0.15', from, 'udp', String(lport)]);
+const connectTo = (exe, ip) => probeAs(exe, ['connect', ip, String(lport)]);
+
+async function nameRules(...rules) {
+  if (!listener) {
+    listener = await Agent.start(srvExe);
+    lport = await listener.listen('tcp', '::', 'names');
+  }
+  await k.clear();
+  for (const r of rules) await (r.length === 4 ? nameRule(...r) : k.add(...r));
+}
+
+test('to NAME: the addresses its own lookup of NAME returned, from the answer on; elsewhere its block', async () => {
+  fresh();
+  await nameRules(['block', 'tcp', nameExe], ['allow', 'tcp', nameExe, 'n1.vordr.test']);
+  assert.equal(await askThen(nameExe, 'n1.vordr.test', '127.0.0.31'), 'OK', 'the SYN right after the answer');
+  assert.equal(await connectTo(nameExe, '127.0.0.31'), 'OK', 'again without a lookup, within the TTL');
+  assert.equal(await connectTo(nameExe, '127.0.0.32'), 'ECONNREFUSED', 'an address it did not look up');
+  assert.equal(await askThen(nameExe, 'n2.vordr.test', '127.0.0.33'), 'ECONNREFUSED', 'another name');
+  // Another program at the same address gets its own verdict: it looked nothing up.
+  await nameRule('block', 'tcp', otherExe);
+  await nameRule('allow', 'tcp', otherExe, 'n1.vordr.test');
+  assert.equal(await connectTo(otherExe, '127.0.0.31'), 'ECONNREFUSED', "the name is the other program's lookup, not this one's");
+  const rules = await k.rules();
+  assert.ok(rules.some((r) => r.qname === 'n1.vordr.test'), 'listed with its name');
+});
+
+test('to *.DOMAIN: the name and every name below it, nothing beside it', async () => {
+  fresh();
+  await nameRules(['block', 'tcp', nameExe], ['allow', 'tcp', nameExe, '*.dom.vordr.test']);
+  assert.equal(await askThen(nameExe, 'x.dom.vordr.test', '127.0.0.34'), 'OK', 'below it');
+  assert.equal(await askThen(nameExe, 'y.z.dom.vordr.test', '127.0.0.35'), 'OK', 'two labels below it');
+  assert.equal(await askThen(nameExe, 'dom.vordr.test', '127.0.0.36'), 'OK', 'the name itself');
+  assert.equal(await askThen(nameExe, 'xdom.vordr.test', '127.0.0.37'), 'ECONNREFUSED', 'a name that only ends alike');
+});
+
+test('a name rule lasts the answer\'s TTL and grace; a forged answer grants nothing', async () => {
+  fresh();
+  await nameRules(['block', 'tcp', nameExe], ['allow', 'tcp', nameExe, 't.vordr.test'], ['allow', 'tcp', nameExe, 'f.vordr.test']);
+  assert.equal(await askThen(nameExe, 't.vordr.test', '127.0.0.38', 2), 'OK', 'within its 2 s TTL');
+  await new Promise((r) => setTimeout(r, 5500));
+  assert.equal(await connectTo(nameExe, '127.0.0.38'), 'ECONNREFUSED', 'after TTL + grace, with no new lookup');
+  assert.equal(await askThen(nameExe, 'f.vordr.test', '127.0.0.39', 60, '127.0.0.99'), 'ECONNREFUSED', 'answered from another address');
+});
+
+test('curl by name through glibc, CNAME chain included: allowed to one name, refused at once another', async () => {
+  fresh();
+  await nameRules(['block', 'tcp', bin.curl], ['allow', 'tcp', bin.curl, 'c.vordr.test']);
+  let r = await runAsync(bin.curl, ['-s', '-o', '/dev/null', '--connect-timeout', '5', `http://c.vordr.test:${lport}/`]);
+  assert.notEqual(r.code, 7, `curl to c.vordr.test (CNAME to 127.0.0.3) connects: exit ${r.code} ${r.err}`);
+  assert.notEqual(r.code, 6, 'the name resolved');
+  // curl's own clock: from its name's answer to the refusal, not its start under emulation.
+  r = await runAsync(bin.curl, ['-s', '-o', '/dev/null', '-w', '%{time_namelookup} %{time_total}', '--connect-timeout', '5', `http://a.vordr.test:${lport}/`]);
+  assert.equal(r.code, 7, `curl to a.vordr.test is refused: exit ${r.code} ${r.err}`);
+  const [lookup, total] = r.out.trim().split(' ').map(Number);
+  console.log(`# curl refused ${Math.round((total - lookup) * 1000)} ms after its lookup`);
+  assert.ok(total - lookup < 0.1, `at once, not a timeout: ${total - lookup} s after the lookup`);
+});
+
+test('one curl, two users, a name rule for one of them: the user tells them apart', async () => {
+  fresh();
+  await nameRules(['block', 'tcp', bin.curl]);
+  await k.request('rule_add', { verdict: C.value.allow, prot: C.prot.tcp, path: bin.curl, qname: 'c.vordr.test', quser: 65534 });
+  const get = (opts) => runAsync(bin.curl, ['-s', '-o', '/dev/null', '--connect-timeout', '5', `http://c.vordr.test:${lport}/`], opts);
+  let r = await get({ uid: 65534, gid: 65534 });
+  assert.notEqual(r.code, 7, `nobody's curl connects: exit ${r.code} ${r.err}`);
+  assert.notEqual(r.code, 6, 'the name resolved');
+  r = await get({});
+  assert.equal(r.code, 7, `root's curl, the same name, is refused: exit ${r.code} ${r.err}`);
 });
 
 test(`${fuzzCount} malformed answers to a socket that asked: nothing learnt from them, the kernel log clean`, { timeout: 30 * 60_000 }, async () => {
