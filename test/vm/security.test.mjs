@@ -13,7 +13,7 @@ import { chmodSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import {
-  Agent, Kernel, assertKlogClean, bin, copyExe, flavor, insmod, killAll, klogMark, loaded, moduleName, rmmod, run,
+  Agent, C, Kernel, assertKlogClean, bin, copyExe, flavor, insmod, killAll, klogMark, loaded, moduleName, rmmod, run,
   runAsync, schema, sleep, track, workdir,
 } from './util.mjs';
 
@@ -180,6 +180,23 @@ test('a blocked program\'s fragments and headerless packets follow its rule, not
   const blocked = prot(exe, 'odd');
   t.diagnostic(`block any: ${JSON.stringify(blocked)}`);
   for (const [name, r] of Object.entries(blocked)) assert.equal(r, 'EPERM', `${name} left a blocked program`);
+});
+
+test('a port rule fails closed on packets whose ports were not read: it may block them, never let them dodge it', async (t) => {
+  fresh();
+  const exe = copyExe(bin.python, join(W, 'oddport', 'py'));
+  const cut = ['frag6', 'tcp4', 'tcp6'];   // a UDP fragment after the first, TCP shorter than its header
+  await k.add('allow', 'any', exe);
+  const open = prot(exe, 'odd');
+  t.diagnostic(`allow any: ${JSON.stringify(open)}`);
+  for (const name of cut) assert.equal(open[name], 'ok', `${name} with only an allow`);
+  const p22 = Buffer.alloc(4);
+  p22.writeUInt16LE(22, 0);
+  p22.writeUInt16LE(22, 2);
+  await k.request('rule_add', { verdict: C.value.block, prot: C.prot.any, path: exe, qports: p22 });
+  const closed = prot(exe, 'odd');
+  t.diagnostic(`allow any, block any port 22: ${JSON.stringify(closed)}`);
+  for (const name of cut) assert.equal(closed[name], 'EPERM', `${name}: its port unread, so "block port 22" holds`);
 });
 
 // ---- 5c: a listing held open does not pin the module ---------------------------------------
