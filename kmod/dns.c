@@ -27,8 +27,10 @@
  * vordr_dns_max / 16 of them; an identity without one past that learns
  * nothing, counted the same way.
  *
- * Nothing here decides a verdict yet; events read the table to name the
- * far end of a packet (vordr_dns_name()).
+ * Events read the table to name the far end of a packet
+ * (vordr_dns_name()); rules by name (rules.c) ask it which names an
+ * identity's own answers gave an address (vordr_dns_names()), and so a
+ * name decides only for the identity that looked it up.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
