@@ -524,6 +524,10 @@ static unsigned int vordr_decide(struct sk_buff *skb, struct vordr_pkt *pkt)
 		verdict = VORDR_VALUE_BLOCK;
 	}
 	vordr_ident_count(owner->id, verdict == VORDR_VALUE_ALLOW, pkt->len, now);
+	vordr_ksc_count(owner, pkt, pkt->prot == VORDR_PROT_TCP &&
+			(READ_ONCE(sk->sk_state) == TCP_LISTEN ||
+			 READ_ONCE(sk->sk_state) == TCP_NEW_SYN_RECV),
+			verdict == VORDR_VALUE_ALLOW, now);
 	/* DNS let through: a query remembered, an answer read before delivery. */
 	if (unlikely(pkt->sport == VORDR_DNS_PORT || pkt->dport == VORDR_DNS_PORT) && verdict == VORDR_VALUE_ALLOW)
 		vordr_dns_see(skb, pkt, sk, owner->id);

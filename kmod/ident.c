@@ -169,6 +169,7 @@ static bool ident_foreign(struct fs_struct *fs, struct nsproxy *ns,
 static void ident_free(struct vordr_ident *id)
 {
 	vordr_dns_forget(id);
+	vordr_dest_forget(id);
 	free_percpu(id->stats);
 	kfree(id);
 }
@@ -299,6 +300,7 @@ static struct vordr_ident *ident_intern(struct file *exe, const char *p,
 	for (i = 0; i < VORDR_RULE_CACHE; i++)
 		atomic64_set(&fresh->rule_cache[i], 0);
 	RCU_INIT_POINTER(fresh->dns, NULL);
+	fresh->dest = NULL;
 	atomic_set(&fresh->users, 1);
 	INIT_LIST_HEAD(&fresh->unused);
 	ident_hash(fresh);
@@ -536,6 +538,7 @@ bool vordr_ident_next(u32 *pos, u32 *skip, struct vordr_ident_view *v)
 				continue;
 			(*skip)++;
 			memset(v, 0, sizeof(*v));
+			v->id = id;
 			v->path = id->path;
 			v->len = id->len;
 			v->dev = id->dev;

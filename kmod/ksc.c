@@ -12,7 +12,8 @@
  * passed over SCM_RIGHTS).  Packets sent or received in softirq (ACKs,
  * retransmits, inbound) find the owner here; on a miss the active-socket
  * cache (asc.c) looks for it in the process table.  Entries are immutable
- * once published: a new owner replaces the whole entry.
+ * once published, but for their flow's counters (dest.c): a new owner
+ * replaces the whole entry.
  *
  * Bounded and partitioned: every entry counts against its owner's user
  * and kind (learnt from a sender or the process table; or derived from a
@@ -41,6 +42,7 @@
 #include <linux/sock_diag.h>
 #include <linux/spinlock.h>
 #include <linux/workqueue.h>
+#include <net/ipv6.h>
 #include <net/sock.h>
 
 #include "vordr.h"
@@ -67,6 +69,23 @@ struct ksc_part {
 };
 
 
+/*
+ * The packets of an entry's socket to the flow it first saw (dest.c):
+ * @state 0 until a packet keys it, 1 while one does, 2 keyed (then the
+ * key never changes); the counts go to the owner's destination table when
+ * the entry goes or the sweep passes (exchanged with 0).
+ */
+struct ksc_flow {
+	atomic_t state;
+	bool derived;			/* accepted from a listener, or a listener */
+	u8 af, prot;
+	u16 lport, rport;
+	union nf_inet_addr raddr;
+	atomic64_t ap, ab, bp, bb;
+	u64 folded;			/* packets taken by ksc_flow_fold() */
+	time64_t last;			/* racy: a second off at worst */
+};
+
 struct vordr_ksc_entry {
 	struct hlist_node node;
 	struct list_head lru;		/* in its partition, ksc_lock */
@@ -74,6 +93,7 @@ struct vordr_ksc_entry {
 	u64 cookie;
 	struct sock *sk;		/* a reference, or NULL */
 	struct ksc_part *part;		/* ksc_lock */
+	struct ksc_flow flow;
 	struct vordr_owner owner;
 };
 
@@ -157,8 +177,158 @@ static void ksc_owner_put(struct vordr_owner *o)
 		vordr_ident_put(o->also[i]);
 }
 
+/* The service's side of a flow (dest.c): which port names it. */
+static void ksc_flow_key(const struct ksc_flow *f, struct vordr_dest_key *k)
+{
+	memset(k, 0, sizeof(*k));
+	k->af = f->af;
+	k->prot = f->prot;
+	k->addr = f->raddr;
+	if (f->prot != VORDR_PROT_TCP && f->prot != VORDR_PROT_UDP) {
+		k->side = VORDR_SIDE_TO;
+	} else if (f->derived || (f->prot == VORDR_PROT_UDP && f->lport < f->rport && f->lport < 32768)) {
+		k->side = VORDR_SIDE_FROM;
+		k->port = f->lport;
+	} else {
+		k->side = VORDR_SIDE_TO;
+		k->port = f->rport;
+	}
+}
+
+/*
+ * @e's flow counts, taken (zeroed), to its owner's destinations.  Under
+ * ksc_lock with @e linked (the sweep), or once @e is unlinked (its free):
+ * never two at once.
+ */
+static void ksc_flow_fold(struct vordr_ksc_entry *e)
+{
+	struct ksc_flow *f = &e->flow;
+	struct vordr_dest_counts c;
+	struct vordr_dest_key k;
+
+	if (atomic_read_acquire(&f->state) != 2 || !e->owner.id ||
+	    (!atomic64_read(&f->ap) && !atomic64_read(&f->bp)))
+		return;		/* nothing since the last (the sweep's usual case) */
+	c.ap = atomic64_xchg(&f->ap, 0);
+	c.ab = atomic64_xchg(&f->ab, 0);
+	c.bp = atomic64_xchg(&f->bp, 0);
+	c.bb = atomic64_xchg(&f->bb, 0);
+	if (!c.ap && !c.bp)
+		return;
+	f->folded += c.ap + c.bp;
+	ksc_flow_key(f, &k);
+	vordr_dest_add(e->owner.id, &k, &c, READ_ONCE(f->last), f->folded);
+}
+
+/*
+ * Whether @pkt's destination (ksc_flow_key()'s, not its whole 4-tuple) is
+ * @f's: a listener's SYNs from one client address, or a server's datagrams
+ * from one, count on the entry whatever their remote ports.
+ */
+static bool ksc_flow_is(const struct ksc_flow *f, const struct vordr_pkt *pkt,
+			const union nf_inet_addr *raddr, u16 lport, u16 rport, bool service)
+{
+	if (f->af != pkt->af || f->prot != pkt->prot ||
+	    (pkt->af == AF_INET ? f->raddr.ip != raddr->ip : !ipv6_addr_equal(&f->raddr.in6, &raddr->in6)))
+		return false;
+	/* Ports not read (a later fragment, a cut header): the socket's own. */
+	if (pkt->broken || pkt->later)
+		return true;
+	if (lport != f->lport || (service && !f->derived))
+		return false;
+	if (f->derived)
+		return true;		/* side "from": this end's port */
+	if (f->prot == VORDR_PROT_UDP && f->lport < f->rport && f->lport < 32768)
+		return lport < rport;	/* the same rule, the same side */
+	return rport == f->rport;
+}
+
+static inline void ksc_flow_add(struct ksc_flow *f, bool allowed, unsigned int len, time64_t now)
+{
+	if (allowed) {
+		atomic64_inc(&f->ap);
+		atomic64_add(len, &f->ab);
+	} else {
+		atomic64_inc(&f->bp);
+		atomic64_add(len, &f->bb);
+	}
+	if (READ_ONCE(f->last) != now)
+		WRITE_ONCE(f->last, now);
+}
+
+/*
+ * vordr_ksc_count()'s other cases, out of its line (no stack frame there):
+ * the flow's first packet keys it; a packet to another destination than
+ * the flow's (or not keyable) goes straight to the table.
+ */
+static noinline void ksc_count_slow(const struct vordr_owner *o, struct ksc_flow *f,
+				    const struct vordr_pkt *pkt, const union nf_inet_addr *raddr,
+				    u16 lport, u16 rport, bool service, bool allowed, time64_t now)
+{
+	struct ksc_flow one = { .derived = f->derived || service, .af = pkt->af, .prot = pkt->prot,
+				.lport = lport, .rport = rport };
+	struct vordr_dest_counts c = { 0 };
+	struct vordr_dest_key k;
+	int state = atomic_read_acquire(&f->state);
+
+	if (state == 0 && !pkt->broken && !pkt->later &&
+	    atomic_cmpxchg(&f->state, 0, 1) == 0) {
+		f->derived |= service;
+		f->af = pkt->af;
+		f->prot = pkt->prot;
+		memset(&f->raddr, 0, sizeof(f->raddr));
+		memcpy(&f->raddr, raddr, pkt->af == AF_INET ? 4 : sizeof(*raddr));
+		f->lport = lport;
+		f->rport = rport;
+		atomic_set_release(&f->state, 2);
+		state = 2;
+	}
+	if (state == 2 && ksc_flow_is(f, pkt, raddr, lport, rport, service)) {
+		ksc_flow_add(f, allowed, pkt->len, now);	/* its destination, another port */
+		return;
+	}
+	memcpy(&one.raddr, raddr, pkt->af == AF_INET ? 4 : sizeof(*raddr));
+	if (pkt->broken || pkt->later)
+		one.lport = one.rport = 0;
+	ksc_flow_key(&one, &k);
+	if (allowed) {
+		c.ap = 1;
+		c.ab = pkt->len;
+	} else {
+		c.bp = 1;
+		c.bb = pkt->len;
+	}
+	vordr_dest_add(o->id, &k, &c, now, 0);
+}
+
+/*
+ * After the verdict, from the hook (any context, under RCU): @pkt counted
+ * against the flow of the entry @o is in, keyed by its first packet.
+ */
+void vordr_ksc_count(const struct vordr_owner *o, const struct vordr_pkt *pkt,
+		     bool service, bool allowed, time64_t now)
+{
+	struct vordr_ksc_entry *e = container_of(o, struct vordr_ksc_entry, owner);
+	struct ksc_flow *f = &e->flow;
+	const union nf_inet_addr *raddr = pkt->dir == VORDR_DIR_OUT ? &pkt->daddr : &pkt->saddr;
+	bool ported = pkt->prot == VORDR_PROT_TCP || pkt->prot == VORDR_PROT_UDP;
+	u16 lport = !ported ? 0 : pkt->dir == VORDR_DIR_OUT ? pkt->sport : pkt->dport;
+	u16 rport = !ported ? 0 : pkt->dir == VORDR_DIR_OUT ? pkt->dport : pkt->sport;
+
+	/* The usual case: the socket's own 4-tuple (ksc_flow_is() then holds). */
+	if (likely(atomic_read_acquire(&f->state) == 2 && f->lport == lport && f->rport == rport &&
+		   f->af == pkt->af && f->prot == pkt->prot && (!service || f->derived) &&
+		   (pkt->af == AF_INET ? f->raddr.ip == raddr->ip :
+		    ipv6_addr_equal(&f->raddr.in6, &raddr->in6)))) {
+		ksc_flow_add(f, allowed, pkt->len, now);
+		return;
+	}
+	ksc_count_slow(o, f, pkt, raddr, lport, rport, service, allowed, now);
+}
+
 static void ksc_free(struct vordr_ksc_entry *e)
 {
+	ksc_flow_fold(e);
 	ksc_owner_put(&e->owner);
 	if (e->sk)
 		sock_put(e->sk);
@@ -309,6 +479,7 @@ static const struct vordr_owner *ksc_set(struct sock *sk, u64 cookie,
 	if (!e)
 		goto nomem;
 	memset(&e->owner, 0, sizeof(e->owner));
+	memset(&e->flow, 0, sizeof(e->flow));
 	e->cookie = cookie;
 	e->owner.id = id;
 	e->owner.pid = pid;
@@ -364,6 +535,7 @@ again:
 	}
 	if (old && id && (how & VORDR_KSC_KEEP))
 		ksc_keep(&e->owner, &old->owner);
+	e->flow.derived = derived;
 	if (old)
 		ksc_unlink(old, p);
 	/* Closed sockets among the partition's oldest go first. */
@@ -418,9 +590,12 @@ static void ksc_sweep(struct work_struct *work)
 		if (hlist_empty(b))
 			continue;
 		spin_lock_irq(&ksc_lock);
-		hlist_for_each_entry_safe(e, tmp, b, node)
+		hlist_for_each_entry_safe(e, tmp, b, node) {
 			if (ksc_dead(e))
 				ksc_unlink(e, NULL);
+			else
+				ksc_flow_fold(e);	/* a live socket's counts so far */
+		}
 		spin_unlock_irq(&ksc_lock);
 		cond_resched();
 	}

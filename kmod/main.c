@@ -97,6 +97,8 @@ u64 vordr_flag_get(enum vordr_flag f)
 		return vordr_policy_state();
 	case VORDR_FLAG_DNSDROPS:
 		return vordr_dns_dropped();
+	case VORDR_FLAG_DESTLOST:
+		return atomic64_read(&vordr_dest_lost);
 	default:
 		return vordr_flag(f);
 	}

@@ -479,6 +479,7 @@ struct vordr_cursor {
 	u32 gen;	/* the table's generation the listing started at */
 	u32 pos;	/* rules: the slot; stats: the bucket */
 	u32 skip;	/* stats: identities of that bucket already sent */
+	u32 sub;	/* dests: the identity's rows already sent */
 };
 
 /* No room left on the page for another entry and the cursor after it. */
@@ -625,6 +626,86 @@ static int vordr_nl_stats(struct sk_buff *req, struct genl_info *info)
 	}
 	rcu_read_unlock();
 	return vordr_page_send(skb, info, VORDR_CMD_STATS, &c, vordr_ident_gen(),
+			       more, empty);
+}
+
+/* One DESTS row of @iv's identity; -EMSGSIZE when the page is full. */
+static int vordr_put_dest(struct sk_buff *skb, const struct vordr_ident_view *iv,
+			  const struct vordr_dest_view *dv)
+{
+	const struct vordr_dest *d = &dv->d;
+	const char *name;
+
+	if (nla_put(skb, VORDR_A_PATH, iv->len + 1, iv->path) ||
+	    nla_put_u32(skb, VORDR_A_DEV, iv->dev) ||
+	    nla_put_u64_64bit(skb, VORDR_A_INO, iv->ino, VORDR_A_PAD) ||
+	    nla_put_u64_64bit(skb, VORDR_A_APACKETS, d->c.ap, VORDR_A_PAD) ||
+	    nla_put_u64_64bit(skb, VORDR_A_ABYTES, d->c.ab, VORDR_A_PAD) ||
+	    nla_put_u64_64bit(skb, VORDR_A_BPACKETS, d->c.bp, VORDR_A_PAD) ||
+	    nla_put_u64_64bit(skb, VORDR_A_BBYTES, d->c.bb, VORDR_A_PAD) ||
+	    nla_put_u64_64bit(skb, VORDR_A_LASTHIT, d->last, VORDR_A_PAD))
+		return -EMSGSIZE;
+	if (dv->other)
+		return nla_put_u32(skb, VORDR_A_COUNT, dv->folded);
+	if (nla_put_u8(skb, VORDR_A_PROT, d->key.prot) ||
+	    nla_put_u8(skb, VORDR_A_AF, d->key.af) ||
+	    nla_put(skb, VORDR_A_DADDR, d->key.af == AF_INET ? 4 : 16, &d->key.addr) ||
+	    nla_put_u8(skb, VORDR_A_QSIDE, d->key.side) ||
+	    nla_put_u16(skb, VORDR_A_DPORT, d->key.port))
+		return -EMSGSIZE;
+	name = vordr_dns_name(iv->id, d->key.af, &d->key.addr);
+	if (name && nla_put_string(skb, VORDR_A_NAME, name))
+		return -EMSGSIZE;
+	return 0;
+}
+
+/* Every executable's destinations (dest.c), a page at a time. */
+static int vordr_nl_dests(struct sk_buff *req, struct genl_info *info)
+{
+	struct vordr_ident_view iv;
+	struct vordr_dest_view dv;
+	struct vordr_cursor c;
+	struct sk_buff *skb;
+	bool more = false, empty = true, full = false;
+	u32 npos, nskip;
+	void *hdr;
+	int err;
+
+	err = vordr_cursor_get(info, vordr_ident_gen(), &c);
+	if (err)
+		return err;
+	skb = nlmsg_new(VORDR_PAGE, GFP_KERNEL);
+	if (!skb)
+		return -ENOMEM;
+	rcu_read_lock();
+	while (!full) {
+		npos = c.pos;
+		nskip = c.skip;
+		more = vordr_ident_next(&npos, &nskip, &iv);
+		if (!more)
+			break;
+		for (;; c.sub++) {
+			if (!vordr_dest_get(iv.id, c.sub, &dv))
+				break;
+			hdr = vordr_page_put(skb, info, VORDR_CMD_DESTS);
+			if (!hdr || vordr_put_dest(skb, &iv, &dv) || vordr_page_full(skb)) {
+				if (hdr)
+					genlmsg_cancel(skb, hdr);
+				full = true;
+				break;
+			}
+			genlmsg_end(skb, hdr);
+			empty = false;
+		}
+		if (full)
+			break;
+		/* The next identity, from its first row. */
+		c.pos = npos;
+		c.skip = nskip;
+		c.sub = 0;
+	}
+	rcu_read_unlock();
+	return vordr_page_send(skb, info, VORDR_CMD_DESTS, &c, vordr_ident_gen(),
 			       more, empty);
 }
 

@@ -117,6 +117,7 @@ static inline void vordr_count_packet(void)
 
 struct vordr_ident_stats;
 struct vordr_dns_tab;
+struct vordr_dest_tab;
 
 /*
  * An executable: its path as d_path() printed it (a deleted file ends in
@@ -155,12 +156,15 @@ struct vordr_ident {
 	atomic64_t rule_cache[VORDR_RULE_CACHE];
 	/* The names its lookups gave addresses (dns.c), made on first use. */
 	struct vordr_dns_tab __rcu *dns;
+	/* Where its packets went (dest.c), made on first use. */
+	struct vordr_dest_tab *dest;
 	u16 dir_len[VORDR_MAX_DEPTH];
 	u32 dir_hash[VORDR_MAX_DEPTH];
 	char path[];
 };
 
 struct vordr_ident_view {
+	const struct vordr_ident *id;	/* under the caller's RCU section */
 	const char *path;
 	u16 len;
 	dev_t dev;
@@ -414,6 +418,49 @@ extern const struct vordr_proto vordr_proto_udp;
 extern const struct vordr_proto vordr_proto_udplite;
 extern const struct vordr_proto vordr_proto_icmp;
 extern const struct vordr_proto vordr_proto_icmpv6;
+
+/* ---- where an executable's packets went (dest.c) ------------------------ */
+
+#define VORDR_DEST_PER_IDENT 24
+
+/* A destination: remote address, protocol, the service's port and its side (VORDR_SIDE_*). */
+struct vordr_dest_key {
+	union nf_inet_addr addr;
+	u16 port;
+	u8 af, prot, side;
+};
+
+struct vordr_dest_counts {
+	u64 ap, ab, bp, bb;	/* allowed, blocked: packets, bytes */
+};
+
+struct vordr_dest {
+	struct vordr_dest_key key;
+	struct vordr_dest_counts c;
+	time64_t last;
+	u64 err;		/* score of the row it replaced (dest.c) */
+};
+
+struct vordr_dest_view {
+	struct vordr_dest d;
+	bool other;		/* the sum of destinations pushed out */
+	u32 folded;		/* how many went into it */
+};
+
+/* Packets whose destination could not be kept (no memory for a table). */
+extern atomic64_t vordr_dest_lost;
+
+void vordr_dest_add(struct vordr_ident *id, const struct vordr_dest_key *k,
+		    const struct vordr_dest_counts *c, time64_t last, u64 total);
+bool vordr_dest_get(const struct vordr_ident *id, u32 i, struct vordr_dest_view *v);
+void vordr_dest_forget(struct vordr_ident *id);
+/*
+ * Counts @pkt against the flow of @o's known-socket entry (ksc.c);
+ * @service: its socket listens (or is a connection request to it), so its
+ * own port names the destination.
+ */
+void vordr_ksc_count(const struct vordr_owner *o, const struct vordr_pkt *pkt,
+		     bool service, bool allowed, time64_t now);
 
 /* ---- names from DNS answers (dns.c) ------------------------------------- */
 
