@@ -89,7 +89,8 @@ function opt(v: AttrValue | undefined): number | undefined {
   return v === undefined ? undefined : num(v);
 }
 
-function addr(v: AttrValue | undefined): string {
+/** An address attribute as text: dotted IPv4, RFC 5952 IPv6. */
+export function formatAddr(v: AttrValue | undefined): string {
   if (!Buffer.isBuffer(v)) return '';
   const b = Buffer.from(v);
   if (b.length === 4) return [...b].join('.');
@@ -146,8 +147,8 @@ export function decodeEvent(m: Message, v: Vocab, now: Date = new Date()): Vordr
     dir: named(v, 'DIR', num(m[A.DIR])),
     prot: v.protName(prot),
     ip: ipVersion(v, af, m[A.DADDR]),
-    saddr: addr(m[A.SADDR]),
-    daddr: addr(m[A.DADDR]),
+    saddr: formatAddr(m[A.SADDR]),
+    daddr: formatAddr(m[A.DADDR]),
     sport: num(m[A.SPORT]),
     dport: num(m[A.DPORT]),
     pid: opt(m[A.PID]),

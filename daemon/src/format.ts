@@ -4,7 +4,8 @@
 //   allow tcp /usr/bin/curl  packets=12 bytes=3456 last=2026-11-22T10:00:00Z
 //   block any "/opt/My App/bin/app"  packets=0 bytes=0 last=never
 
-import type { AppStats, Rule } from './kernel';
+import type { AppStats, DestStats, Rule } from './kernel';
+import { formatAddr } from './events';
 import type { Vocab } from './vocab';
 import { LIFE_IDS, lifetimeWords } from './grammar';
 import { qualBytes } from './kqual';
@@ -79,14 +80,49 @@ export function human(n: bigint): string {
   return i === 0 ? String(n) : `${x < 10 ? x.toFixed(1) : Math.round(x)}${units[i]}`;
 }
 
-/** `stats`: one line per executable, busiest first, then by path. */
-export function statsLines(stats: readonly AppStats[]): string[] {
-  const rows = [...stats]
-    .sort((a, b) => {
-      const d = b.apackets + b.bpackets - (a.apackets + a.bpackets);
-      return d > 0n ? 1 : d < 0n ? -1 : a.path < b.path ? -1 : a.path > b.path ? 1 : 0;
-    })
-    .map((s) => [quote(s.path), `${s.apackets}`, human(s.abytes), `${s.bpackets}`, human(s.bbytes), formatTime(s.lasthit)]);
+const used = (s: { apackets: bigint; bpackets: bigint }): bigint => s.apackets + s.bpackets;
+const busiest = (a: { apackets: bigint; bpackets: bigint }, b: { apackets: bigint; bpackets: bigint }): number => {
+  const d = used(b) - used(a);
+  return d > 0n ? 1 : d < 0n ? -1 : 0;
+};
+
+/**
+ * A destination as the rule language says it: `tcp to example.com
+ * (93.184.216.34) port 443`, `udp from 10.0.0.5 port 53` (a service this
+ * end offers: its own port), or how many others the row sums.
+ */
+export function destText(d: DestStats, v: Vocab): string {
+  if (d.addr === undefined) return `${d.folded ?? 0} other destination${d.folded === 1 ? '' : 's'}`;
+  const a = formatAddr(d.addr);
+  const where = d.name !== undefined ? `${d.name} (${a})` : a;
+  const from = d.side === sideValues(v).from;
+  const prot = d.prot === undefined ? '' : v.protName(d.prot);
+  const ported = prot === 'tcp' || prot === 'udp';
+  return `${prot} ${from ? 'from' : 'to'} ${where}${ported ? ` port ${d.port ?? 0}` : ''}`;
+}
+
+/**
+ * `stats`: one line per executable, busiest first, then by path; under
+ * each, its destinations (when the module gives them), busiest first, the
+ * "other" row last.
+ */
+export function statsLines(stats: readonly AppStats[], dests: readonly DestStats[] = [], v?: Vocab): string[] {
+  const key = (s: { path: string; dev: number; ino: bigint }): string => `${s.dev}:${s.ino}:${s.path}`;
+  const by = new Map<string, DestStats[]>();
+  for (const d of dests) {
+    const list = by.get(key(d)) ?? [];
+    list.push(d);
+    by.set(key(d), list);
+  }
+  const cells = (label: string, s: AppStats | DestStats): string[] =>
+    [label, `${s.apackets}`, human(s.abytes), `${s.bpackets}`, human(s.bbytes), formatTime(s.lasthit)];
+  const rows: string[][] = [];
+  for (const s of [...stats].sort((a, b) => busiest(a, b) || (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))) {
+    rows.push(cells(quote(s.path), s));
+    if (v === undefined) continue;
+    const mine = (by.get(key(s)) ?? []).sort((a, b) => (a.addr === undefined ? 1 : 0) - (b.addr === undefined ? 1 : 0) || busiest(a, b));
+    for (const d of mine) rows.push(cells(`  ${destText(d, v)}`, d));
+  }
   const head = ['application', 'allowed', 'bytes', 'blocked', 'bytes', 'last'];
   const all = [head, ...rows];
   const widths = head.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));

@@ -646,14 +646,21 @@ export const COMMANDS: readonly Entry[] = [
     name: 'stats',
     aliases: [],
     usage: ['stats'],
-    summary: 'per-application counters: packets and bytes allowed and blocked',
+    summary: 'per-application counters: packets and bytes allowed and blocked, and by destination',
     parse: (args) => noMore('stats', args, 0).map((): Command => ({ kind: 'stats' })),
     run: (_cmd, ctx) =>
       ctx.kernel
         .stats()
+        .andThen((stats) =>
+          ctx.kernel
+            .dests()
+            // A module without DESTS still has its per-application counters.
+            .orElse((e) => (e.kind === 'kernel' && (e.code === 'EOPNOTSUPP' || e.code === 'EINVAL') ? okAsync([]) : errAsync(e)))
+            .map((dests) => ({ stats, dests })),
+        )
         .mapErr((e): RunError => (e.kind === 'kernel' && (e.code === 'EOPNOTSUPP' || e.code === 'EINVAL') ? { kind: 'unsupported', what: 'stats' } : e))
-        .map((stats) => {
-          ctx.out.write(stats.length === 0 ? 'no traffic counted yet\n' : statsLines(stats).join('\n') + '\n');
+        .map(({ stats, dests }) => {
+          ctx.out.write(stats.length === 0 ? 'no traffic counted yet\n' : statsLines(stats, dests, ctx.vocab).join('\n') + '\n');
           return CONTINUE();
         }),
   },

@@ -70,6 +70,28 @@ export interface AppStats {
   lasthit: bigint;
 }
 
+/** DESTS: where one executable's packets went; a row without addr sums the destinations pushed out. */
+export interface DestStats {
+  path: string;
+  dev: number;
+  ino: bigint;
+  /** The remote address (4 or 16 bytes); undefined on the "other" row. */
+  addr?: Buffer;
+  prot?: number;
+  /** A SIDE constant: TO (the remote's port) or FROM (this end's own, a service it offers). */
+  side?: number;
+  port?: number;
+  /** The executable's own lookup of addr, while it lasts. */
+  name?: string;
+  /** The "other" row: how many destinations it sums. */
+  folded?: number;
+  apackets: bigint;
+  abytes: bigint;
+  bpackets: bigint;
+  bbytes: bigint;
+  lasthit: bigint;
+}
+
 // Commands, attributes and flags are named by defs.x's C identifiers
 // (schema.ids.CMD.RULE_ADD), checked when the daemon is compiled; the
 // addon that supplies them was built from the same defs.x, and HELLO
@@ -301,6 +323,13 @@ export class Kernel {
       .orElse((e) => (e.kind === 'kernel' && e.code === 'EINTR' && tries > 1 ? this.stats(tries - 1) : errAsync(e)));
   }
 
+  /** Per-executable destinations (DESTS dump), asked again on EINTR like stats. */
+  dests(tries = 3): ResultAsync<DestStats[], KernelError> {
+    return this.call(this.ids.CMD.DESTS)
+      .map((replies) => replies.map((r) => toDest(r, this.ids.ATTR)))
+      .orElse((e) => (e.kind === 'kernel' && e.code === 'EINTR' && tries > 1 ? this.dests(tries - 1) : errAsync(e)));
+  }
+
   /**
    * Delivers the module's events (undecoded messages, or the addon's
    * `{lost: true}` marker) to callback; false when the addon or the module
@@ -360,6 +389,24 @@ function toStats(r: Message, A: Ids['ATTR']): AppStats {
     path: str(r[A.PATH]),
     dev: num(r[A.DEV]),
     ino: big(r[A.INO]),
+    apackets: big(r[A.APACKETS]),
+    abytes: big(r[A.ABYTES]),
+    bpackets: big(r[A.BPACKETS]),
+    bbytes: big(r[A.BBYTES]),
+    lasthit: big(r[A.LASTHIT]),
+  };
+}
+
+function toDest(r: Message, A: Ids['ATTR']): DestStats {
+  const addr = r[A.DADDR];
+  const name = r[A.NAME];
+  return {
+    path: str(r[A.PATH]),
+    dev: num(r[A.DEV]),
+    ino: big(r[A.INO]),
+    ...(Buffer.isBuffer(addr)
+      ? { addr, prot: num(r[A.PROT]), side: num(r[A.QSIDE]), port: num(r[A.DPORT]), ...(typeof name === 'string' && name !== '' ? { name } : {}) }
+      : { folded: num(r[A.COUNT]) }),
     apackets: big(r[A.APACKETS]),
     abytes: big(r[A.ABYTES]),
     bpackets: big(r[A.BPACKETS]),

@@ -29,6 +29,7 @@ export const FLAG_MEANING: { readonly [K in FlagId]: string } = {
   HELDLOST: 'datagrams whose owner was not known in time (judged by unkproc), or held when the module was unloaded (dropped)',
   POLICY: 'what the last load of the saved policy did, or why it failed closed',
   DNSDROPS: 'names learnt from DNS answers dropped before they expired (the module\'s bounds, or no memory)',
+  DESTLOST: 'packets counted for their application but not for a destination (no memory for its destination table)',
 };
 
 function code(s: string): string {

@@ -607,11 +607,15 @@ export function runUi(o: UiOptions): Promise<UiExit> {
       if (d.isOk()) evdrops = d.value;
       if (view === 'stats') {
         const s = await o.kernel.stats();
+        // Destinations under each application; a module without DESTS shows the applications alone.
+        const ds = s.isOk() ? await o.kernel.dests() : undefined;
         statsText = s.isOk()
           ? s.value.length === 0
             ? ['no traffic counted yet']
-            : statsLines(s.value).map((l, i) => (i === 0 ? `{bold}${blessed.escape(l)}{/bold}` : blessed.escape(l)))
+            : statsLines(s.value, ds?.isOk() ? ds.value : [], v).map((l, i) => (i === 0 ? `{bold}${blessed.escape(l)}{/bold}` : blessed.escape(l)))
           : [`{red-fg}${blessed.escape(describeRunError(s.error))}{/red-fg}`];
+        if (ds?.isErr() && !(ds.error.kind === 'kernel' && (ds.error.code === 'EOPNOTSUPP' || ds.error.code === 'EINVAL')))
+          statsText.push(`{red-fg}destinations: ${blessed.escape(describeRunError(ds.error))}{/red-fg}`);
       }
       render();
     }

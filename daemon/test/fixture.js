@@ -138,7 +138,7 @@ const INT_TYPES = new Set(['u8', 'u16', 'u32', 'u64']);
  * Events: emit(attrs) delivers one event message to the subscriber, as the
  * addon does for the module's multicast group; unload() and load() play the
  * module going and coming back (its family watch, a fresh open()); stats is a Map path -> counters
- * the STATS dump returns.
+ * the STATS dump returns, dests the DESTS dump's rows.
  */
 function fakeAddon(options = {}) {
   const s = options.schema ?? schema();
@@ -149,6 +149,7 @@ function fakeAddon(options = {}) {
   let clock = 1;
   let subscriber = null;
   const stats = new Map();
+  const dests = [];
 
   let watcher = null;
   let present = true;
@@ -244,6 +245,9 @@ function fakeAddon(options = {}) {
       case 'stats':
         if (options.noStats) throw kernelError(95, 'EOPNOTSUPP', 'Operation not supported');
         return [...stats.entries()].map(([p, c]) => ({ path: p, dev: 2049, ino: 1n, apackets: 0n, abytes: 0n, bpackets: 0n, bbytes: 0n, lasthit: 0n, ...c }));
+      case 'dests':
+        if (options.noStats) throw kernelError(95, 'EOPNOTSUPP', 'Operation not supported');
+        return dests.map((d) => ({ dev: 2049, ino: 1n, apackets: 0n, abytes: 0n, bpackets: 0n, bbytes: 0n, lasthit: 0n, ...d }));
       case 'flag_get':
         if (!flags.has(a.flag)) throw kernelError(22, 'EINVAL', 'no such flag', 'flag');
         return [{ flag: a.flag, value: flags.get(a.flag) }];
@@ -264,6 +268,8 @@ function fakeAddon(options = {}) {
       Object.assign(r, { packets: BigInt(packets), bytes: BigInt(bytes), lasthit: BigInt(lasthit) });
     },
     stats,
+    /** The DESTS dump's rows (attributes by schema name; dev and ino default to the stats rows'). */
+    dests,
     /** Whether someone listens to events. */
     get subscribed() {
       return subscriber !== null;

@@ -192,6 +192,33 @@ test('stats prints one line per application, busiest first, with human byte coun
   );
 });
 
+test('stats breaks an application down by destination: a name where its lookup gave one, a service by its own port, the rest summed', async () => {
+  const t = await setup();
+  const C = t.addon.schema.constants;
+  const tcp = C.prot.tcp.value;
+  const udp = C.prot.udp.value;
+  t.addon.stats.set('/usr/bin/curl', { apackets: 12n, abytes: 9000n, bpackets: 1n, bbytes: 60n, lasthit: 0n });
+  const ip = (...b) => Buffer.from(b);
+  t.addon.dests.push(
+    { path: '/usr/bin/curl', prot: tcp, af: 2, daddr: ip(93, 184, 216, 34), qside: C.side.to.value, dport: 443, name: 'example.com', apackets: 10n, abytes: 8000n },
+    { path: '/usr/bin/curl', prot: udp, af: 2, daddr: ip(10, 0, 0, 5), qside: C.side.from.value, dport: 5353, bpackets: 1n, bbytes: 60n },
+    { path: '/usr/bin/curl', count: 3, apackets: 2n, abytes: 1000n },
+  );
+  const r = await t.runner.runLines(['stats'], 'f');
+  assert.deepEqual(r.failures, []);
+  assert.equal(
+    t.out.text,
+    [
+      'application                                    allowed  bytes  blocked  bytes  last',
+      '/usr/bin/curl                                       12   8.8K        1     60  never',
+      '  tcp to example.com (93.184.216.34) port 443       10   7.8K        0      0  never',
+      '  udp from 10.0.0.5 port 5353                        0      0        1     60  never',
+      '  3 other destinations                               2   1.0K        0      0  never',
+      '',
+    ].join('\n'),
+  );
+});
+
 test('stats with no traffic says so', async () => {
   const t = await setup();
   await t.runner.runLines(['stats'], 'f');
