@@ -579,6 +579,22 @@ static int vordr_nl_rule_list(struct sk_buff *req, struct genl_info *info)
 			       more, empty);
 }
 
+/* @iv's executable and counters (STATS, and each DESTS row). */
+static int vordr_put_counts(struct sk_buff *skb, const struct vordr_ident_view *iv,
+			    u64 ap, u64 ab, u64 bp, u64 bb, u64 last)
+{
+	if (nla_put(skb, VORDR_A_PATH, iv->len + 1, iv->path) ||
+	    nla_put_u32(skb, VORDR_A_DEV, iv->dev) ||
+	    nla_put_u64_64bit(skb, VORDR_A_INO, iv->ino, VORDR_A_PAD) ||
+	    nla_put_u64_64bit(skb, VORDR_A_APACKETS, ap, VORDR_A_PAD) ||
+	    nla_put_u64_64bit(skb, VORDR_A_ABYTES, ab, VORDR_A_PAD) ||
+	    nla_put_u64_64bit(skb, VORDR_A_BPACKETS, bp, VORDR_A_PAD) ||
+	    nla_put_u64_64bit(skb, VORDR_A_BBYTES, bb, VORDR_A_PAD) ||
+	    nla_put_u64_64bit(skb, VORDR_A_LASTHIT, last, VORDR_A_PAD))
+		return -EMSGSIZE;
+	return 0;
+}
+
 /* Every executable seen, with its counters. */
 static int vordr_nl_stats(struct sk_buff *req, struct genl_info *info)
 {
@@ -607,14 +623,8 @@ static int vordr_nl_stats(struct sk_buff *req, struct genl_info *info)
 		hdr = vordr_page_put(skb, info, VORDR_CMD_STATS);
 		if (!hdr)
 			break;
-		if (nla_put(skb, VORDR_A_PATH, iv.len + 1, iv.path) ||
-		    nla_put_u32(skb, VORDR_A_DEV, iv.dev) ||
-		    nla_put_u64_64bit(skb, VORDR_A_INO, iv.ino, VORDR_A_PAD) ||
-		    nla_put_u64_64bit(skb, VORDR_A_APACKETS, iv.apackets, VORDR_A_PAD) ||
-		    nla_put_u64_64bit(skb, VORDR_A_ABYTES, iv.abytes, VORDR_A_PAD) ||
-		    nla_put_u64_64bit(skb, VORDR_A_BPACKETS, iv.bpackets, VORDR_A_PAD) ||
-		    nla_put_u64_64bit(skb, VORDR_A_BBYTES, iv.bbytes, VORDR_A_PAD) ||
-		    nla_put_u64_64bit(skb, VORDR_A_LASTHIT, iv.lasthit, VORDR_A_PAD) ||
+		if (vordr_put_counts(skb, &iv, iv.apackets, iv.abytes, iv.bpackets, iv.bbytes,
+				     iv.lasthit) ||
 		    vordr_page_full(skb)) {
 			genlmsg_cancel(skb, hdr);
 			break;
@@ -636,14 +646,7 @@ static int vordr_put_dest(struct sk_buff *skb, const struct vordr_ident_view *iv
 	const struct vordr_dest *d = &dv->d;
 	const char *name;
 
-	if (nla_put(skb, VORDR_A_PATH, iv->len + 1, iv->path) ||
-	    nla_put_u32(skb, VORDR_A_DEV, iv->dev) ||
-	    nla_put_u64_64bit(skb, VORDR_A_INO, iv->ino, VORDR_A_PAD) ||
-	    nla_put_u64_64bit(skb, VORDR_A_APACKETS, d->c.ap, VORDR_A_PAD) ||
-	    nla_put_u64_64bit(skb, VORDR_A_ABYTES, d->c.ab, VORDR_A_PAD) ||
-	    nla_put_u64_64bit(skb, VORDR_A_BPACKETS, d->c.bp, VORDR_A_PAD) ||
-	    nla_put_u64_64bit(skb, VORDR_A_BBYTES, d->c.bb, VORDR_A_PAD) ||
-	    nla_put_u64_64bit(skb, VORDR_A_LASTHIT, d->last, VORDR_A_PAD))
+	if (vordr_put_counts(skb, iv, d->c.ap, d->c.ab, d->c.bp, d->c.bb, d->last))
 		return -EMSGSIZE;
 	if (dv->other)
 		return nla_put_u32(skb, VORDR_A_COUNT, dv->folded);
