@@ -12,7 +12,7 @@
 
 import { Result, ResultAsync, err, errAsync, ok, okAsync } from 'neverthrow';
 import { quote, ruleLine, sortRules, statsLines } from './format';
-import { describeKernelError, type KernelError, type Kernel } from './kernel';
+import { describeKernelError, isUnsupported, type KernelError, type Kernel } from './kernel';
 import type { KernelQual } from './kqual';
 import {
   QUALIFIER_USAGE, QUALIFIER_WORDS, hasQualifiers, parseDest, parseNet, parsePorts, parseUser, qualifierText, resolveQual, sideValues, systemPasswd,
@@ -655,10 +655,10 @@ export const COMMANDS: readonly Entry[] = [
           ctx.kernel
             .dests()
             // A module without DESTS still has its per-application counters.
-            .orElse((e) => (e.kind === 'kernel' && (e.code === 'EOPNOTSUPP' || e.code === 'EINVAL') ? okAsync([]) : errAsync(e)))
+            .orElse((e) => (isUnsupported(e) ? okAsync([]) : errAsync(e)))
             .map((dests) => ({ stats, dests })),
         )
-        .mapErr((e): RunError => (e.kind === 'kernel' && (e.code === 'EOPNOTSUPP' || e.code === 'EINVAL') ? { kind: 'unsupported', what: 'stats' } : e))
+        .mapErr((e): RunError => (isUnsupported(e) ? { kind: 'unsupported', what: 'stats' } : e))
         .map(({ stats, dests }) => {
           ctx.out.write(stats.length === 0 ? 'no traffic counted yet\n' : statsLines(stats, dests, ctx.vocab).join('\n') + '\n');
           return CONTINUE();

@@ -24,6 +24,11 @@ export type KernelError =
   /** The addon's schema lacks a command or attribute the daemon uses. */
   | { kind: 'addon-mismatch'; missing: string[] };
 
+/** The module does not have this command (an older module): EOPNOTSUPP or EINVAL. */
+export function isUnsupported(e: KernelError): boolean {
+  return e.kind === 'kernel' && (e.code === 'EOPNOTSUPP' || e.code === 'EINVAL');
+}
+
 export interface Rule {
   prot: number;
   path: string;
@@ -70,11 +75,8 @@ export interface AppStats {
   lasthit: bigint;
 }
 
-/** DESTS: where one executable's packets went; a row without addr sums the destinations pushed out. */
-export interface DestStats {
-  path: string;
-  dev: number;
-  ino: bigint;
+/** DESTS: where one executable's packets went (its counters, as STATS's); a row without addr sums the destinations pushed out. */
+export interface DestStats extends AppStats {
   /** The remote address (4 or 16 bytes); undefined on the "other" row. */
   addr?: Buffer;
   prot?: number;
@@ -85,11 +87,6 @@ export interface DestStats {
   name?: string;
   /** The "other" row: how many destinations it sums. */
   folded?: number;
-  apackets: bigint;
-  abytes: bigint;
-  bpackets: bigint;
-  bbytes: bigint;
-  lasthit: bigint;
 }
 
 // Commands, attributes and flags are named by defs.x's C identifiers
@@ -262,15 +259,21 @@ export class Kernel {
   }
 
   /**
-   * A dump cut short by a concurrent change (EINTR) is asked again: the
-   * caller wants one consistent listing, not a partial one.
+   * A dump cut short by a concurrent change (EINTR) is asked again, up to
+   * three times in all: the caller wants one consistent listing, not a
+   * partial one.
    */
-  ruleList(verdict?: number, tries = 3): ResultAsync<Rule[], KernelError> {
-    return this.call(this.ids.CMD.RULE_LIST, verdict === undefined ? undefined : { [this.ids.ATTR.VERDICT]: verdict })
-      .map((replies) => replies.map((r) => toRule(r, this.ids.ATTR, this.lifeAlways)))
-      .orElse((e) =>
-        e.kind === 'kernel' && e.code === 'EINTR' && tries > 1 ? this.ruleList(verdict, tries - 1) : errAsync(e),
-      );
+  private dump(command: string, attrs?: Readonly<Record<string, AttrValue | undefined>>, tries = 3): ResultAsync<Message[], KernelError> {
+    return this.call(command, attrs).orElse((e) =>
+      e.kind === 'kernel' && e.code === 'EINTR' && tries > 1 ? this.dump(command, attrs, tries - 1) : errAsync(e),
+    );
+  }
+
+  /** The rules (RULE_LIST dump), of one verdict or all. */
+  ruleList(verdict?: number): ResultAsync<Rule[], KernelError> {
+    return this.dump(this.ids.CMD.RULE_LIST, verdict === undefined ? undefined : { [this.ids.ATTR.VERDICT]: verdict }).map((replies) =>
+      replies.map((r) => toRule(r, this.ids.ATTR, this.lifeAlways)),
+    );
   }
 
   /** The policy transaction's calls (defs.x POLICY_BEGIN and the STAGE attribute). */
@@ -316,18 +319,14 @@ export class Kernel {
     return this.call(this.ids.CMD.FLAG_GET, { [A.FLAG]: flag }).map((replies) => big(replies[0]?.[A.VALUE]));
   }
 
-  /** Per-executable counters (STATS dump); EINTR is asked again like ruleList. */
-  stats(tries = 3): ResultAsync<AppStats[], KernelError> {
-    return this.call(this.ids.CMD.STATS)
-      .map((replies) => replies.map((r) => toStats(r, this.ids.ATTR)))
-      .orElse((e) => (e.kind === 'kernel' && e.code === 'EINTR' && tries > 1 ? this.stats(tries - 1) : errAsync(e)));
+  /** Per-executable counters (STATS dump). */
+  stats(): ResultAsync<AppStats[], KernelError> {
+    return this.dump(this.ids.CMD.STATS).map((replies) => replies.map((r) => toStats(r, this.ids.ATTR)));
   }
 
-  /** Per-executable destinations (DESTS dump), asked again on EINTR like stats. */
-  dests(tries = 3): ResultAsync<DestStats[], KernelError> {
-    return this.call(this.ids.CMD.DESTS)
-      .map((replies) => replies.map((r) => toDest(r, this.ids.ATTR)))
-      .orElse((e) => (e.kind === 'kernel' && e.code === 'EINTR' && tries > 1 ? this.dests(tries - 1) : errAsync(e)));
+  /** Per-executable destinations (DESTS dump). */
+  dests(): ResultAsync<DestStats[], KernelError> {
+    return this.dump(this.ids.CMD.DESTS).map((replies) => replies.map((r) => toDest(r, this.ids.ATTR)));
   }
 
   /**
@@ -401,17 +400,10 @@ function toDest(r: Message, A: Ids['ATTR']): DestStats {
   const addr = r[A.DADDR];
   const name = r[A.NAME];
   return {
-    path: str(r[A.PATH]),
-    dev: num(r[A.DEV]),
-    ino: big(r[A.INO]),
+    ...toStats(r, A),
     ...(Buffer.isBuffer(addr)
       ? { addr, prot: num(r[A.PROT]), side: num(r[A.QSIDE]), port: num(r[A.DPORT]), ...(typeof name === 'string' && name !== '' ? { name } : {}) }
       : { folded: num(r[A.COUNT]) }),
-    apackets: big(r[A.APACKETS]),
-    abytes: big(r[A.ABYTES]),
-    bpackets: big(r[A.BPACKETS]),
-    bbytes: big(r[A.BBYTES]),
-    lasthit: big(r[A.LASTHIT]),
   };
 }
 

@@ -29,7 +29,7 @@ import type { Kernel } from './kernel';
 import { LineEditor } from './lineedit';
 import { DURATIONS, describeDecision, GUARD_MS, lifetimeLabel, ONCE_SECONDS, Prompts, sameLifetime, TIMEOUT_DECISION, WHERE_KEYS, type Clock } from './prompts';
 import { describeLineError, type Runner } from './script';
-import { PERMISSION_MESSAGE } from './kernel';
+import { PERMISSION_MESSAGE, isUnsupported } from './kernel';
 import type { Vocab } from './vocab';
 
 export const CONSOLE_PROMPT = 'vordr> ';
@@ -614,7 +614,7 @@ export function runUi(o: UiOptions): Promise<UiExit> {
             ? ['no traffic counted yet']
             : statsLines(s.value, ds?.isOk() ? ds.value : [], v).map((l, i) => (i === 0 ? `{bold}${blessed.escape(l)}{/bold}` : blessed.escape(l)))
           : [`{red-fg}${blessed.escape(describeRunError(s.error))}{/red-fg}`];
-        if (ds?.isErr() && !(ds.error.kind === 'kernel' && (ds.error.code === 'EOPNOTSUPP' || ds.error.code === 'EINVAL')))
+        if (ds?.isErr() && !isUnsupported(ds.error))
           statsText.push(`{red-fg}destinations: ${blessed.escape(describeRunError(ds.error))}{/red-fg}`);
       }
       render();
