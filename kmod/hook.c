@@ -140,6 +140,26 @@ static void vordr_hand_over(struct sk_buff *skb, struct sock *sk)
 	skb->destructor = sock_pfree;
 }
 
+/* The listener @sk (TCP, connected) was accepted from, if it was: by its local address. */
+static struct sock *vordr_listener_of(struct net *net, struct sock *sk, int dif)
+{
+	struct inet_hashinfo *h = net->ipv4.tcp_death_row.hashinfo;
+	struct sock *l = NULL;
+
+	if (sk->sk_family == AF_INET)
+		l = __inet_lookup_listener(net, h, NULL, 0,
+					   sk->sk_daddr, sk->sk_dport,
+					   sk->sk_rcv_saddr, sk->sk_num, dif, 0);
+#if IS_ENABLED(CONFIG_IPV6)
+	else if (sk->sk_family == AF_INET6)
+		l = inet6_lookup_listener(net, h, NULL, 0,
+					  &sk->sk_v6_daddr, sk->sk_dport,
+					  &sk->sk_v6_rcv_saddr, sk->sk_num, dif, 0);
+#endif
+	/* Listeners are freed after a grace period: no reference needed. */
+	return IS_ERR_OR_NULL(l) ? NULL : l;
+}
+
 /*
  * A TCP socket accepted from a listener (or not yet accepted) belongs to
  * whoever owns the listener: find it by the socket's local address.  A
@@ -150,25 +170,14 @@ static const struct vordr_owner *vordr_listener_owner(const struct vordr_pkt *pk
 {
 	const struct vordr_owner *o;
 	int dif = pkt->state->in ? pkt->state->in->ifindex : sk->sk_bound_dev_if;
-	struct inet_hashinfo *h = pkt->state->net->ipv4.tcp_death_row.hashinfo;
 	u8 state = READ_ONCE(sk->sk_state);
-	struct sock *l = NULL;
+	struct sock *l;
 
 	if (sk->sk_protocol != IPPROTO_TCP || state == TCP_LISTEN ||
 	    state == TCP_SYN_SENT)
 		return NULL;
-	if (sk->sk_family == AF_INET)
-		l = __inet_lookup_listener(pkt->state->net, h, NULL, 0,
-					   sk->sk_daddr, sk->sk_dport,
-					   sk->sk_rcv_saddr, sk->sk_num, dif, 0);
-#if IS_ENABLED(CONFIG_IPV6)
-	else if (sk->sk_family == AF_INET6)
-		l = inet6_lookup_listener(pkt->state->net, h, NULL, 0,
-					  &sk->sk_v6_daddr, sk->sk_dport,
-					  &sk->sk_v6_rcv_saddr, sk->sk_num, dif, 0);
-#endif
-	/* Listeners are freed after a grace period: no reference needed. */
-	if (IS_ERR_OR_NULL(l))
+	l = vordr_listener_of(pkt->state->net, sk, dif);
+	if (!l)
 		return NULL;
 	*pending = vordr_sk_cookie(l);
 	o = vordr_ksc_find(*pending);
@@ -180,15 +189,27 @@ static const struct vordr_owner *vordr_listener_owner(const struct vordr_pkt *pk
 }
 
 /*
- * Current, as @id, sends or writes on @sk.  TCP keeps every executable
- * that did: data another executable queued may leave with any packet.
+ * Current, as @id, sends or writes on @sk (@known: it has an owner).  TCP
+ * keeps every executable that did: data another executable queued may
+ * leave with any packet.  A connection whose server speaks first (SSH,
+ * SMTP: before any packet of its client's came in, that would have found
+ * it through its listener) is an accepted one all the same: of its
+ * listener's kind, in the cache's partitions and in DESTS (its own port
+ * names it).  Looked up once a socket, never for a client's (SYN_SENT).
  */
 static const struct vordr_owner *vordr_learn(struct sock *sk, u64 cookie,
-					     struct vordr_ident *id)
+					     struct vordr_ident *id, bool known)
 {
-	return vordr_ksc_set(sk, cookie, id, task_tgid_nr(current), current_euid(),
-			     VORDR_KSC_SENDER |
-			     (sk->sk_protocol == IPPROTO_TCP ? VORDR_KSC_KEEP : 0));
+	unsigned int how = VORDR_KSC_SENDER;
+	u8 state = READ_ONCE(sk->sk_state);
+
+	if (sk->sk_protocol == IPPROTO_TCP) {
+		how |= VORDR_KSC_KEEP;
+		if (!known && state != TCP_SYN_SENT && state != TCP_LISTEN && state != TCP_CLOSE &&
+		    vordr_listener_of(sock_net(sk), sk, sk->sk_bound_dev_if))
+			how |= VORDR_KSC_DERIVED;
+	}
+	return vordr_ksc_set(sk, cookie, id, task_tgid_nr(current), current_euid(), how);
 }
 
 /*
@@ -247,7 +268,7 @@ vordr_owner_slow(struct vordr_pkt *pkt, struct sock *sk, u64 cookie,
 		/* Not retried on every packet: remembered as unknown. */
 		return vordr_ksc_set(sk, cookie, NULL, 0, INVALID_UID, 0);
 	}
-	o = vordr_learn(sk, cookie, id);
+	o = vordr_learn(sk, cookie, id, o && o->id);
 	if (!o)
 		pkt->failed = true;
 	return o;
@@ -327,7 +348,7 @@ void vordr_hook_writer(struct sock *sk)
 		goto out;
 	id = vordr_ident_of_current(&err);
 	if (id)
-		vordr_learn(sk, cookie, id);
+		vordr_learn(sk, cookie, id, o && o->id);
 out:
 	rcu_read_unlock();
 }

@@ -1,9 +1,9 @@
 // Where each executable's packets went (issue 14, item 5): the module's
 // DESTS dump, fed by the known-socket cache's per-flow counts, on real
 // connections of python agents: a client's rows name the server's port
-// (to), a server's its own (from); blocked packets are counted on the row
-// they were going to; one datagram socket talking to many peers gets a
-// row each, past the table's bound the least used summed as "other";
+// (to), a server's its own (from), also when it speaks first; blocked
+// packets are counted on the row they were going to; one datagram socket
+// talking to many peers gets a row each, past the table's bound the least used summed as "other";
 // every packet STATS counts for an executable is in its rows (nothing
 // lost); the daemon's `stats` prints them. Runs as root in the test VM
 // with vordr.ko loaded; leaves the module's defaults as it found them.
@@ -19,6 +19,7 @@ const W = workdir('dests');
 const srvExe = copyExe(bin.python, join(W, 'srv', 'py'));
 const cliExe = copyExe(bin.python, join(W, 'cli', 'py'));
 const sprayExe = copyExe(bin.python, join(W, 'spray', 'py'));
+const bannerExe = copyExe(bin.python, join(W, 'banner', 'py'));
 const PER_IDENT = 24;   // kmod/vordr.h VORDR_DEST_PER_IDENT, as README states it
 let k;
 let srv;
@@ -38,6 +39,30 @@ for i in range(n):
         except OSError:
             pass
 print('done', flush=True)
+`);
+
+const banner = join(W, 'banner.py');
+writeFileSync(banner, String.raw`
+import socket, subprocess, sys
+# A server that speaks first (as SSH, SMTP, FTP do): its accepted sockets'
+# first packets are its own sends, not the client's.  The client: argv[1].
+l = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+l.bind(('127.0.0.1', 0))
+l.listen(8)
+port = l.getsockname()[1]
+client = subprocess.Popen([sys.argv[1], '-c', r'''
+import socket, sys
+for _ in range(3):
+    c = socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=5)
+    assert c.recv(16) == b'hi\n'
+    c.close()
+''', str(port)])
+for _ in range(3):
+    c, _ = l.accept()
+    c.sendall(b'hi\n')
+    c.close()
+assert client.wait(10) == 0
+print(port, flush=True)
 `);
 
 before(async () => {
@@ -87,6 +112,20 @@ test('a client\'s connection is a row to the server\'s port, the server\'s a row
   const s = row(await destsOf(srvExe), '127.0.0.1', 'from', port);
   assert.ok(s, 'the server\'s row: from the client, to its own port');
   assert.ok(s.apackets >= 9n, `${s.apackets}`);
+});
+
+test('a server that speaks first: its connections are one row from its own port, not one a client port', async () => {
+  mark = klogMark();
+  await k.add('allow', 'tcp', bannerExe);
+  await k.add('allow', 'tcp', cliExe);
+  const r = run(bannerExe, ['-S', banner, cliExe]);
+  assert.equal(r.code, 0, r.err);
+  const port = Number(r.out.trim());
+  const rows = (await destsOf(bannerExe)).filter((d) => d.prot === C.prot.tcp);
+  const show = JSON.stringify(rows, (_, v) => (typeof v === 'bigint' ? String(v) : v));
+  assert.equal(rows.length, 1, `one row: ${show}`);
+  assert.ok(row(rows, '127.0.0.1', 'from', port), `from the client to its own port ${port}: ${show}`);
+  assert.ok(rows[0].apackets >= 9n, show);
 });
 
 test('blocked packets are counted on the row they were going to', async () => {
