@@ -45,17 +45,17 @@ struct vordr_dest_tab {
 	spinlock_t lock;
 	u32 n;				/* destinations in @d */
 	u32 folded;			/* destinations pushed into @other */
+	u32 hint;			/* the row last added to: tried first */
 	struct vordr_dest other;	/* their sums; @other.key unused */
 	struct vordr_dest d[VORDR_DEST_PER_IDENT];
 };
 
 atomic64_t vordr_dest_lost = ATOMIC64_INIT(0);
 
+/* Keys are made whole by ksc_flow_key() (zeroed first, padding too) and copied whole. */
 static bool dest_key_eq(const struct vordr_dest_key *a, const struct vordr_dest_key *b)
 {
-	return a->af == b->af && a->prot == b->prot && a->side == b->side &&
-	       a->port == b->port &&
-	       !memcmp(&a->addr, &b->addr, a->af == AF_INET ? 4 : sizeof(a->addr));
+	return !memcmp(a, b, sizeof(*a));
 }
 
 static void dest_sum(struct vordr_dest *d, const struct vordr_dest_counts *c, time64_t last)
@@ -112,6 +112,12 @@ void vordr_dest_add(struct vordr_ident *id, const struct vordr_dest_key *k,
 		return;
 	}
 	spin_lock_irqsave(&t->lock, flags);
+	/* A server's, or a client's, sockets come to one row after another. */
+	if (likely(t->hint < t->n && dest_key_eq(&t->d[t->hint].key, k))) {
+		dest_sum(&t->d[t->hint], c, last);
+		spin_unlock_irqrestore(&t->lock, flags);
+		return;
+	}
 	for (i = 0; i < t->n; i++) {
 		if (dest_key_eq(&t->d[i].key, k)) {
 			d = &t->d[i];
@@ -123,7 +129,7 @@ void vordr_dest_add(struct vordr_ident *id, const struct vordr_dest_key *k,
 	if (!d && t->n < VORDR_DEST_PER_IDENT) {
 		d = &t->d[t->n++];
 		memset(d, 0, sizeof(*d));
-		d->key = *k;
+		memcpy(&d->key, k, sizeof(*k));
 	} else if (!d && total && total < dest_score(&t->d[least])) {
 		/*
 		 * All a socket's flow has counted, less than any row kept;
@@ -140,9 +146,11 @@ void vordr_dest_add(struct vordr_ident *id, const struct vordr_dest_key *k,
 		t->folded++;
 		d = &t->d[least];
 		memset(d, 0, sizeof(*d));
-		d->key = *k;
+		memcpy(&d->key, k, sizeof(*k));
 		d->err = err;
 	}
+	if (d != &t->other)
+		t->hint = d - t->d;
 	dest_sum(d, c, last);
 	spin_unlock_irqrestore(&t->lock, flags);
 }

@@ -177,6 +177,16 @@ static void ksc_owner_put(struct vordr_owner *o)
 		vordr_ident_put(o->also[i]);
 }
 
+/*
+ * Whether this end's port names the destination (side "from"): a socket
+ * accepted from a listener (or the listener), or a datagram socket
+ * answering from a lower, non-ephemeral port.
+ */
+static bool ksc_side_from(bool derived, u8 prot, u16 lport, u16 rport)
+{
+	return derived || (prot == VORDR_PROT_UDP && lport < rport && lport < 32768);
+}
+
 /* The service's side of a flow (dest.c): which port names it. */
 static void ksc_flow_key(const struct ksc_flow *f, struct vordr_dest_key *k)
 {
@@ -186,7 +196,7 @@ static void ksc_flow_key(const struct ksc_flow *f, struct vordr_dest_key *k)
 	k->addr = f->raddr;
 	if (f->prot != VORDR_PROT_TCP && f->prot != VORDR_PROT_UDP) {
 		k->side = VORDR_SIDE_TO;
-	} else if (f->derived || (f->prot == VORDR_PROT_UDP && f->lport < f->rport && f->lport < 32768)) {
+	} else if (ksc_side_from(f->derived, f->prot, f->lport, f->rport)) {
 		k->side = VORDR_SIDE_FROM;
 		k->port = f->lport;
 	} else {
@@ -213,8 +223,6 @@ static void ksc_flow_fold(struct vordr_ksc_entry *e)
 	c.ab = atomic64_xchg(&f->ab, 0);
 	c.bp = atomic64_xchg(&f->bp, 0);
 	c.bb = atomic64_xchg(&f->bb, 0);
-	if (!c.ap && !c.bp)
-		return;
 	f->folded += c.ap + c.bp;
 	ksc_flow_key(f, &k);
 	vordr_dest_add(e->owner.id, &k, &c, READ_ONCE(f->last), f->folded);
@@ -236,10 +244,9 @@ static bool ksc_flow_is(const struct ksc_flow *f, const struct vordr_pkt *pkt,
 		return true;
 	if (lport != f->lport || (service && !f->derived))
 		return false;
-	if (f->derived)
-		return true;		/* side "from": this end's port */
-	if (f->prot == VORDR_PROT_UDP && f->lport < f->rport && f->lport < 32768)
-		return lport < rport;	/* the same rule, the same side */
+	/* Side "from" (this end's port, the same): the packet on that side too. */
+	if (ksc_side_from(f->derived, f->prot, f->lport, f->rport))
+		return ksc_side_from(f->derived, pkt->prot, lport, rport);
 	return rport == f->rport;
 }
 
@@ -265,10 +272,9 @@ static noinline void ksc_count_slow(const struct vordr_owner *o, struct ksc_flow
 				    const struct vordr_pkt *pkt, const union nf_inet_addr *raddr,
 				    u16 lport, u16 rport, bool service, bool allowed, time64_t now)
 {
-	struct ksc_flow one = { .derived = f->derived || service, .af = pkt->af, .prot = pkt->prot,
-				.lport = lport, .rport = rport };
 	struct vordr_dest_counts c = { 0 };
 	struct vordr_dest_key k;
+	struct ksc_flow one;
 	int state = atomic_read_acquire(&f->state);
 
 	if (state == 0 && !pkt->broken && !pkt->later &&
@@ -281,15 +287,20 @@ static noinline void ksc_count_slow(const struct vordr_owner *o, struct ksc_flow
 		f->lport = lport;
 		f->rport = rport;
 		atomic_set_release(&f->state, 2);
-		state = 2;
+		ksc_flow_add(f, allowed, pkt->len, now);	/* the packet that keyed it */
+		return;
 	}
 	if (state == 2 && ksc_flow_is(f, pkt, raddr, lport, rport, service)) {
 		ksc_flow_add(f, allowed, pkt->len, now);	/* its destination, another port */
 		return;
 	}
+	one.derived = f->derived || service;
+	one.af = pkt->af;
+	one.prot = pkt->prot;
+	one.lport = pkt->broken || pkt->later ? 0 : lport;
+	one.rport = pkt->broken || pkt->later ? 0 : rport;
+	memset(&one.raddr, 0, sizeof(one.raddr));
 	memcpy(&one.raddr, raddr, pkt->af == AF_INET ? 4 : sizeof(*raddr));
-	if (pkt->broken || pkt->later)
-		one.lport = one.rport = 0;
 	ksc_flow_key(&one, &k);
 	if (allowed) {
 		c.ap = 1;
